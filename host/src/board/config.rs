@@ -1,0 +1,295 @@
+//! `board.toml`: typed, validated board configuration.
+//!
+//! Parsed with `deny_unknown_fields` everywhere, so a misspelt key is an error naming it, then checked for
+//! values serde cannot judge (an empty command, a relative path). Each policy's `config` table is kept as
+//! data here; its plugin validates it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BoardConfig {
+    #[serde(default)]
+    pub board: BoardSection,
+    #[serde(default)]
+    pub dispatch: DispatchConfig,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+    #[serde(default)]
+    pub goal: GoalConfig,
+    #[serde(default)]
+    pub policies: Vec<PolicySpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BoardSection {
+    pub name: Option<String>,
+    /// Inherited by `dir` and `worktree` cards only, never by scratch.
+    pub default_workdir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// Breaker limit unless a card sets `--max-retries`.
+    pub failure_limit: i64,
+    pub max_in_progress: u32,
+    pub max_in_progress_per_profile: Option<u32>,
+    pub claim_ttl_seconds: i64,
+    pub crash_grace_seconds: i64,
+    pub heartbeat_stale_seconds: i64,
+    /// 0 turns the stale-running requeue off.
+    pub stale_timeout_seconds: i64,
+    pub protocol_violation_limit: i64,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            failure_limit: crate::breaker::DEFAULT_FAILURE_LIMIT,
+            max_in_progress: 8,
+            max_in_progress_per_profile: None,
+            claim_ttl_seconds: 900,
+            crash_grace_seconds: 30,
+            heartbeat_stale_seconds: 3600,
+            stale_timeout_seconds: 14_400,
+            protocol_violation_limit: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// argv of the worker, run in the card's workspace.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Overrides `dispatch.max_in_progress_per_profile` for this profile.
+    pub max_in_progress: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GoalConfig {
+    pub judge: Option<Vec<String>>,
+    pub max_turns: i64,
+}
+
+impl Default for GoalConfig {
+    fn default() -> Self {
+        GoalConfig { judge: None, max_turns: 20 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    RespawnGuard,
+    Diagnostics,
+    Routing,
+    Decompose,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    pub kind: PolicyKind,
+    /// `builtin:NAME`, an installed plugin's name, or `sha256:HEX`.
+    pub plugin: String,
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// A `board.toml` problem, naming the file and the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl BoardConfig {
+    /// Parse and validate the text of a `board.toml` read from `path` (used in messages).
+    pub fn parse(text: &str, path: &Path) -> Result<BoardConfig, ConfigError> {
+        let config: BoardConfig = toml::from_str(text).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate().map_err(|message| ConfigError { path: path.to_path_buf(), message })?;
+        Ok(config)
+    }
+
+    /// Checks serde cannot express. Each message starts with the dotted key at fault.
+    fn validate(&self) -> Result<(), String> {
+        if let Some(dir) = &self.board.default_workdir
+            && !dir.is_absolute()
+        {
+            return Err(format!("board.default_workdir: must be an absolute path, got '{}'", dir.display()));
+        }
+        let d = &self.dispatch;
+        let positive = [
+            ("dispatch.failure_limit", d.failure_limit),
+            ("dispatch.max_in_progress", i64::from(d.max_in_progress)),
+            ("dispatch.claim_ttl_seconds", d.claim_ttl_seconds),
+            ("dispatch.heartbeat_stale_seconds", d.heartbeat_stale_seconds),
+            ("dispatch.protocol_violation_limit", d.protocol_violation_limit),
+            ("goal.max_turns", self.goal.max_turns),
+        ];
+        for (key, value) in positive {
+            if value < 1 {
+                return Err(format!("{key}: must be at least 1, got {value}"));
+            }
+        }
+        for (key, value) in [
+            ("dispatch.crash_grace_seconds", d.crash_grace_seconds),
+            ("dispatch.stale_timeout_seconds", d.stale_timeout_seconds),
+        ] {
+            if value < 0 {
+                return Err(format!("{key}: must not be negative, got {value}"));
+            }
+        }
+        if d.max_in_progress_per_profile == Some(0) {
+            return Err("dispatch.max_in_progress_per_profile: must be at least 1".into());
+        }
+        for (name, profile) in &self.profiles {
+            if !crate::board::is_valid_slug(name) {
+                return Err(format!(
+                    "profiles.{name}: profile names use lowercase letters, digits, '-' and '_' (and start with a letter or digit)"
+                ));
+            }
+            if profile.command.is_empty() || profile.command[0].trim().is_empty() {
+                return Err(format!(
+                    "profiles.{name}.command: must name a program, e.g. [\"bash\", \"/abs/worker.sh\"]"
+                ));
+            }
+            if profile.max_in_progress == Some(0) {
+                return Err(format!("profiles.{name}.max_in_progress: must be at least 1"));
+            }
+        }
+        if let Some(judge) = &self.goal.judge
+            && (judge.is_empty() || judge[0].trim().is_empty())
+        {
+            return Err("goal.judge: must name a program".into());
+        }
+        for (i, policy) in self.policies.iter().enumerate() {
+            validate_plugin_ref(&policy.plugin).map_err(|m| format!("policies[{i}].plugin: {m}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn profile_names(&self) -> Vec<&str> {
+        self.profiles.keys().map(String::as_str).collect()
+    }
+}
+
+fn validate_plugin_ref(plugin: &str) -> Result<(), String> {
+    if let Some(hex) = plugin.strip_prefix("sha256:") {
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            return Ok(());
+        }
+        return Err(format!("'{plugin}' is not sha256: followed by 64 lowercase hex digits"));
+    }
+    let name = plugin.strip_prefix("builtin:").unwrap_or(plugin);
+    if crate::board::is_valid_slug(name) {
+        Ok(())
+    } else {
+        Err(format!("'{plugin}' is not builtin:NAME, an installed plugin name, or sha256:HEX"))
+    }
+}
+
+/// The `board.toml` written for a new board: every key, commented, with its default. Prose lines start with
+/// `##`, examples with `# `, so uncommenting every example gives a valid file (tested).
+pub fn template(name: &str, default_workdir: Option<&Path>) -> String {
+    let workdir = match default_workdir {
+        Some(dir) => format!("default_workdir = {}", toml::Value::String(dir.display().to_string())),
+        None => {
+            "# default_workdir = \"/abs/path\"   # inherited by dir/worktree cards only, never by scratch"
+                .into()
+        }
+    };
+    format!(
+        r#"## board.toml: this board's configuration. Every key is shown with its default; uncomment to change.
+## Unknown keys are errors. Check the file with `kanban board check`. Reference: docs/board-toml.md.
+
+[board]
+name = {name}
+{workdir}
+
+[dispatch]
+# failure_limit = 2                   # circuit-breaker limit unless a card sets --max-retries
+# max_in_progress = 8                 # running cards on this board
+# max_in_progress_per_profile = 2     # optional cap per profile
+# claim_ttl_seconds = 900             # a heartbeat extends the claim by this much
+# crash_grace_seconds = 30            # a worker younger than this is never called crashed
+# heartbeat_stale_seconds = 3600      # a live worker silent this long is reclaimed
+# stale_timeout_seconds = 14400       # requeue running cards with no heartbeat (0 = off)
+# protocol_violation_limit = 3        # exits 0 without complete/block in a row before the breaker trips
+
+## An assignee is a profile of the board: the command a worker runs, in the card's workspace.
+# [profiles.coder]
+# command = ["bash", "/abs/worker.sh"]
+# env = {{ KEY = "value" }}
+# max_in_progress = 1                 # overrides max_in_progress_per_profile
+
+# [goal]
+# judge = ["/abs/judge"]              # required for --goal cards
+# max_turns = 20
+
+## Policies are WebAssembly plugins. With no [[policies]] the built-in respawn guard and diagnostics run
+## with their defaults.
+# [[policies]]
+# kind = "respawn-guard"              # respawn-guard | diagnostics | routing | decompose
+# plugin = "builtin:respawn-guard"    # builtin:NAME, an installed plugin's name, or sha256:HEX
+# [policies.config]
+# rate_limit_cooldown_seconds = 300
+"#,
+        name = toml::Value::String(name.to_string()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<BoardConfig, String> {
+        BoardConfig::parse(text, Path::new("board.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_template_parses_to_the_defaults() {
+        let config = parse(&template("Demo", None)).unwrap();
+        assert_eq!(config.dispatch, DispatchConfig::default());
+        assert_eq!(config.board.name.as_deref(), Some("Demo"));
+        // Uncommenting every example line must still give a valid file.
+        let uncommented: String = template("Demo", Some(Path::new("/srv")))
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        parse(&uncommented).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[dispatch]\nmax_in_progres = 3\n", "max_in_progres"),
+            ("[dispatch]\nfailure_limit = \"x\"\n", "failure_limit"),
+            ("[dispatch]\nfailure_limit = 0\n", "dispatch.failure_limit"),
+            ("[board]\ndefault_workdir = \"rel\"\n", "board.default_workdir"),
+            ("[profiles.coder]\ncommand = []\n", "profiles.coder.command"),
+            ("[profiles.Bad]\ncommand = [\"x\"]\n", "profiles.Bad"),
+            ("[[policies]]\nkind = \"routing\"\nplugin = \"sha256:zz\"\n", "policies[0].plugin"),
+            ("[[policies]]\nkind = \"nope\"\nplugin = \"builtin:x\"\n", "kind"),
+            ("[surprise]\n", "surprise"),
+        ];
+        for (text, key) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(key), "{text:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Home and board layout.
+//!
+//! Owns where things live on disk (`<home>/boards/<slug>/{board.toml,kanban.db,workspaces/,attachments/,logs/}`),
+//! which board a command means, and creating or removing a board folder. It deletes only folders it can
+//! prove are boards under this home.
+
+pub mod config;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub use config::{BoardConfig, ConfigError, DispatchConfig, PolicyKind, PolicySpec, Profile};
+
+use crate::store::{Store, StoreError};
+
+/// The board used when nothing else names one; created on first use.
+pub const DEFAULT_BOARD: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    #[error("invalid board slug '{0}': use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit")]
+    BadSlug(String),
+    #[error("board '{slug}' not found (boards: {known})")]
+    NotFound { slug: String, known: String },
+    #[error("board '{0}' already exists")]
+    Exists(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl BoardError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BoardError::BadSlug(_) | BoardError::Config(_) | BoardError::Invalid(_) => 2,
+            BoardError::Store(e) => e.exit_code(),
+            _ => 1,
+        }
+    }
+}
+
+type Result<T, E = BoardError> = std::result::Result<T, E>;
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BoardError {
+    let context = context.into();
+    move |source| BoardError::Io { context, source }
+}
+
+/// `^[a-z0-9][a-z0-9_-]{0,63}$`
+pub fn is_valid_slug(slug: &str) -> bool {
+    let bytes = slug.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
+}
+
+pub fn check_slug(slug: &str) -> Result<()> {
+    if is_valid_slug(slug) { Ok(()) } else { Err(BoardError::BadSlug(slug.to_string())) }
+}
+
+/// The kanban home folder.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// `explicit` (from `--home` or `KANBAN_HOME`), else the platform data dir. Created on first use.
+    pub fn resolve(explicit: Option<PathBuf>) -> Result<Home> {
+        let root = match explicit {
+            Some(dir) => dir,
+            None => default_home().ok_or_else(|| {
+                BoardError::Invalid("cannot find a home folder: set --home or KANBAN_HOME".into())
+            })?,
+        };
+        fs::create_dir_all(&root).map_err(io(format!("cannot create home {}", root.display())))?;
+        Ok(Home { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn boards_dir(&self) -> PathBuf {
+        self.root.join("boards")
+    }
+
+    pub fn board_dir(&self, slug: &str) -> PathBuf {
+        self.boards_dir().join(slug)
+    }
+
+    fn current_file(&self) -> PathBuf {
+        self.root.join("current")
+    }
+
+    /// The board named by `board switch`, if it was set.
+    pub fn current_board(&self) -> Option<String> {
+        let text = fs::read_to_string(self.current_file()).ok()?;
+        let slug = text.trim();
+        is_valid_slug(slug).then(|| slug.to_string())
+    }
+
+    /// Which board a command means: `explicit` (`--board` / `KANBAN_BOARD`), else current, else default.
+    pub fn pick_board(&self, explicit: Option<&str>) -> String {
+        explicit
+            .map(str::to_string)
+            .or_else(|| self.current_board())
+            .unwrap_or_else(|| DEFAULT_BOARD.to_string())
+    }
+
+    pub fn switch_board(&self, slug: &str) -> Result<()> {
+        check_slug(slug)?;
+        self.require_board(slug)?;
+        write_atomic(&self.current_file(), format!("{slug}\n").as_bytes())
+    }
+
+    /// Slugs of every board, sorted.
+    pub fn board_slugs(&self) -> Result<Vec<String>> {
+        let dir = self.boards_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(BoardError::Io { context: format!("cannot list {}", dir.display()), source: e });
+            }
+        };
+        let mut slugs: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| is_valid_slug(name) && self.board_dir(name).join("board.toml").is_file())
+            .collect();
+        slugs.sort();
+        Ok(slugs)
+    }
+
+    fn require_board(&self, slug: &str) -> Result<PathBuf> {
+        let dir = self.board_dir(slug);
+        if dir.join("board.toml").is_file() {
+            Ok(dir)
+        } else {
+            let known = self.board_slugs()?.join(", ");
+            Err(BoardError::NotFound {
+                slug: slug.to_string(),
+                known: if known.is_empty() { "none".into() } else { known },
+            })
+        }
+    }
+
+    /// Create a board: folders, a commented `board.toml` and an empty database, built in a staging folder
+    /// and renamed into place so a crash never leaves half a board.
+    pub fn create_board(
+        &self,
+        slug: &str,
+        name: Option<&str>,
+        default_workdir: Option<&Path>,
+    ) -> Result<Board> {
+        check_slug(slug)?;
+        if let Some(dir) = default_workdir
+            && !dir.is_absolute()
+        {
+            return Err(BoardError::Invalid(format!(
+                "--default-workdir must be an absolute path, got '{}'",
+                dir.display()
+            )));
+        }
+        let dir = self.board_dir(slug);
+        if dir.exists() {
+            return Err(BoardError::Exists(slug.to_string()));
+        }
+        let boards = self.boards_dir();
+        fs::create_dir_all(&boards).map_err(io(format!("cannot create {}", boards.display())))?;
+        let staging = boards.join(format!(".creating-{slug}-{}", std::process::id()));
+        let built = (|| -> Result<()> {
+            for sub in ["workspaces", "attachments", "logs"] {
+                fs::create_dir_all(staging.join(sub))
+                    .map_err(io(format!("cannot create {}", staging.display())))?;
+            }
+            let toml = config::template(name.unwrap_or(slug), default_workdir);
+            write_atomic(&staging.join("board.toml"), toml.as_bytes())?;
+            Store::open(&staging.join("kanban.db"))?.close()?;
+            Ok(())
+        })();
+        if let Err(e) = built {
+            let _ = fs::remove_dir_all(&staging); // ours: created above under a name only this process uses
+            return Err(e);
+        }
+        if let Err(e) = fs::rename(&staging, &dir) {
+            let _ = fs::remove_dir_all(&staging);
+            if dir.exists() {
+                return Err(BoardError::Exists(slug.to_string()));
+            }
+            return Err(BoardError::Io {
+                context: format!("cannot create board {}", dir.display()),
+                source: e,
+            });
+        }
+        self.load_board(slug)
+    }
+
+    /// Load a board's config. The default board is created on first use; any other must exist.
+    pub fn open_board(&self, slug: &str) -> Result<Board> {
+        check_slug(slug)?;
+        if slug == DEFAULT_BOARD && !self.board_dir(slug).join("board.toml").exists() {
+            match self.create_board(slug, Some("Default"), None) {
+                Ok(board) => return Ok(board),
+                Err(BoardError::Exists(_)) => {} // created by a concurrent command
+                Err(e) => return Err(e),
+            }
+        }
+        self.load_board(slug)
+    }
+
+    fn load_board(&self, slug: &str) -> Result<Board> {
+        let dir = self.require_board(slug)?;
+        let toml_path = dir.join("board.toml");
+        let text =
+            fs::read_to_string(&toml_path).map_err(io(format!("cannot read {}", toml_path.display())))?;
+        let config = BoardConfig::parse(&text, &toml_path)?;
+        Ok(Board { slug: slug.to_string(), dir, config })
+    }
+
+    /// Remove a board. Without `delete` the folder moves to `<home>/archive/`; with it, the folder is
+    /// deleted. Only a real folder under this home's `boards/` holding a `board.toml` is ever deleted; a
+    /// symlinked board loses its link, never its target.
+    pub fn remove_board(&self, slug: &str, delete: bool, now: i64) -> Result<Option<PathBuf>> {
+        check_slug(slug)?;
+        let dir = self.require_board(slug)?;
+        if self.current_board().as_deref() == Some(slug) {
+            let _ = fs::remove_file(self.current_file());
+        }
+        let meta = fs::symlink_metadata(&dir).map_err(io(format!("cannot stat {}", dir.display())))?;
+        if meta.file_type().is_symlink() {
+            fs::remove_file(&dir).map_err(io(format!("cannot remove link {}", dir.display())))?;
+            return Ok(None);
+        }
+        if delete {
+            fs::remove_dir_all(&dir).map_err(io(format!("cannot delete {}", dir.display())))?;
+            return Ok(None);
+        }
+        let archive = self.root.join("archive");
+        fs::create_dir_all(&archive).map_err(io(format!("cannot create {}", archive.display())))?;
+        let mut target = archive.join(format!("{slug}.{now}"));
+        let mut n = 1;
+        while target.exists() {
+            target = archive.join(format!("{slug}.{now}.{n}"));
+            n += 1;
+        }
+        fs::rename(&dir, &target).map_err(io(format!(
+            "cannot move {} to {}",
+            dir.display(),
+            target.display()
+        )))?;
+        Ok(Some(target))
+    }
+
+    /// Set or clear `[board] default_workdir`, keeping the file's comments and layout.
+    pub fn set_default_workdir(&self, slug: &str, workdir: Option<&Path>) -> Result<Board> {
+        if let Some(dir) = workdir
+            && !dir.is_absolute()
+        {
+            return Err(BoardError::Invalid(format!(
+                "default workdir must be an absolute path, got '{}'",
+                dir.display()
+            )));
+        }
+        let board = self.load_board(slug)?;
+        let path = board.toml_path();
+        let text = fs::read_to_string(&path).map_err(io(format!("cannot read {}", path.display())))?;
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+            BoardError::Config(ConfigError { path: path.clone(), message: e.to_string() })
+        })?;
+        let section =
+            doc.entry("board").or_insert(toml_edit::table()).as_table_like_mut().ok_or_else(|| {
+                BoardError::Config(ConfigError {
+                    path: path.clone(),
+                    message: "board: must be a table".into(),
+                })
+            })?;
+        match workdir {
+            Some(dir) => {
+                section.insert("default_workdir", toml_edit::value(dir.display().to_string()));
+            }
+            None => {
+                section.remove("default_workdir");
+            }
+        }
+        let new_text = doc.to_string();
+        BoardConfig::parse(&new_text, &path)?; // never write a file we would refuse to read
+        write_atomic(&path, new_text.as_bytes())?;
+        self.load_board(slug)
+    }
+}
+
+fn default_home() -> Option<PathBuf> {
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(data).join("kanban"));
+    }
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty())?;
+    Some(PathBuf::from(home).join(".local/share/kanban"))
+}
+
+/// Write a file by writing a sibling temporary file, syncing it, and renaming it over the target.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io(format!("cannot write {}", path.display())))
+}
+
+/// One board: its folder and parsed config.
+#[derive(Debug, Clone)]
+pub struct Board {
+    pub slug: String,
+    pub dir: PathBuf,
+    pub config: BoardConfig,
+}
+
+impl Board {
+    pub fn toml_path(&self) -> PathBuf {
+        self.dir.join("board.toml")
+    }
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("kanban.db")
+    }
+    pub fn workspaces_dir(&self) -> PathBuf {
+        self.dir.join("workspaces")
+    }
+    pub fn attachments_dir(&self) -> PathBuf {
+        self.dir.join("attachments")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+    pub fn name(&self) -> &str {
+        self.config.board.name.as_deref().unwrap_or(&self.slug)
+    }
+    pub fn open_store(&self) -> Result<Store, StoreError> {
+        Store::open(&self.db_path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_rule() {
+        for ok in ["a", "default", "my-board_2", "0x", &"a".repeat(64)] {
+            assert!(is_valid_slug(ok), "{ok}");
+        }
+        for bad in ["", "-a", "_a", "A", "a b", "a/b", "..", &"a".repeat(65), "é"] {
+            assert!(!is_valid_slug(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Board commands: create, list, show, switch, remove, set the default workdir, check the config.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::render;
+use super::{BoardCommand, Context};
+use crate::board::Board;
+use crate::clock;
+
+#[derive(Serialize)]
+struct BoardRow {
+    slug: String,
+    name: String,
+    path: String,
+    current: bool,
+}
+
+#[derive(Serialize)]
+struct BoardDetail<'a> {
+    slug: &'a str,
+    name: &'a str,
+    path: String,
+    db: String,
+    default_workdir: Option<String>,
+    profiles: Vec<&'a str>,
+    counts: BTreeMap<String, i64>,
+    config: &'a crate::board::BoardConfig,
+}
+
+pub fn run(ctx: &Context, command: BoardCommand) -> anyhow::Result<()> {
+    let home = &ctx.home;
+    match command {
+        BoardCommand::Create { slug, name, default_workdir } => {
+            let board = home.create_board(&slug, name.as_deref(), default_workdir.as_deref())?;
+            println!("Created board {} at {}", board.slug, board.dir.display());
+            Ok(())
+        }
+        BoardCommand::List { json } => {
+            let current = home.pick_board(ctx.board_flag.as_deref());
+            let mut rows = Vec::new();
+            for slug in home.board_slugs()? {
+                // A board with a broken board.toml is still listed, so the operator can find and fix it.
+                let name =
+                    home.open_board(&slug).map(|b| b.name().to_string()).unwrap_or_else(|_| slug.clone());
+                rows.push(BoardRow {
+                    path: home.board_dir(&slug).display().to_string(),
+                    current: slug == current,
+                    name,
+                    slug,
+                });
+            }
+            if json {
+                return render::json(&rows);
+            }
+            if rows.is_empty() {
+                println!("no boards (the `default` board is created on first use)");
+            }
+            for row in &rows {
+                println!(
+                    "{} {:<20} {:<24} {}",
+                    if row.current { "*" } else { " " },
+                    row.slug,
+                    row.name,
+                    row.path
+                );
+            }
+            Ok(())
+        }
+        BoardCommand::Show { slug, json } => {
+            let slug = slug.unwrap_or_else(|| home.pick_board(ctx.board_flag.as_deref()));
+            let board = home.open_board(&slug)?;
+            let stats = board.open_store()?.stats()?;
+            show(&board, stats.by_status, json)
+        }
+        BoardCommand::Switch { slug } => {
+            home.switch_board(&slug)?;
+            println!("Switched to board {slug}");
+            Ok(())
+        }
+        BoardCommand::Rm { slug, delete } => {
+            match home.remove_board(&slug, delete, clock::now())? {
+                Some(moved) => println!("Removed board {slug} (moved to {})", moved.display()),
+                None => println!("Deleted board {slug}"),
+            }
+            Ok(())
+        }
+        BoardCommand::SetDefaultWorkdir { slug, path } => {
+            let board = home.set_default_workdir(&slug, path.as_deref())?;
+            match &board.config.board.default_workdir {
+                Some(dir) => println!("Board {slug}: default workdir {}", dir.display()),
+                None => println!("Board {slug}: default workdir cleared"),
+            }
+            Ok(())
+        }
+        BoardCommand::Check { slug } => {
+            let slug = slug.unwrap_or_else(|| home.pick_board(ctx.board_flag.as_deref()));
+            let board = home.open_board(&slug)?;
+            println!(
+                "{}: ok ({} profile(s), {} polic(ies))",
+                board.toml_path().display(),
+                board.config.profiles.len(),
+                board.config.policies.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn show(board: &Board, counts: BTreeMap<String, i64>, json: bool) -> anyhow::Result<()> {
+    let detail = BoardDetail {
+        slug: &board.slug,
+        name: board.name(),
+        path: board.dir.display().to_string(),
+        db: board.db_path().display().to_string(),
+        default_workdir: board.config.board.default_workdir.as_ref().map(|p| p.display().to_string()),
+        profiles: board.config.profile_names(),
+        counts,
+        config: &board.config,
+    };
+    if json {
+        return render::json(&detail);
+    }
+    println!("{} ({})", detail.slug, detail.name);
+    println!("  path             {}", detail.path);
+    println!("  database         {}", detail.db);
+    println!("  default workdir  {}", detail.default_workdir.as_deref().unwrap_or("-"));
+    println!(
+        "  profiles         {}",
+        if detail.profiles.is_empty() { "-".to_string() } else { detail.profiles.join(", ") }
+    );
+    let counts: Vec<String> = detail.counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
+    println!("  cards            {}", if counts.is_empty() { "none".to_string() } else { counts.join(" ") });
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! The command line: every command and flag is defined here, once, with its help text (which doubles as the
+//! reference in `docs/cli.md`). Handlers live in one module per command group; they parse nothing and own no
+//! SQL. Errors leave here as `anyhow` with context; [`exit_code`] maps them to the contract's 0/1/2.
+
+mod boards;
+mod cards;
+mod render;
+pub mod values;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::board::{Board, BoardError, ConfigError, Home};
+use crate::store::{Store, StoreError};
+
+/// A usage error found after parsing (a bad combination or value): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Some items of a bulk command failed (each was already reported): exit code 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} failed")]
+pub struct BulkFailure {
+    pub failed: usize,
+    pub total: usize,
+}
+
+/// Map an error to the exit code of the CLI contract: 2 for usage and config errors, 1 for the rest.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<UsageError>().is_some() || cause.downcast_ref::<ConfigError>().is_some() {
+            return 2;
+        }
+        if let Some(e) = cause.downcast_ref::<StoreError>() {
+            return e.exit_code();
+        }
+        if let Some(e) = cause.downcast_ref::<BoardError>() {
+            return e.exit_code();
+        }
+    }
+    1
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kanban",
+    version,
+    about = "A kanban host for fleets of agent workers",
+    long_about = "A kanban board of cards in an embedded SQLite store. Workers report back through this same \
+                  binary (complete, block, comment, heartbeat).\n\nKANBAN_NOW=<unix seconds> overrides the clock \
+                  for every command (for tests and simulations).",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Home folder [default: $XDG_DATA_HOME/kanban or ~/.local/share/kanban]
+    #[arg(long, global = true, env = "KANBAN_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Board to use [default: the current board (`board switch`), else `default`]
+    #[arg(long, global = true, env = "KANBAN_BOARD", value_name = "SLUG")]
+    pub board: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list, inspect, switch and remove boards
+    #[command(subcommand)]
+    Board(BoardCommand),
+    /// Create a card
+    Create(Box<CreateArgs>),
+    /// List cards (archived ones only with --archived or --status archived)
+    List(ListArgs),
+    /// Show one card with its parents, children, comments, events, runs and attachments
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a card's assignee (a profile name, or `none`)
+    Assign { id: String, profile: String },
+    /// Add a comment to a card
+    Comment {
+        id: String,
+        text: String,
+        #[arg(long)]
+        author: Option<String>,
+    },
+    /// Make PARENT a dependency of CHILD (self-links and cycles are refused)
+    Link { parent: String, child: String },
+    /// Remove a dependency
+    Unlink { parent: String, child: String },
+    /// Change a card's title, body or priority, or reset its failure counter
+    Edit(EditArgs),
+    /// Block a card (sticky until `unblock`, except --kind transient)
+    Block {
+        id: String,
+        reason: Option<String>,
+        #[arg(long, value_enum)]
+        kind: Option<BlockKind>,
+    },
+    /// Unblock cards: back to ready (or todo while a parent is open); resets the failure counter
+    Unblock {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Park a card on purpose (status scheduled)
+    Schedule { id: String, reason: Option<String> },
+    /// Move triage, scheduled or todo cards to ready
+    Promote {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Promote a todo card even while a parent is open
+        #[arg(long)]
+        force: bool,
+        /// Report what would change and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark cards done (refused while a parent is open)
+    Complete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        result: Option<String>,
+        #[arg(long)]
+        summary: Option<String>,
+    },
+    /// Archive cards (soft delete); with --rm, delete archived cards for good
+    Archive {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Delete already-archived cards, their comments, runs and attachments
+        #[arg(long)]
+        rm: bool,
+    },
+    /// Requeue a running card (ends its run as reclaimed; resets the failure counter)
+    Reclaim {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Give a card to another profile (resets the failure counter)
+    Reassign {
+        id: String,
+        profile: String,
+        /// Requeue the card first if it is running
+        #[arg(long)]
+        reclaim: bool,
+    },
+    /// Attach a file to a card (25 MiB at most)
+    Attach {
+        id: String,
+        path: PathBuf,
+        /// Name to store it under (reduced to a safe file name)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List a card's attachments
+    Attachments {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an attachment and its file
+    AttachRm { attachment_id: i64 },
+    /// Print the event log (all cards, or one), optionally following new events
+    Events {
+        id: Option<String>,
+        /// Only events after this event id
+        #[arg(long, value_name = "EVENT_ID")]
+        since: Option<i64>,
+        /// Keep printing new events until interrupted
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a card's runs (attempts)
+    Runs {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts by status and assignee
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report that the worker on a running card is alive: stamps the heartbeat and extends the claim
+    Heartbeat {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BoardCommand {
+    /// Create a board with a commented board.toml
+    Create {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Absolute path inherited by dir/worktree cards
+        #[arg(long, value_name = "PATH")]
+        default_workdir: Option<PathBuf>,
+    },
+    /// List boards
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a board's settings and card counts
+    Show {
+        slug: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make SLUG the current board of this home
+    Switch { slug: String },
+    /// Remove a board: moves it to <home>/archive/, or deletes it with --delete
+    Rm {
+        slug: String,
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Set (or, without PATH, clear) the board's default workdir
+    SetDefaultWorkdir { slug: String, path: Option<PathBuf> },
+    /// Validate board.toml (exit 2 naming the key at fault)
+    Check { slug: Option<String> },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    pub title: String,
+    #[arg(long, conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Read the body from a file, or `-` for stdin
+    #[arg(long, value_name = "PATH|-")]
+    pub body_file: Option<PathBuf>,
+    #[arg(long, value_name = "PROFILE")]
+    pub assignee: Option<String>,
+    /// Higher is dispatched first
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i64,
+    /// A card this one waits on (repeatable)
+    #[arg(long = "parent", value_name = "ID")]
+    pub parents: Vec<String>,
+    /// Create in triage (a raw idea awaiting decomposition)
+    #[arg(long, conflicts_with = "initial_status")]
+    pub triage: bool,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// scratch, dir:PATH, worktree or worktree:PATH
+    #[arg(long, value_parser = values::parse_workspace, value_name = "KIND")]
+    pub workspace: Option<values::WorkspaceSpec>,
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Creating again with the same key returns the existing card
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Seconds, or 30s, 5m, 2h, 1d
+    #[arg(long, value_parser = values::parse_duration, value_name = "DUR")]
+    pub max_runtime: Option<i64>,
+    /// Breaker limit for this card
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..), value_name = "N")]
+    pub max_retries: Option<i64>,
+    /// A goal card: a judge decides after each turn whether it is done
+    #[arg(long)]
+    pub goal: bool,
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..), value_name = "N", requires = "goal")]
+    pub goal_max_turns: Option<i64>,
+    #[arg(long, value_enum)]
+    pub initial_status: Option<InitialStatus>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::store::STATUSES))]
+    pub status: Option<String>,
+    /// A profile name, or `none` for unassigned cards
+    #[arg(long)]
+    pub assignee: Option<String>,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Include archived cards
+    #[arg(long)]
+    pub archived: bool,
+    #[arg(long, value_enum, default_value_t = SortKey::Created)]
+    pub sort: SortKey,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    pub id: String,
+    #[arg(long)]
+    pub title: Option<String>,
+    #[arg(long)]
+    pub body: Option<String>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i64>,
+    /// Set the failure counter back to 0
+    #[arg(long)]
+    pub reset_failures: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InitialStatus {
+    Running,
+    Blocked,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BlockKind {
+    Dependency,
+    NeedsInput,
+    Capability,
+    Transient,
+}
+
+impl BlockKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockKind::Dependency => "dependency",
+            BlockKind::NeedsInput => "needs_input",
+            BlockKind::Capability => "capability",
+            BlockKind::Transient => "transient",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SortKey {
+    Created,
+    Priority,
+    Status,
+    Assignee,
+    Title,
+    Updated,
+}
+
+/// What every command needs: the home and which board was asked for.
+pub struct Context {
+    pub home: Home,
+    pub board_flag: Option<String>,
+}
+
+impl Context {
+    pub fn board(&self) -> anyhow::Result<Board> {
+        let slug = self.home.pick_board(self.board_flag.as_deref());
+        Ok(self.home.open_board(&slug)?)
+    }
+
+    pub fn open(&self) -> anyhow::Result<(Board, Store)> {
+        let board = self.board()?;
+        let store = board.open_store()?;
+        Ok((board, store))
+    }
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Context { home: Home::resolve(cli.home)?, board_flag: cli.board.filter(|b| !b.is_empty()) };
+    match cli.command {
+        Command::Board(cmd) => boards::run(&ctx, cmd),
+        other => cards::run(&ctx, other),
+    }
+}

@@ -1,0 +1,230 @@
+//! Opening a board database safely.
+//!
+//! Owns the connection pragmas, corruption quarantine and the torn-extend check. Every connection the host
+//! makes goes through [`open_connection`], so the durability settings can never be forgotten on one path.
+//! Nothing here decides card semantics.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use sha2::{Digest, Sha256};
+
+use super::StoreError;
+
+/// How long a writer waits for another process's write lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pragmas applied to every connection, in order. `journal_mode` is persistent in the file, the others are
+/// per connection, so they are re-applied on every open.
+const PRAGMAS: &[(&str, &str)] = &[
+    ("journal_mode", "WAL"),
+    ("synchronous", "FULL"),
+    ("secure_delete", "ON"),
+    ("cell_size_check", "ON"),
+    ("wal_autocheckpoint", "100"),
+    ("foreign_keys", "OFF"),
+];
+
+/// Open (creating if needed) the database at `path` with the durability pragmas applied.
+///
+/// A file that SQLite reports as corrupt or not a database is copied to a content-addressed quarantine file
+/// and the open fails with [`StoreError::Corrupt`]; the original stays in place for the operator.
+pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    check_not_torn(path)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| classify(path, e))?;
+    for (name, value) in PRAGMAS {
+        // journal_mode returns a row; the others return nothing. pragma_update handles both.
+        conn.pragma_update(None, name, value).map_err(|e| classify(path, e))?;
+    }
+    Ok(conn)
+}
+
+/// Turn a SQLite error into a store error, quarantining the file when SQLite says it is damaged.
+pub fn classify(path: &Path, err: rusqlite::Error) -> StoreError {
+    let code = err.sqlite_error_code();
+    if matches!(code, Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)) {
+        return match quarantine(path) {
+            Ok(backup) => StoreError::Corrupt { path: path.to_path_buf(), backup, detail: err.to_string() },
+            Err(io) => StoreError::Io {
+                context: format!(
+                    "database {} is corrupt ({err}) and could not be quarantined",
+                    path.display()
+                ),
+                source: io,
+            },
+        };
+    }
+    StoreError::Sqlite { path: path.to_path_buf(), source: err }
+}
+
+/// Copy a damaged database to `<db>.corrupt.<sha256 prefix>.bak`.
+///
+/// The name is derived from the bytes, so opening the same damaged file again finds the existing backup
+/// instead of making another one. The copy goes through a temporary file and a rename so a crash mid-copy
+/// never leaves a partial backup under the final name.
+pub fn quarantine(path: &Path) -> std::io::Result<PathBuf> {
+    let bytes = std::fs::read(path)?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let backup = sibling(path, &format!("corrupt.{}.bak", &digest[..16]));
+    if !backup.exists() {
+        let tmp = sibling(path, &format!("corrupt.{}.tmp", &digest[..16]));
+        std::fs::write(&tmp, &bytes)?;
+        File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &backup)?;
+        tracing::error!(db = %path.display(), backup = %backup.display(), "quarantined corrupt database");
+    }
+    Ok(backup)
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Refuse a database file that is shorter than its own header says it is.
+///
+/// SQLite records the database size in pages at header offset 28, valid when the "version-valid-for" number
+/// (offset 92) equals the change counter (offset 24). A file shorter than that was extended and then lost its
+/// tail (a torn write the filesystem did not persist); reading on would silently drop rows, so the host stops
+/// and names the file. A missing or empty file is a new database and passes.
+pub fn check_not_torn(path: &Path) -> Result<(), StoreError> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StoreError::Io {
+                context: format!("cannot read database {}", path.display()),
+                source: e,
+            });
+        }
+    };
+    let actual = file
+        .metadata()
+        .map_err(|e| StoreError::Io {
+            context: format!("cannot stat database {}", path.display()),
+            source: e,
+        })?
+        .len();
+    let mut header = [0u8; 100];
+    if actual < 100 || file.read_exact(&mut header).is_err() {
+        return Ok(()); // too short to have a header: SQLite itself reports it as not a database
+    }
+    if &header[..16] != b"SQLite format 3\0" {
+        return Ok(()); // not ours to judge: SQLite reports NotADatabase and the file is quarantined
+    }
+    let be32 = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536u64,
+        n => u64::from(n),
+    };
+    let change_counter = be32(24);
+    let pages = u64::from(be32(28));
+    let valid_for = be32(92);
+    if pages == 0 || change_counter != valid_for {
+        return Ok(()); // the in-header size is not authoritative for this file
+    }
+    let expected = pages * page_size;
+    if actual < expected {
+        return Err(StoreError::Torn { path: path.to_path_buf(), expected, actual });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pragma(conn: &Connection, name: &str) -> String {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, rusqlite::types::Value>(0))
+            .map(|v| match v {
+                rusqlite::types::Value::Integer(i) => i.to_string(),
+                rusqlite::types::Value::Text(t) => t,
+                other => format!("{other:?}"),
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn every_connection_gets_the_durability_pragmas_even_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kanban.db");
+        for _ in 0..2 {
+            let conn = open_connection(&db).unwrap();
+            assert_eq!(pragma(&conn, "journal_mode"), "wal");
+            assert_eq!(pragma(&conn, "synchronous"), "2"); // FULL
+            assert_eq!(pragma(&conn, "secure_delete"), "1");
+            assert_eq!(pragma(&conn, "cell_size_check"), "1");
+            assert_eq!(pragma(&conn, "wal_autocheckpoint"), "100");
+            assert_eq!(pragma(&conn, "busy_timeout"), BUSY_TIMEOUT.as_millis().to_string());
+            drop(conn);
+        }
+    }
+
+    #[test]
+    fn a_writer_waits_for_another_connections_lock_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kanban.db");
+        let first = open_connection(&db).unwrap();
+        first.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        first.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1)").unwrap();
+        let db2 = db.clone();
+        let writer = std::thread::spawn(move || {
+            let second = open_connection(&db2).unwrap();
+            second.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); COMMIT")
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        first.execute_batch("COMMIT").unwrap();
+        writer.join().unwrap().expect("second writer should wait, not fail with SQLITE_BUSY");
+        let n: i64 = first.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_truncated_file_is_refused_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kanban.db");
+        {
+            let conn = open_connection(&db).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE t (x TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 500)
+                 INSERT INTO t SELECT hex(randomblob(100)) FROM n;
+                 PRAGMA wal_checkpoint(TRUNCATE);",
+            )
+            .unwrap();
+        }
+        let len = std::fs::metadata(&db).unwrap().len();
+        check_not_torn(&db).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&db).unwrap().set_len(len - 4096).unwrap();
+        let err = open_connection(&db).unwrap_err();
+        assert!(matches!(err, StoreError::Torn { .. }), "{err}");
+        assert!(err.to_string().contains(&db.display().to_string()));
+    }
+
+    #[test]
+    fn quarantine_is_content_addressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kanban.db");
+        std::fs::write(&db, vec![7u8; 8192]).unwrap();
+        let first = quarantine(&db).unwrap();
+        let second = quarantine(&db).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(std::fs::read(&first).unwrap(), vec![7u8; 8192]);
+        std::fs::write(&db, vec![8u8; 8192]).unwrap();
+        assert_ne!(quarantine(&db).unwrap(), first);
+        let backups = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".bak"))
+            .count();
+        assert_eq!(backups, 2);
+    }
+}

@@ -1,0 +1,222 @@
+//! The board's durable state: the only code that writes SQL.
+//!
+//! Every state change is one `BEGIN IMMEDIATE` transaction ([`Store::write`]) that loads the card, checks its
+//! precondition, writes the row(s) with a compare-and-set on the status it read, appends its event, and
+//! commits. Callers never hold a transaction across a process spawn or a plugin call. This module knows
+//! nothing of board.toml, processes or plugins: limits and "now" are passed in.
+
+mod conn;
+mod model;
+mod schema;
+mod tasks;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+pub use conn::{BUSY_TIMEOUT, check_not_torn, open_connection, quarantine};
+pub use model::*;
+pub use schema::SCHEMA_VERSION;
+pub use tasks::{EditTask, ListSort, NewTask, PromoteOutcome, Stats, TaskFilter, new_task_id};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("card {0} not found")]
+    NotFound(String),
+    /// The request is well-formed but the card's state does not allow it.
+    #[error("{0}")]
+    Refused(String),
+    /// The request itself is bad (blank title, malformed value): a usage error.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "database {path} is corrupt ({detail}); a copy was quarantined at {backup}; restore the board from a \
+         backup or move the file away to start empty"
+    )]
+    Corrupt { path: PathBuf, backup: PathBuf, detail: String },
+    #[error(
+        "database {path} is torn: its header says {expected} bytes but the file has {actual} (truncated after \
+         an extend); refusing to continue"
+    )]
+    Torn { path: PathBuf, expected: u64, actual: u64 },
+    #[error("database {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    /// A SQLite error raised inside a transaction body; [`Store::write`] attaches the path.
+    #[error("{0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+impl StoreError {
+    /// Exit code at the CLI edge: 2 for bad input, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StoreError::Invalid(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One open board database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut conn = open_connection(path)?;
+        schema::migrate(&mut conn).map_err(|e| conn::classify(path, e))?;
+        Ok(Store { conn, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `body` in one `BEGIN IMMEDIATE` transaction and commit it.
+    ///
+    /// On failure the transaction is rolled back and the body's own error is returned: a rollback error
+    /// (for example "no transaction is active" after SQLite already rolled back) is logged, never reported in
+    /// place of the cause. After a commit the file is checked for a torn extend.
+    pub fn write<T>(&mut self, body: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| conn::classify(&path, e))?;
+        match body(&tx) {
+            Ok(value) => {
+                tx.commit().map_err(|e| conn::classify(&path, e))?;
+                check_not_torn_settled(&path)?;
+                Ok(value)
+            }
+            Err(err) => {
+                if let Err(rollback) = tx.rollback() {
+                    tracing::warn!(error = %rollback, cause = %err, "rollback after a failed transaction also failed");
+                }
+                Err(attach_path(&path, err))
+            }
+        }
+    }
+
+    /// Run `body` in a read transaction, so multi-query reads see one snapshot.
+    pub fn read<T>(&mut self, body: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(|e| conn::classify(&path, e))?;
+        let value = body(&tx).map_err(|e| attach_path(&path, e))?;
+        // Ending a read-only transaction cannot lose anything; report a failure anyway rather than hide it.
+        tx.commit().map_err(|e| conn::classify(&path, e))?;
+        Ok(value)
+    }
+
+    /// Close the connection, reporting any error instead of swallowing it in `Drop`.
+    pub fn close(self) -> Result<()> {
+        let path = self.path;
+        self.conn.close().map_err(|(_, e)| conn::classify(&path, e))
+    }
+}
+
+fn attach_path(path: &Path, err: StoreError) -> StoreError {
+    match err {
+        StoreError::Sql(e) => conn::classify(path, e),
+        other => other,
+    }
+}
+
+/// The torn-extend check after a commit. Another process may be mid-checkpoint (SQLite writes page 1, with
+/// the new size, before the pages that extend the file), so a short file is re-read a few times before it
+/// is called torn. A truly torn file stays short.
+fn check_not_torn_settled(path: &Path) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match check_not_torn(path) {
+            Err(StoreError::Torn { .. }) if attempt < 5 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    #[test]
+    fn opening_and_closing_thousands_of_times_leaks_no_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kanban.db");
+        Store::open(&db).unwrap().close().unwrap();
+        let before = open_fds();
+        for i in 0..3000 {
+            let mut store = Store::open(&db).unwrap();
+            if i % 100 == 0 {
+                store
+                    .write(|tx| {
+                        Ok(tx.execute("INSERT INTO task_comments (task_id, body) VALUES ('x', 'y')", [])?)
+                    })
+                    .unwrap();
+            }
+            if i % 2 == 0 {
+                store.close().unwrap();
+            } else {
+                drop(store);
+            }
+        }
+        // Other tests run in parallel threads and open their own files; allow their noise, not a leak of
+        // one descriptor per open (which would be thousands).
+        let after = open_fds();
+        assert!(after <= before + 20, "descriptors grew from {before} to {after}");
+    }
+
+    #[test]
+    fn a_failed_transaction_reports_its_own_error_not_the_rollback_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        // The body ends the transaction itself, so the wrapper's rollback fails with "no transaction is
+        // active"; the caller must still see the body's error.
+        let err = store
+            .write(|tx| {
+                tx.execute_batch("ROLLBACK")?;
+                Err::<(), _>(StoreError::Refused("the original cause".into()))
+            })
+            .unwrap_err();
+        assert_eq!(err.to_string(), "the original cause");
+        // And a SQL error from the body keeps its message, with the database named.
+        let err = store
+            .write(|tx| {
+                tx.execute_batch("INSERT INTO no_such_table VALUES (1)")?;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("no_such_table"), "{err}");
+        assert!(err.to_string().contains("kanban.db"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_transaction_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        let _ = store.write(|tx| {
+            tx.execute("INSERT INTO task_comments (task_id, body) VALUES ('x', 'y')", [])?;
+            Err::<(), _>(StoreError::Refused("no".into()))
+        });
+        let n: i64 = store
+            .read(|tx| Ok(tx.query_row("SELECT count(*) FROM task_comments", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}

@@ -1,0 +1,256 @@
+//! Schema and migrations.
+//!
+//! The schema is data: each table is a list of columns, and migration means "make the file match the list".
+//! That makes every migration additive and idempotent: missing tables are created, missing columns added,
+//! a table whose primary-key shape drifted from an older release is rebuilt with its rows kept, and indexes
+//! are created last, after every column they need exists. It all runs in one transaction, so a crash leaves
+//! either the old file or the new one.
+
+use rusqlite::{Connection, Transaction};
+
+/// Bumped whenever [`TABLES`] or [`INDEXES`] change. Files at this version skip the migration entirely, so
+/// opening a board stays cheap for the short-lived commands workers run.
+pub const SCHEMA_VERSION: i64 = 2;
+
+pub struct Table {
+    pub name: &'static str,
+    /// The primary key clause, part of the table's shape: a mismatch triggers a rebuild.
+    pub key: Key,
+    /// `(name, declaration)`. Every non-key column must be addable with `ALTER TABLE ADD COLUMN`, so it is
+    /// nullable or has a default.
+    pub columns: &'static [(&'static str, &'static str)],
+}
+
+pub enum Key {
+    /// `id INTEGER PRIMARY KEY AUTOINCREMENT` (rowid alias).
+    IntegerId,
+    /// `id TEXT PRIMARY KEY`.
+    TextId,
+    /// A composite key over the named columns.
+    Composite(&'static str),
+}
+
+pub const TABLES: &[Table] = &[
+    Table {
+        name: "tasks",
+        key: Key::TextId,
+        columns: &[
+            ("title", "TEXT NOT NULL DEFAULT ''"),
+            ("body", "TEXT NOT NULL DEFAULT ''"),
+            ("status", "TEXT NOT NULL DEFAULT 'ready'"),
+            ("assignee", "TEXT"),
+            ("priority", "INTEGER NOT NULL DEFAULT 0"),
+            ("tenant", "TEXT"),
+            ("created_by", "TEXT"),
+            ("created_at", "INTEGER NOT NULL DEFAULT 0"),
+            ("updated_at", "INTEGER NOT NULL DEFAULT 0"),
+            ("started_at", "INTEGER"),
+            ("completed_at", "INTEGER"),
+            ("workspace_kind", "TEXT NOT NULL DEFAULT 'scratch'"),
+            ("workspace_path", "TEXT"),
+            ("branch_name", "TEXT"),
+            ("idempotency_key", "TEXT"),
+            ("max_runtime_seconds", "INTEGER"),
+            ("max_retries", "INTEGER"),
+            ("consecutive_failures", "INTEGER NOT NULL DEFAULT 0"),
+            ("last_failure_error", "TEXT"),
+            ("goal_mode", "INTEGER NOT NULL DEFAULT 0"),
+            ("goal_max_turns", "INTEGER"),
+            ("goal_turn", "INTEGER NOT NULL DEFAULT 0"),
+            ("session_id", "TEXT"),
+            ("result", "TEXT"),
+            ("claim_lock", "TEXT"),
+            ("claim_expires", "INTEGER"),
+            ("worker_pid", "INTEGER"),
+            ("last_heartbeat_at", "INTEGER"),
+            ("current_run_id", "INTEGER"),
+            ("block_kind", "TEXT"),
+            ("block_reason", "TEXT"),
+            ("block_sticky", "INTEGER NOT NULL DEFAULT 0"),
+        ],
+    },
+    Table {
+        name: "task_links",
+        key: Key::Composite("parent_id, child_id"),
+        columns: &[
+            ("parent_id", "TEXT NOT NULL"),
+            ("child_id", "TEXT NOT NULL"),
+            ("created_at", "INTEGER NOT NULL DEFAULT 0"),
+        ],
+    },
+    Table {
+        name: "task_comments",
+        key: Key::IntegerId,
+        columns: &[
+            ("task_id", "TEXT NOT NULL DEFAULT ''"),
+            ("author", "TEXT"),
+            ("body", "TEXT NOT NULL DEFAULT ''"),
+            ("created_at", "INTEGER NOT NULL DEFAULT 0"),
+        ],
+    },
+    Table {
+        name: "task_events",
+        key: Key::IntegerId,
+        columns: &[
+            ("task_id", "TEXT"),
+            ("run_id", "INTEGER"),
+            ("kind", "TEXT NOT NULL DEFAULT ''"),
+            ("payload", "TEXT NOT NULL DEFAULT '{}'"),
+            ("created_at", "INTEGER NOT NULL DEFAULT 0"),
+        ],
+    },
+    Table {
+        name: "task_runs",
+        key: Key::IntegerId,
+        columns: &[
+            ("task_id", "TEXT NOT NULL DEFAULT ''"),
+            ("profile", "TEXT"),
+            ("status", "TEXT NOT NULL DEFAULT 'running'"),
+            ("outcome", "TEXT"),
+            ("error", "TEXT"),
+            ("summary", "TEXT"),
+            ("metadata", "TEXT"),
+            ("exit_code", "INTEGER"),
+            ("claim_lock", "TEXT"),
+            ("worker_pid", "INTEGER"),
+            ("started_at", "INTEGER NOT NULL DEFAULT 0"),
+            ("ended_at", "INTEGER"),
+            ("last_heartbeat_at", "INTEGER"),
+        ],
+    },
+    Table {
+        name: "task_attachments",
+        key: Key::IntegerId,
+        columns: &[
+            ("task_id", "TEXT NOT NULL DEFAULT ''"),
+            ("name", "TEXT NOT NULL DEFAULT ''"),
+            ("stored_name", "TEXT NOT NULL DEFAULT ''"),
+            ("size", "INTEGER NOT NULL DEFAULT 0"),
+            ("sha256", "TEXT NOT NULL DEFAULT ''"),
+            ("created_at", "INTEGER NOT NULL DEFAULT 0"),
+        ],
+    },
+];
+
+/// Created after every table has every column. `IF NOT EXISTS` keeps them idempotent.
+pub const INDEXES: &[&str] = &[
+    // The idempotency key is enforced here, not by a racy lookup; archived cards free their key.
+    "CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency_key ON tasks(idempotency_key)
+       WHERE idempotency_key IS NOT NULL AND status <> 'archived'",
+    "CREATE INDEX IF NOT EXISTS tasks_dispatch_order ON tasks(status, priority DESC, created_at)",
+    "CREATE INDEX IF NOT EXISTS task_links_child ON task_links(child_id)",
+    "CREATE INDEX IF NOT EXISTS task_events_task ON task_events(task_id, id)",
+    "CREATE INDEX IF NOT EXISTS task_events_run ON task_events(run_id)",
+    "CREATE INDEX IF NOT EXISTS task_runs_task ON task_runs(task_id, id)",
+    "CREATE INDEX IF NOT EXISTS task_comments_task ON task_comments(task_id, id)",
+    "CREATE INDEX IF NOT EXISTS task_attachments_task ON task_attachments(task_id, id)",
+];
+
+/// Bring the file to [`SCHEMA_VERSION`]. A no-op (one pragma read) when it is already there.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Another process may have migrated while we waited for the write lock.
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version != SCHEMA_VERSION {
+        apply(&tx)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()
+}
+
+fn apply(tx: &Transaction) -> rusqlite::Result<()> {
+    for table in TABLES {
+        let existing = columns_of(tx, table.name)?;
+        if existing.is_empty() {
+            tx.execute_batch(&create_sql(table, table.name))?;
+            continue;
+        }
+        if !key_matches(tx, table)? {
+            rebuild(tx, table, &existing)?;
+            continue;
+        }
+        for (name, decl) in table.columns {
+            if !existing.iter().any(|c| c == name) {
+                tx.execute_batch(&format!("ALTER TABLE {} ADD COLUMN {name} {decl}", table.name))?;
+            }
+        }
+    }
+    for index in INDEXES {
+        tx.execute_batch(index)?;
+    }
+    Ok(())
+}
+
+fn create_sql(table: &Table, name: &str) -> String {
+    let mut cols: Vec<String> = Vec::new();
+    match table.key {
+        Key::IntegerId => cols.push("id INTEGER PRIMARY KEY AUTOINCREMENT".into()),
+        Key::TextId => cols.push("id TEXT PRIMARY KEY".into()),
+        Key::Composite(_) => {}
+    }
+    cols.extend(table.columns.iter().map(|(n, d)| format!("{n} {d}")));
+    if let Key::Composite(keys) = table.key {
+        cols.push(format!("PRIMARY KEY ({keys})"));
+    }
+    format!("CREATE TABLE {name} (\n  {}\n)", cols.join(",\n  "))
+}
+
+fn columns_of(tx: &Transaction, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = tx.prepare("SELECT name FROM pragma_table_info(?1)")?;
+    stmt.query_map([table], |r| r.get(0))?.collect()
+}
+
+/// Does the table's primary key have the shape the current schema expects?
+fn key_matches(tx: &Transaction, table: &Table) -> rusqlite::Result<bool> {
+    let mut stmt = tx.prepare("SELECT name, type, pk FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk")?;
+    let pk: Vec<(String, String)> = stmt
+        .query_map([table.name], |r| Ok((r.get(0)?, r.get::<_, String>(1)?.to_ascii_uppercase())))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(match table.key {
+        Key::IntegerId => pk.len() == 1 && pk[0].0 == "id" && pk[0].1 == "INTEGER",
+        Key::TextId => pk.len() == 1 && pk[0].0 == "id" && pk[0].1 == "TEXT",
+        Key::Composite(keys) => {
+            let want: Vec<&str> = keys.split(',').map(str::trim).collect();
+            pk.len() == want.len() && pk.iter().zip(&want).all(|(have, want)| have.0 == *want)
+        }
+    })
+}
+
+/// Rebuild a table whose key drifted: new table, copy the columns both shapes share, swap. Rows are copied in
+/// their original order (`rowid`), so a legacy event log keeps its sequence under new integer ids. Indexes on
+/// the old table go with it and are recreated by [`apply`] afterwards.
+fn rebuild(tx: &Transaction, table: &Table, existing: &[String]) -> rusqlite::Result<()> {
+    let staging = format!("{}__rebuild", table.name);
+    tx.execute_batch(&format!("DROP TABLE IF EXISTS {staging}"))?;
+    tx.execute_batch(&create_sql(table, &staging))?;
+    let shared: Vec<&str> =
+        table.columns.iter().map(|(n, _)| *n).filter(|n| existing.iter().any(|c| c == n)).collect();
+    let cols = shared.join(", ");
+    // NOT NULL columns take their default where the legacy row had NULL, instead of failing the rebuild.
+    let values: Vec<String> = shared
+        .iter()
+        .map(|name| {
+            let decl = table.columns.iter().find(|(n, _)| n == name).map(|(_, d)| *d).unwrap_or("");
+            match decl.split_once("DEFAULT ") {
+                Some((_, default)) => format!("IFNULL({name}, {default})"),
+                None => (*name).to_string(),
+            }
+        })
+        .collect();
+    let values = values.join(", ");
+    let order = if existing.iter().any(|c| c == "created_at") { "created_at, rowid" } else { "rowid" };
+    let moved = tx.execute(
+        &format!("INSERT INTO {staging} ({cols}) SELECT {values} FROM {} ORDER BY {order}", table.name),
+        [],
+    )?;
+    tx.execute_batch(&format!(
+        "DROP TABLE {name}; ALTER TABLE {staging} RENAME TO {name};",
+        name = table.name
+    ))?;
+    tracing::info!(table = table.name, rows = moved, "rebuilt table with drifted primary key");
+    Ok(())
+}
