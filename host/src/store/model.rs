@@ -59,7 +59,7 @@ impl Task {
         Ok(Task {
             id: r.get(0)?,
             title: r.get(1)?,
-            body: r.get(2)?,
+            body: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
             status: r.get(3)?,
             assignee: r.get(4)?,
             priority: r.get(5)?,
