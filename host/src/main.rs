@@ -31,7 +31,9 @@ fn main() -> ExitCode {
 /// Warnings and errors to stderr. `KANBAN_LOG` takes a full filter (e.g. `kanban=debug`); without it a plain
 /// level filter is used, because building an `EnvFilter` costs about a millisecond on every short command.
 fn init_logging() {
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder =
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     match std::env::var("KANBAN_LOG") {
         Ok(filter) if !filter.is_empty() => {
             builder.with_env_filter(tracing_subscriber::EnvFilter::new(filter)).init()

@@ -325,6 +325,7 @@ pub enum InitialStatus {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum BlockKind {
     Dependency,
+    #[value(name = "needs_input", alias = "needs-input")]
     NeedsInput,
     Capability,
     Transient,

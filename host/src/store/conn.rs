@@ -79,7 +79,8 @@ pub fn quarantine(path: &Path) -> std::io::Result<PathBuf> {
         std::fs::write(&tmp, &bytes)?;
         File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, &backup)?;
-        tracing::error!(db = %path.display(), backup = %backup.display(), "quarantined corrupt database");
+        // The caller reports the quarantine in its error; this line is for KANBAN_LOG=info traces.
+        tracing::info!(db = %path.display(), backup = %backup.display(), "quarantined corrupt database");
     }
     Ok(backup)
 }

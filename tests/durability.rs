@@ -1,0 +1,258 @@
+//! Black-box tests for store durability: corrupt and torn databases, concurrent writers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+
+/// Deterministic bytes that are not an SQLite database.
+fn garbage(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    assert_ne!(&out[..SQLITE_MAGIC.len()], SQLITE_MAGIC);
+    out
+}
+
+fn sidecar(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Remove `-wal`, `-shm` and `-journal` next to `db`.
+fn remove_sidecars(db: &Path) {
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let p = sidecar(db, suffix);
+        if p.exists() {
+            std::fs::remove_file(&p).unwrap_or_else(|e| panic!("rm {}: {e}", p.display()));
+        }
+    }
+}
+
+/// Assert `stderr` names `db` (as given or canonicalised).
+fn assert_names_db(stderr: &str, db: &Path) {
+    let plain = db.display().to_string();
+    let canon = std::fs::canonicalize(db).map(|p| p.display().to_string()).unwrap_or_else(|_| plain.clone());
+    assert!(stderr.contains(&plain) || stderr.contains(&canon), "error does not name {plain}:\n{stderr}");
+}
+
+/// Run `args`, assert exit `code`, and return stderr. Unlike `Kanban::fails` this only asks that *some*
+/// stderr line starts with `kanban: ` (the strict prefix rule has its own test below), so the durability
+/// checks still run when a log line precedes the error.
+fn fails_loosely(k: &Kanban, args: &[&str], code: i32) -> String {
+    let out = k.run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "kanban {args:?}: expected exit {code}\n{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("kanban: ")), "no `kanban: ` line:\n{stderr}");
+    stderr
+}
+
+/// `(path, hex)` of every `kanban.db.corrupt.<hex>.bak` in `dir`.
+fn backups(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out: Vec<(PathBuf, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            let hex = name.strip_prefix("kanban.db.corrupt.")?.strip_suffix(".bak")?.to_string();
+            Some((p, hex))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[test]
+fn garbage_db_is_quarantined_once() {
+    let k = Kanban::new();
+    k.create("Card", &[]);
+    let db = k.db_path("default");
+    remove_sidecars(&db);
+    let junk = garbage(8 * 1024, 0x5eed);
+    std::fs::write(&db, &junk).unwrap();
+
+    for _ in 0..3 {
+        let err = fails_loosely(&k, &["list"], 1);
+        assert_names_db(&err, &db);
+    }
+    let baks = backups(&k.board_dir("default"));
+    assert_eq!(baks.len(), 1, "exactly one backup: {baks:?}");
+    let (bak, hex) = &baks[0];
+    assert!(
+        !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "backup name {} has a lowercase hex part",
+        bak.display()
+    );
+    assert!(
+        sha256_hex(&junk).starts_with(hex.as_str()),
+        "backup name {} is not a sha256 prefix of the corrupt bytes",
+        bak.display()
+    );
+    assert_eq!(std::fs::read(bak).unwrap(), junk, "backup holds the corrupt bytes");
+    assert_eq!(std::fs::read(&db).unwrap(), junk, "the original file stays in place");
+}
+
+#[test]
+fn corrupt_db_error_starts_with_kanban_prefix() {
+    // Contract: every error message on stderr starts with `kanban: ` (no log lines before it).
+    let k = Kanban::new();
+    k.create("Card", &[]);
+    let db = k.db_path("default");
+    remove_sidecars(&db);
+    std::fs::write(&db, garbage(8 * 1024, 7)).unwrap();
+    for _ in 0..2 {
+        let err = k.fails(&["list"], 1);
+        assert_names_db(&err, &db);
+    }
+}
+
+#[test]
+fn different_corruption_gets_its_own_backup() {
+    let k = Kanban::new();
+    k.create("Card", &[]);
+    let db = k.db_path("default");
+    remove_sidecars(&db);
+    std::fs::write(&db, garbage(8 * 1024, 1)).unwrap();
+    fails_loosely(&k, &["list"], 1);
+    std::fs::write(&db, garbage(8 * 1024, 2)).unwrap();
+    remove_sidecars(&db);
+    let err = fails_loosely(&k, &["show", "t_00000000"], 1);
+    assert_names_db(&err, &db);
+    assert_eq!(backups(&k.board_dir("default")).len(), 2);
+}
+
+#[test]
+fn torn_db_is_refused() {
+    let k = Kanban::new();
+    let body = "x".repeat(3000);
+    for i in 0..12 {
+        k.create(&format!("Card {i}"), &["--body", &body]);
+    }
+    // The store is healthy before the tear.
+    assert_eq!(k.list_ids(&[]).len(), 12);
+    let db = k.db_path("default");
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open db");
+        conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        let busy: i64 =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).expect("checkpoint");
+        assert_eq!(busy, 0, "checkpoint not blocked");
+    }
+    remove_sidecars(&db);
+    let bytes = std::fs::read(&db).unwrap();
+    assert_eq!(&bytes[..SQLITE_MAGIC.len()], SQLITE_MAGIC);
+    let raw_page = u16::from_be_bytes([bytes[16], bytes[17]]);
+    let page_size: u64 = if raw_page == 1 { 65536 } else { u64::from(raw_page) };
+    let page_count = u64::from(u32::from_be_bytes([bytes[28], bytes[29], bytes[30], bytes[31]]));
+    assert!(page_count >= 2, "need at least two pages, have {page_count}");
+    assert_eq!(bytes.len() as u64, page_size * page_count, "checkpointed file matches its header");
+
+    let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    f.set_len(page_size * (page_count - 1)).unwrap();
+    drop(f);
+
+    for attempt in 0..2 {
+        let out = k.run(&["list"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            !out.status.success(),
+            "attempt {attempt}: list on a torn db succeeded:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(stderr.starts_with("kanban: "), "{stderr}");
+        let lower = stderr.to_lowercase();
+        assert!(
+            lower.contains("torn") || lower.contains("truncated"),
+            "attempt {attempt}: error does not say torn/truncated:\n{stderr}"
+        );
+        assert_names_db(&stderr, &db);
+    }
+}
+
+#[test]
+fn concurrent_creates_all_succeed() {
+    let k = Kanban::new();
+    k.ok(&["list"]);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            k.cmd(&["create", &format!("Card {i}"), "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn create")
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        expect_ok(&out, &format!("concurrent create {i}"));
+    }
+    let mut ids = k.list_ids(&[]);
+    assert_eq!(ids.len(), 8);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "ids are unique");
+    let created = k.events().iter().filter(|e| e["kind"] == "created").count();
+    assert_eq!(created, 8);
+}
+
+#[test]
+fn concurrent_creates_with_one_idempotency_key_make_one_card() {
+    let k = Kanban::new();
+    k.ok(&["list"]);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            k.cmd(&["create", &format!("Card {i}"), "--idempotency-key", "same-key", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn create")
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let text = expect_ok(&out, &format!("concurrent create {i}"));
+        let v = parse_json(&text, &i);
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every create returned the same card: {ids:?}");
+    assert_eq!(k.list_ids(&["--archived"]), ids);
+}
+
+#[test]
+fn concurrent_first_use_of_default_board() {
+    // Not pre-created: eight processes race to auto-create `default`.
+    let k = Kanban::new();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            k.cmd(&["create", &format!("Card {i}")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn create")
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        expect_ok(&out, &format!("first-use create {i}"));
+    }
+    assert_eq!(k.list_ids(&[]).len(), 8);
+    k.ok(&["board", "check"]);
+}
