@@ -256,3 +256,31 @@ fn concurrent_first_use_of_default_board() {
     assert_eq!(k.list_ids(&[]).len(), 8);
     k.ok(&["board", "check"]);
 }
+
+/// Regression: the host must never open and close the database file itself while SQLite connections are
+/// open in the same process. Closing any descriptor of a file drops every POSIX lock the process holds on
+/// it, so another process closing its connection would believe it is the last one and delete the WAL and
+/// shared-memory files under the open connection (seen as SQLITE_IOERR_SHORT_READ and then a malformed
+/// database when the dispatcher and its workers wrote concurrently).
+#[test]
+fn another_process_closing_never_deletes_the_wal_under_an_open_connection() {
+    let k = Kanban::new();
+    let id = k.create("keep the locks", &[]);
+    let db = k.db_path("default");
+    let mut store = kanban::store::Store::open(&db).unwrap();
+    // A write runs the post-commit torn-extend check, which reads the file header.
+    store.add_comment(&id, Some("test"), "first", 1).unwrap();
+    // Another process opens and closes the board.
+    k.ok(&["list"]);
+    let wal = db.with_file_name("kanban.db-wal");
+    let shm = db.with_file_name("kanban.db-shm");
+    assert!(
+        wal.exists() && shm.exists(),
+        "the WAL and shm of an open connection were deleted by another process"
+    );
+    store.add_comment(&id, Some("test"), "second", 2).unwrap();
+    assert_eq!(store.comments(&id).unwrap().len(), 2);
+    store.close().unwrap();
+    let shown = k.json(&["show", &id, "--json"]);
+    assert_eq!(shown["comments"].as_array().unwrap().len(), 2);
+}

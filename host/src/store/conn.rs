@@ -5,7 +5,6 @@
 //! Nothing here decides card semantics.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -65,13 +64,52 @@ pub fn classify(path: &Path, err: rusqlite::Error) -> StoreError {
     StoreError::Sqlite { path: path.to_path_buf(), source: err }
 }
 
+/// One read-only descriptor per database file, opened once per process and never closed.
+///
+/// SQLite locks its files with POSIX advisory locks, and closing *any* descriptor of a file releases *all*
+/// of the process's locks on it. Opening the database with `std::fs::File` to read its header and then
+/// closing it would silently drop the locks of every SQLite connection in this process, and concurrent
+/// writers would corrupt the file. So the host reads the file only through these descriptors, with
+/// positioned reads, and keeps them open for the life of the process (one per board: bounded).
+fn db_file(path: &Path) -> std::io::Result<Option<std::sync::Arc<File>>> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static FILES: OnceLock<Mutex<HashMap<(u64, u64), Arc<File>>>> = OnceLock::new();
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let key = (meta.dev(), meta.ino());
+    let mut files = FILES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(file) = files.get(&key) {
+        return Ok(Some(file.clone()));
+    }
+    let file = Arc::new(File::open(path)?);
+    files.insert(key, file.clone());
+    Ok(Some(file))
+}
+
+/// Read a whole database file through its never-closed descriptor.
+fn read_db_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let Some(file) = db_file(path)? else {
+        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "database file is gone"));
+    };
+    let len = file.metadata()?.len();
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(bytes)
+}
+
 /// Copy a damaged database to `<db>.corrupt.<sha256 prefix>.bak`.
 ///
 /// The name is derived from the bytes, so opening the same damaged file again finds the existing backup
 /// instead of making another one. The copy goes through a temporary file and a rename so a crash mid-copy
 /// never leaves a partial backup under the final name.
 pub fn quarantine(path: &Path) -> std::io::Result<PathBuf> {
-    let bytes = std::fs::read(path)?;
+    let bytes = read_db_file(path)?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let backup = sibling(path, &format!("corrupt.{}.bak", &digest[..16]));
     if !backup.exists() {
@@ -99,25 +137,15 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// tail (a torn write the filesystem did not persist); reading on would silently drop rows, so the host stops
 /// and names the file. A missing or empty file is a new database and passes.
 pub fn check_not_torn(path: &Path) -> Result<(), StoreError> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(StoreError::Io {
-                context: format!("cannot read database {}", path.display()),
-                source: e,
-            });
-        }
+    use std::os::unix::fs::FileExt;
+    let io_error =
+        |source| StoreError::Io { context: format!("cannot read database {}", path.display()), source };
+    let Some(file) = db_file(path).map_err(io_error)? else {
+        return Ok(()); // a new database
     };
-    let actual = file
-        .metadata()
-        .map_err(|e| StoreError::Io {
-            context: format!("cannot stat database {}", path.display()),
-            source: e,
-        })?
-        .len();
+    let actual = file.metadata().map_err(io_error)?.len();
     let mut header = [0u8; 100];
-    if actual < 100 || file.read_exact(&mut header).is_err() {
+    if actual < 100 || file.read_exact_at(&mut header, 0).is_err() {
         return Ok(()); // too short to have a header: SQLite itself reports it as not a database
     }
     if &header[..16] != b"SQLite format 3\0" {
