@@ -178,6 +178,7 @@ impl BoardConfig {
         }
         for (i, policy) in self.policies.iter().enumerate() {
             validate_plugin_ref(&policy.plugin).map_err(|m| format!("policies[{i}].plugin: {m}"))?;
+            crate::policy::validate(policy).map_err(|m| format!("policies[{i}].{m}"))?;
         }
         Ok(())
     }

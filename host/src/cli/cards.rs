@@ -17,12 +17,80 @@ use crate::store::{Attachment, Comment, EditTask, Event, ListSort, NewTask, Run,
 /// Largest file `kanban attach` accepts.
 pub const MAX_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;
 
+/// Inside a worker (`KANBAN_TASK` set) the CLI acts for that one card: mutating another card is refused,
+/// and `KANBAN_RUN_ID` ties complete/block/heartbeat to the worker's own attempt.
+struct WorkerScope {
+    task: String,
+    run: Option<i64>,
+}
+
+impl WorkerScope {
+    fn from_env() -> Option<WorkerScope> {
+        let task = std::env::var("KANBAN_TASK").ok().filter(|t| !t.is_empty())?;
+        let run = std::env::var("KANBAN_RUN_ID").ok().and_then(|r| r.parse().ok());
+        Some(WorkerScope { task, run })
+    }
+
+    fn check(&self, ids: &[&str]) -> anyhow::Result<()> {
+        match ids.iter().find(|id| **id != self.task) {
+            Some(other) => bail!("worker is scoped to task {}; refusing to modify {other}", self.task),
+            None => Ok(()),
+        }
+    }
+
+    /// The run id a terminal call from this worker must match.
+    fn attempt(&self, id: &str) -> Option<i64> {
+        if id == self.task { self.run } else { None }
+    }
+}
+
+/// Ids of the cards a command would change (none for reads and for `create`).
+fn mutated_ids(command: &Command) -> Vec<&str> {
+    match command {
+        Command::Assign { id, .. }
+        | Command::Comment { id, .. }
+        | Command::Block { id, .. }
+        | Command::Schedule { id, .. }
+        | Command::Reclaim { id, .. }
+        | Command::Reassign { id, .. }
+        | Command::Attach { id, .. }
+        | Command::Heartbeat { id, .. } => vec![id.as_str()],
+        Command::Edit(args) => vec![args.id.as_str()],
+        Command::Link { parent, child } | Command::Unlink { parent, child } => {
+            vec![parent.as_str(), child.as_str()]
+        }
+        Command::Unblock { ids, .. } | Command::Complete { ids, .. } | Command::Archive { ids, .. } => {
+            ids.iter().map(String::as_str).collect()
+        }
+        Command::Promote { ids, dry_run: false, .. } => ids.iter().map(String::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
 pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
     let now = clock::now();
+    let scope = WorkerScope::from_env();
+    if let Some(scope) = &scope {
+        scope.check(&mutated_ids(&command))?;
+    }
+    let attempt = |id: &str| scope.as_ref().and_then(|s| s.attempt(id));
     let (board, mut store) = ctx.open()?;
     let store = &mut store;
     match command {
-        Command::Board(_) => unreachable!("board commands are routed to cli::boards"),
+        Command::Log { id, tail } => {
+            store.require_task(&id)?;
+            print_log(&board, &id, tail)
+        }
+        Command::Context { id } => {
+            let task = store.get_task(&id)?;
+            print!("{}", crate::worker::context::render(&board, store, &task)?);
+            Ok(())
+        }
+        Command::Board(_)
+        | Command::Dispatch { .. }
+        | Command::Daemon { .. }
+        | Command::Demo
+        | Command::Supervise { .. } => unreachable!("routed elsewhere by cli::run"),
         Command::Create(args) => create(&board, store, *args, now),
         Command::List(args) => list(store, args),
         Command::Show { id, json } => show(&board, store, &id, json),
@@ -62,7 +130,8 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
         Command::Block { id, reason, kind } => {
             // A worker's or operator's block is sticky until `unblock`; a transient one may recover by itself.
             let sticky = !matches!(kind, Some(super::BlockKind::Transient));
-            let task = store.block(&id, reason.as_deref(), kind.map(|k| k.as_str()), sticky, now)?;
+            let task =
+                store.block(&id, reason.as_deref(), kind.map(|k| k.as_str()), sticky, attempt(&id), now)?;
             println!("Blocked {}{}", task.id, if sticky { "" } else { " (transient)" });
             Ok(())
         }
@@ -78,7 +147,8 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
         }
         Command::Promote { ids, force, dry_run, json } => promote(store, &ids, force, dry_run, json, now),
         Command::Complete { ids, result, summary } => bulk(&ids, |id| {
-            let task = store.complete(id, result.as_deref(), summary.as_deref(), now)?;
+            let task = store.complete(id, result.as_deref(), summary.as_deref(), attempt(id), now)?;
+            report_cleanup(&board, &task);
             println!("Completed {}", task.id);
             Ok(())
         }),
@@ -88,7 +158,8 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
                 remove_attachment_files(&board, id, &attachments);
                 println!("Deleted {id}");
             } else {
-                store.archive(id, now)?;
+                let task = store.archive(id, now)?;
+                report_cleanup(&board, &task);
                 println!("Archived {id}");
             }
             Ok(())
@@ -121,7 +192,7 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::AttachRm { attachment_id } => {
-            let att = store.remove_attachment(attachment_id, now)?;
+            let att = store.remove_attachment(attachment_id, scope.as_ref().map(|s| s.task.as_str()), now)?;
             remove_attachment_files(&board, &att.task_id.clone(), &[att]);
             println!("Removed attachment {attachment_id}");
             Ok(())
@@ -158,7 +229,13 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Heartbeat { id, note } => {
-            let task = store.heartbeat(&id, note.as_deref(), board.config.dispatch.claim_ttl_seconds, now)?;
+            let task = store.heartbeat(
+                &id,
+                note.as_deref(),
+                board.config.dispatch.claim_ttl_seconds,
+                attempt(&id),
+                now,
+            )?;
             println!("Heartbeat {} (claim until {})", task.id, task.claim_expires.unwrap_or(now));
             Ok(())
         }
@@ -599,6 +676,38 @@ fn remove_attachment_files(board: &Board, task_id: &str, attachments: &[Attachme
         }
     }
     let _ = fs::remove_dir(&dir); // only succeeds when empty
+}
+
+/// After a card completed or was archived: clean its workspace and say what happened to it.
+fn report_cleanup(board: &Board, task: &Task) {
+    match crate::workspace::cleanup(board, task) {
+        crate::workspace::Cleanup::Deleted(path) => {
+            tracing::info!(path = %path.display(), "workspace removed")
+        }
+        crate::workspace::Cleanup::Kept { path, reason } if task.workspace_kind != "dir" => {
+            eprintln!("kanban: kept workspace {}: {reason}", path.display())
+        }
+        _ => {}
+    }
+}
+
+fn print_log(board: &Board, id: &str, tail: Option<u64>) -> anyhow::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let path = crate::worker::log_path(board, id);
+    let mut file = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("kanban: no log yet for {id} ({})", path.display());
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if let Some(tail) = tail {
+        let len = file.metadata()?.len();
+        file.seek(SeekFrom::Start(len.saturating_sub(tail)))?;
+    }
+    std::io::copy(&mut file, &mut std::io::stdout().lock())?;
+    Ok(())
 }
 
 #[cfg(test)]

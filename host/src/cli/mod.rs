@@ -4,6 +4,8 @@
 
 mod boards;
 mod cards;
+mod demo;
+mod dispatch;
 mod render;
 pub mod values;
 
@@ -200,6 +202,47 @@ pub enum Command {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Print a card's worker log (stdout and stderr of its workers)
+    Log {
+        id: String,
+        /// Only the last BYTES bytes
+        #[arg(long, value_name = "BYTES")]
+        tail: Option<u64>,
+    },
+    /// Print the context a worker of this card is given (KANBAN_CONTEXT)
+    Context { id: String },
+    /// Run one dispatcher tick on the board: settle finished workers, then spawn ready cards
+    Dispatch {
+        /// Report what the spawn phase would do and spawn nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for the spawned workers to exit and settle their outcome before returning
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tick every board (or --board) until SIGINT or SIGTERM
+    Daemon {
+        /// Seconds between ticks
+        #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+        interval: f64,
+        /// Stop when nothing is running and nothing is waiting to be dispatched
+        #[arg(long)]
+        until_idle: bool,
+        /// Stop after N ticks
+        #[arg(long, value_name = "N")]
+        max_ticks: Option<u64>,
+    },
+    /// Show the dispatcher at work on a demo board: success, rate limit, crash loop, wedged worker
+    Demo,
+    /// Internal: supervise the worker of one claimed run (started by the dispatcher)
+    #[command(hide = true)]
+    Supervise {
+        id: String,
+        #[arg(long)]
+        run: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -376,6 +419,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Context { home: Home::resolve(cli.home)?, board_flag: cli.board.filter(|b| !b.is_empty()) };
     match cli.command {
         Command::Board(cmd) => boards::run(&ctx, cmd),
+        cmd @ (Command::Dispatch { .. }
+        | Command::Daemon { .. }
+        | Command::Demo
+        | Command::Supervise { .. }) => dispatch::run(&ctx, cmd),
         other => cards::run(&ctx, other),
     }
 }

@@ -75,7 +75,8 @@ fn db_file(path: &Path) -> std::io::Result<Option<std::sync::Arc<File>>> {
     use std::collections::HashMap;
     use std::os::unix::fs::MetadataExt;
     use std::sync::{Arc, Mutex, OnceLock};
-    static FILES: OnceLock<Mutex<HashMap<(u64, u64), Arc<File>>>> = OnceLock::new();
+    type ByInode = HashMap<(u64, u64), Arc<File>>;
+    static FILES: OnceLock<Mutex<ByInode>> = OnceLock::new();
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

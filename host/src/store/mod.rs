@@ -6,6 +6,7 @@
 //! nothing of board.toml, processes or plugins: limits and "now" are passed in.
 
 mod conn;
+mod dispatch;
 mod model;
 mod schema;
 mod tasks;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use conn::{BUSY_TIMEOUT, check_not_torn, open_connection, quarantine};
+pub use dispatch::{BreakerLimits, Outcome, RunningCard, Settled, Settlement};
 pub use model::*;
 pub use schema::SCHEMA_VERSION;
 pub use tasks::{EditTask, ListSort, NewTask, PromoteOutcome, Stats, TaskFilter, new_task_id};

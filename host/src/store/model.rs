@@ -45,6 +45,7 @@ pub struct Task {
     pub block_kind: Option<String>,
     pub block_reason: Option<String>,
     pub block_sticky: bool,
+    pub protocol_violations: i64,
 }
 
 /// The column list matching [`Task::from_row`]; every task query selects exactly this.
@@ -52,7 +53,7 @@ pub const TASK_COLUMNS: &str = "id, title, body, status, assignee, priority, ten
     updated_at, started_at, completed_at, workspace_kind, workspace_path, branch_name, idempotency_key, \
     max_runtime_seconds, max_retries, consecutive_failures, last_failure_error, goal_mode, goal_max_turns, \
     goal_turn, session_id, result, claim_lock, claim_expires, worker_pid, last_heartbeat_at, current_run_id, \
-    block_kind, block_reason, block_sticky";
+    block_kind, block_reason, block_sticky, protocol_violations";
 
 impl Task {
     pub fn from_row(r: &Row) -> rusqlite::Result<Task> {
@@ -90,6 +91,7 @@ impl Task {
             block_kind: r.get(30)?,
             block_reason: r.get(31)?,
             block_sticky: r.get(32)?,
+            protocol_violations: r.get(33)?,
         })
     }
 
@@ -142,10 +144,19 @@ pub struct Run {
     pub started_at: i64,
     pub ended_at: Option<i64>,
     pub last_heartbeat_at: Option<i64>,
+    /// Supervision facts: pid plus start time identify a process across pid reuse.
+    pub supervisor_pid: Option<i64>,
+    pub supervisor_start: Option<i64>,
+    pub worker_start: Option<i64>,
+    pub exit_signal: Option<i64>,
+    pub exited_at: Option<i64>,
+    /// Goal-mode turn (1 for ordinary cards).
+    pub turn: i64,
 }
 
 pub const RUN_COLUMNS: &str = "id, task_id, profile, status, outcome, error, summary, metadata, exit_code, \
-    claim_lock, worker_pid, started_at, ended_at, last_heartbeat_at";
+    claim_lock, worker_pid, started_at, ended_at, last_heartbeat_at, supervisor_pid, supervisor_start, \
+    worker_start, exit_signal, exited_at, turn";
 
 impl Run {
     pub fn from_row(r: &Row) -> rusqlite::Result<Run> {
@@ -165,6 +176,12 @@ impl Run {
             started_at: r.get(11)?,
             ended_at: r.get(12)?,
             last_heartbeat_at: r.get(13)?,
+            supervisor_pid: r.get(14)?,
+            supervisor_start: r.get(15)?,
+            worker_start: r.get(16)?,
+            exit_signal: r.get(17)?,
+            exited_at: r.get(18)?,
+            turn: r.get(19)?,
         })
     }
 }

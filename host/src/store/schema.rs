@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever [`TABLES`] or [`INDEXES`] change. Files at this version skip the migration entirely, so
 /// opening a board stays cheap for the short-lived commands workers run.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub struct Table {
     pub name: &'static str,
@@ -67,6 +67,8 @@ pub const TABLES: &[Table] = &[
             ("block_kind", "TEXT"),
             ("block_reason", "TEXT"),
             ("block_sticky", "INTEGER NOT NULL DEFAULT 0"),
+            // Exits 0 without complete/block, in a row (the protocol-violation breaker).
+            ("protocol_violations", "INTEGER NOT NULL DEFAULT 0"),
         ],
     },
     Table {
@@ -116,6 +118,13 @@ pub const TABLES: &[Table] = &[
             ("started_at", "INTEGER NOT NULL DEFAULT 0"),
             ("ended_at", "INTEGER"),
             ("last_heartbeat_at", "INTEGER"),
+            // Supervision facts: pid plus start time identify a process, so a recycled pid is never signalled.
+            ("supervisor_pid", "INTEGER"),
+            ("supervisor_start", "INTEGER"),
+            ("worker_start", "INTEGER"),
+            ("exit_signal", "INTEGER"),
+            ("exited_at", "INTEGER"),
+            ("turn", "INTEGER NOT NULL DEFAULT 1"),
         ],
     },
     Table {
@@ -142,6 +151,7 @@ pub const INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS task_events_task ON task_events(task_id, id)",
     "CREATE INDEX IF NOT EXISTS task_events_run ON task_events(run_id)",
     "CREATE INDEX IF NOT EXISTS task_runs_task ON task_runs(task_id, id)",
+    "CREATE INDEX IF NOT EXISTS task_runs_status ON task_runs(status) WHERE status <> 'ended'",
     "CREATE INDEX IF NOT EXISTS task_comments_task ON task_comments(task_id, id)",
     "CREATE INDEX IF NOT EXISTS task_attachments_task ON task_attachments(task_id, id)",
 ];

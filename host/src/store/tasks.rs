@@ -124,7 +124,7 @@ fn set_status(tx: &Transaction, task: &Task, to: &str, now: i64) -> Result<()> {
     Ok(())
 }
 
-fn open_parent_count(tx: &Transaction, id: &str) -> Result<i64> {
+pub(crate) fn open_parent_count(tx: &Transaction, id: &str) -> Result<i64> {
     Ok(tx.query_row(
         "SELECT count(*) FROM task_links l JOIN tasks p ON p.id = l.parent_id
          WHERE l.child_id = ?1 AND p.status NOT IN ('done', 'archived')",
@@ -212,6 +212,21 @@ fn reaches(tx: &Transaction, from: &str, target: &str) -> Result<bool> {
         params![from, target],
         |r| r.get(0),
     )?)
+}
+
+/// A worker reporting on run `attempt` may only touch the card while that run is its current one: a stale
+/// attempt (an old worker of a card that was reclaimed and respawned) cannot complete or block a newer run.
+fn check_attempt(task: &Task, attempt: Option<i64>) -> Result<()> {
+    match attempt {
+        Some(run) if task.current_run_id != Some(run) => Err(StoreError::Refused(format!(
+            "stale attempt: run {run} is no longer the current run of card {} ({})",
+            task.id,
+            task.current_run_id
+                .map(|r| format!("current run {r}"))
+                .unwrap_or_else(|| format!("now {}", task.status))
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn require_status(task: &Task, allowed: &[&str], action: &str) -> Result<()> {
@@ -624,10 +639,12 @@ impl Store {
         reason: Option<&str>,
         kind: Option<&str>,
         sticky: bool,
+        attempt: Option<i64>,
         now: i64,
     ) -> Result<Task> {
         self.write(|tx| {
             let task = load(tx, id)?;
+            check_attempt(&task, attempt)?;
             require_status(&task, &["triage", "todo", "scheduled", "ready", "running", "review"], "block")?;
             let run = if task.status == "running" {
                 end_current_run(tx, &task, "blocked", reason, None, now)?
@@ -659,8 +676,8 @@ impl Store {
             let to = waiting_status(tx, id)?;
             set_status(tx, &task, to, now)?;
             tx.execute(
-                "UPDATE tasks SET block_kind = NULL, block_reason = NULL, block_sticky = 0, consecutive_failures = 0
-                 WHERE id = ?1",
+                "UPDATE tasks SET block_kind = NULL, block_reason = NULL, block_sticky = 0, consecutive_failures = 0,
+                 protocol_violations = 0 WHERE id = ?1",
                 [id],
             )?;
             append_event(tx, Some(id), None, "unblocked", json!({"reason": reason, "to": to, "failures_reset": task.consecutive_failures}), now)?;
@@ -720,10 +737,12 @@ impl Store {
         id: &str,
         result: Option<&str>,
         summary: Option<&str>,
+        attempt: Option<i64>,
         now: i64,
     ) -> Result<Task> {
         self.write(|tx| {
             let task = load(tx, id)?;
+            check_attempt(&task, attempt)?;
             require_status(&task, &["triage", "todo", "scheduled", "ready", "running", "blocked", "review"], "complete")?;
             let open = open_parent_ids(tx, id)?;
             if !open.is_empty() {
@@ -735,7 +754,8 @@ impl Store {
             let run = if task.status == "running" { end_current_run(tx, &task, "completed", None, summary, now)? } else { None };
             set_status(tx, &task, "done", now)?;
             tx.execute(
-                "UPDATE tasks SET result = ?1, completed_at = ?2, consecutive_failures = 0, last_failure_error = NULL,
+                "UPDATE tasks SET result = ?1, completed_at = ?2, consecutive_failures = 0, protocol_violations = 0,
+                 last_failure_error = NULL,
                  block_kind = NULL, block_reason = NULL, block_sticky = 0 WHERE id = ?3",
                 params![result, now, id],
             )?;
@@ -811,9 +831,17 @@ impl Store {
         })
     }
 
-    pub fn heartbeat(&mut self, id: &str, note: Option<&str>, claim_ttl: i64, now: i64) -> Result<Task> {
+    pub fn heartbeat(
+        &mut self,
+        id: &str,
+        note: Option<&str>,
+        claim_ttl: i64,
+        attempt: Option<i64>,
+        now: i64,
+    ) -> Result<Task> {
         self.write(|tx| {
             let task = load(tx, id)?;
+            check_attempt(&task, attempt)?;
             require_status(&task, &["running"], "heartbeat")?;
             tx.execute(
                 "UPDATE tasks SET last_heartbeat_at = ?1, claim_expires = ?2, updated_at = ?1 WHERE id = ?3 AND status = 'running'",
@@ -866,7 +894,13 @@ impl Store {
     }
 
     /// Remove an attachment row; returns it so the caller can delete the file after the commit.
-    pub fn remove_attachment(&mut self, attachment_id: i64, now: i64) -> Result<Attachment> {
+    /// `only_task` (a worker's scope) refuses attachments of any other card.
+    pub fn remove_attachment(
+        &mut self,
+        attachment_id: i64,
+        only_task: Option<&str>,
+        now: i64,
+    ) -> Result<Attachment> {
         self.write(|tx| {
             let att = tx
                 .query_row(
@@ -876,6 +910,14 @@ impl Store {
                 )
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("attachment {attachment_id}")))?;
+            if let Some(task) = only_task
+                && att.task_id != task
+            {
+                return Err(StoreError::Refused(format!(
+                    "worker is scoped to task {task}; refusing to modify {} (attachment {attachment_id})",
+                    att.task_id
+                )));
+            }
             tx.execute("DELETE FROM task_attachments WHERE id = ?1", [attachment_id])?;
             append_event(tx, Some(&att.task_id), None, "attachment_removed", json!({"attachment_id": attachment_id, "name": att.stored_name}), now)?;
             Ok(att)
@@ -1035,7 +1077,10 @@ fn reclaim_in(tx: &Transaction, task: &Task, reason: &str, now: i64) -> Result<(
     let run = end_current_run(tx, task, "reclaimed", Some(reason), None, now)?;
     let to = waiting_status(tx, &task.id)?;
     set_status(tx, task, to, now)?;
-    tx.execute("UPDATE tasks SET consecutive_failures = 0 WHERE id = ?1", [&task.id])?;
+    tx.execute(
+        "UPDATE tasks SET consecutive_failures = 0, protocol_violations = 0 WHERE id = ?1",
+        [&task.id],
+    )?;
     append_event(
         tx,
         Some(&task.id),
