@@ -397,7 +397,21 @@ fn spawn_phase(
     }
     let board_cap = d.max_in_progress as usize;
     let mut plan: Vec<Planned> = Vec::new();
-    for mut task in store.dispatch_candidates()? {
+    for (task_id, assignee) in store.dispatch_candidates()? {
+        // The board cap comes first: a capped card is reported and costs nothing more (no routing writes,
+        // no policy calls), which keeps a tick on a board with thousands of ready cards cheap.
+        if total >= board_cap {
+            report.skipped_board_capped.push(task_id);
+            report.pending += 1;
+            continue;
+        }
+        if let Some(a) = &assignee
+            && !board.config.profiles.contains_key(a)
+        {
+            report.skipped_nonspawnable.push(task_id);
+            continue;
+        }
+        let mut task = store.get_task(&task_id)?;
         // Routing: an unassigned card goes to the board's router.
         if task.assignee.is_none() {
             let Some(router) = policies.router.as_mut() else {
@@ -413,6 +427,15 @@ fn spawn_phase(
             match router.route(&RouteInput { task: &task, profiles: &profiles, now }) {
                 Ok(Some(profile)) => {
                     let policy = router.name().to_string();
+                    if !board.config.profiles.contains_key(&profile) {
+                        report.policy_errors.push(PolicyFailure {
+                            policy,
+                            task_id: task.id.clone(),
+                            error: format!("routed to '{profile}', which is not a profile of this board"),
+                        });
+                        report.skipped_unassigned.push(task.id.clone());
+                        continue;
+                    }
                     if !options.dry_run && !store.assign_by_policy(&task.id, &profile, &policy, now)? {
                         continue; // changed under us; the next tick sees it fresh
                     }
@@ -443,12 +466,7 @@ fn spawn_phase(
             report.skipped_nonspawnable.push(task.id.clone());
             continue;
         };
-        // Caps: running cards from before this tick count, and so do the ones planned so far.
-        if total >= board_cap {
-            report.skipped_board_capped.push(task.id.clone());
-            report.pending += 1;
-            continue;
-        }
+        // Per-profile caps: running cards from before this tick count, and so do the ones planned so far.
         let cap = profile_cfg.max_in_progress.or(d.max_in_progress_per_profile).map(|c| c as usize);
         let running_here = per_profile.get(&profile).copied().unwrap_or(0);
         if cap.is_some_and(|c| running_here >= c) {

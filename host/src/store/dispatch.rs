@@ -122,14 +122,16 @@ impl Store {
         })
     }
 
-    /// Dispatchable cards (`ready`, then the `review` lane) in dispatch order: priority, then age.
-    pub fn dispatch_candidates(&mut self) -> Result<Vec<Task>> {
+    /// Ids and assignees of dispatchable cards (`ready` and the `review` lane) in dispatch order: priority,
+    /// then age. Light on purpose: a big board has thousands, and most of them only get reported as capped.
+    pub fn dispatch_candidates(&mut self) -> Result<Vec<(String, Option<String>)>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ('ready', 'review')
-                 ORDER BY priority DESC, created_at, id"
-            ))?;
-            let rows = stmt.query_map([], Task::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut stmt = tx.prepare(
+                "SELECT id, assignee FROM tasks WHERE status IN ('ready', 'review')
+                 ORDER BY priority DESC, created_at, id",
+            )?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
     }

@@ -1,0 +1,137 @@
+//! Crash consistency: `kill -9` the daemon at random moments while workers run, many times, then check the
+//! board's invariants straight from SQLite. `KANBAN_KILL_ITERATIONS` sets how many kills (default 40).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Kanban;
+use rusqlite::Connection;
+
+const CARDS: usize = 24;
+
+fn invariants(db: &std::path::Path, when: &str) {
+    let conn = Connection::open(db).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM tasks"), CARDS as i64, "{when}: cards were lost");
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM tasks t WHERE t.status = 'running' AND NOT EXISTS (
+               SELECT 1 FROM task_runs r WHERE r.id = t.current_run_id AND r.task_id = t.id
+                 AND r.status IN ('running', 'exited'))"
+        ),
+        0,
+        "{when}: a running card has no open run"
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM (SELECT task_id FROM task_runs WHERE status IN ('running', 'exited')
+               GROUP BY task_id HAVING count(*) > 1)"
+        ),
+        0,
+        "{when}: a card has two open runs"
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM task_runs r WHERE r.status IN ('running', 'exited') AND NOT EXISTS (
+               SELECT 1 FROM tasks t WHERE t.current_run_id = r.id AND t.status = 'running')"
+        ),
+        0,
+        "{when}: an open run belongs to no running card"
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM tasks WHERE claim_lock IS NOT NULL AND (status <> 'running' OR current_run_id IS NULL)"
+        ),
+        0,
+        "{when}: a claim without a run"
+    );
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(integrity, "ok", "{when}: integrity check");
+}
+
+/// Worker processes of this test still alive (found by their script path in /proc/*/cmdline).
+fn live_workers(marker: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let zombie = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'));
+        if !zombie && String::from_utf8_lossy(&cmdline).contains(marker) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn kill_dash_nine_of_the_daemon_never_leaves_the_board_inconsistent() {
+    let iterations: usize =
+        std::env::var("KANBAN_KILL_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let k = Kanban::new();
+    k.ok(&["board", "create", "b"]);
+    let scripts = tempfile::tempdir().unwrap();
+    let worker = scripts.path().join("kill-test-worker.sh");
+    // Mostly quick successes, some crashes and rate limits, so every settlement path runs under the kills.
+    std::fs::write(
+        &worker,
+        r#"sleep 0.$(( $$ % 4 ))
+case $(( $$ % 5 )) in
+  0) exit 3 ;;
+  1) exit 75 ;;
+esac
+"$KANBAN_BIN" complete "$KANBAN_TASK" --result ok
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        k.toml_path("b"),
+        format!(
+            "[dispatch]\nmax_in_progress = 6\nfailure_limit = 50\ncrash_grace_seconds = 0\n\n\
+             [profiles.w]\ncommand = [\"sh\", {:?}]\nenv = {{ KANBAN_BIN = {:?} }}\n\n\
+             [[policies]]\nkind = \"respawn-guard\"\nplugin = \"builtin:respawn-guard\"\n\
+             [policies.config]\nrate_limit_cooldown_seconds = 0\n",
+            worker.display().to_string(),
+            common::bin()
+        ),
+    )
+    .unwrap();
+    for i in 0..CARDS {
+        k.ok(&["--board", "b", "create", &format!("card {i}"), "--assignee", "w"]);
+    }
+    let db = k.db_path("b");
+    // The daemon reads the real clock here: workers run for real, so time must pass for real.
+    let daemon = || {
+        let mut cmd = Command::new(common::bin());
+        cmd.arg("--home").arg(k.home()).args(["--board", "b", "daemon", "--interval", "0.02"]);
+        cmd.env_remove("KANBAN_NOW").env_remove("KANBAN_BOARD").stdout(Stdio::null()).stderr(Stdio::null());
+        cmd
+    };
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(std::process::id());
+    for i in 0..iterations {
+        let mut child = daemon().spawn().unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(5 + seed % 150));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        invariants(&db, &format!("after kill {i}"));
+    }
+    // Let one daemon finish the work; its ticks settle whatever the kills left behind.
+    let status = daemon().args(["--until-idle", "--max-ticks", "3000"]).status().unwrap();
+    assert!(status.success());
+    invariants(&db, "after settling");
+    let conn = Connection::open(&db).unwrap();
+    let open: i64 = conn
+        .query_row("SELECT count(*) FROM tasks WHERE status NOT IN ('done', 'blocked')", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(open, 0, "every card reached done (or blocked) once a daemon could finish");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !live_workers("kill-test-worker.sh").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(live_workers("kill-test-worker.sh"), Vec::<i32>::new(), "a worker outlived its card");
+}
