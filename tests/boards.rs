@@ -373,3 +373,39 @@ fn bad_default_board_toml_breaks_card_commands() {
     std::fs::write(k.toml_path("default"), MINIMAL).unwrap();
     assert_eq!(k.list_ids(&[]), [id]);
 }
+
+#[test]
+fn board_list_marks_the_homes_current_board_not_the_flag() {
+    let k = Kanban::new();
+    k.ok(&["board", "create", "a"]);
+    k.ok(&["board", "create", "b"]);
+    k.ok(&["board", "switch", "a"]);
+    let rows = k.json(&["--board", "b", "board", "list", "--json"]);
+    let current: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["current"] == true)
+        .map(|r| r["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(current, ["a"]);
+}
+
+#[test]
+fn an_empty_kanban_home_or_board_means_unset() {
+    let k = Kanban::new();
+    let out = k.cmd(&["list"]).env("KANBAN_BOARD", "").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // With an empty KANBAN_HOME and no --home, the platform data dir under $HOME is used.
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::bin())
+        .arg("list")
+        .env("KANBAN_HOME", "")
+        .env("HOME", home.path())
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("KANBAN_BOARD")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(home.path().join(".local/share/kanban/boards/default/kanban.db").exists());
+}

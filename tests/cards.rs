@@ -1449,3 +1449,115 @@ fn refused_commands_change_nothing() {
     }
     assert_eq!(before_show, k.show(&child));
 }
+
+// ---- Regressions from the documentation review ----------------------------------------------------------
+
+#[test]
+fn a_dir_workspace_without_a_path_takes_the_boards_default_workdir() {
+    let k = Kanban::new();
+    k.ok(&["board", "create", "w", "--default-workdir", "/srv/w"]);
+    let id = k.create("x", &["--board", "w", "--workspace", "dir"]);
+    let task = k.json(&["--board", "w", "show", &id, "--json"])["task"].clone();
+    assert_eq!(task["workspace_kind"], "dir");
+    assert_eq!(task["workspace_path"], "/srv/w");
+    // Without a default workdir it is a usage error, and nothing is created.
+    let before = k.snapshot();
+    let err = k.fails(&["create", "y", "--workspace", "dir"], 2);
+    assert!(err.contains("default_workdir"), "{err}");
+    assert_eq!(before, k.snapshot());
+}
+
+#[test]
+fn scheduling_a_blocked_card_clears_its_block() {
+    let k = Kanban::new();
+    let id = k.create("x", &[]);
+    k.ok(&["block", &id, "why", "--kind", "needs_input"]);
+    k.ok(&["schedule", &id]);
+    k.ok(&["promote", &id]);
+    let task = k.task(&id);
+    assert_eq!(task["status"], "ready");
+    assert_eq!(task["block_sticky"], false);
+    assert!(task["block_kind"].is_null() && task["block_reason"].is_null(), "{task}");
+}
+
+#[test]
+fn an_open_parent_cannot_be_linked_to_a_running_or_done_child() {
+    let k = Kanban::new();
+    let running = k.create("running", &["--initial-status", "running"]);
+    let done = k.create("done", &[]);
+    k.ok(&["complete", &done]);
+    let parent = k.create("parent", &[]);
+    for child in [&running, &done] {
+        let before = k.snapshot();
+        let err = k.fails(&["link", &parent, child], 1);
+        assert!(err.contains("cannot start waiting"), "{err}");
+        assert_eq!(before, k.snapshot());
+    }
+    // A closed parent may still be recorded as a dependency.
+    let closed = k.create("closed parent", &[]);
+    k.ok(&["complete", &closed]);
+    k.ok(&["link", &closed, &running]);
+}
+
+#[test]
+fn promoting_one_card_reports_one_error_line() {
+    let k = Kanban::new();
+    let id = k.create("ready already", &[]);
+    let err = k.fails(&["promote", &id], 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot promote"), "{err}");
+}
+
+#[test]
+fn a_missing_attachment_is_named_as_an_attachment() {
+    let k = Kanban::new();
+    let err = k.fails(&["attach-rm", "99"], 1);
+    assert_eq!(err.trim(), "kanban: attachment 99 not found");
+}
+
+#[test]
+fn events_of_a_deleted_card_stay_readable() {
+    let k = Kanban::new();
+    let id = k.create("gone soon", &[]);
+    k.ok(&["archive", &id]);
+    k.ok(&["archive", "--rm", &id]);
+    let kinds: Vec<String> = k
+        .json_lines(&["events", &id, "--json"])
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["created", "archived", "deleted"]);
+    k.fails(&["events", "t_00000000"], 1);
+}
+
+#[test]
+fn a_worker_report_gets_through_a_broken_board_toml() {
+    let k = Kanban::new();
+    let id = k.create("x", &["--initial-status", "running"]);
+    let toml = k.toml_path("default");
+    std::fs::write(&toml, "[dispatch]\nnot_a_key = 1\n").unwrap();
+    // Ordinary commands refuse the broken config...
+    k.fails(&["list"], 2);
+    // ...but the worker protocol records its report, with a warning naming the key.
+    for args in [
+        vec!["heartbeat", id.as_str()],
+        vec!["comment", id.as_str(), "still here"],
+        vec!["complete", id.as_str(), "--result", "ok"],
+    ] {
+        let out = k.run(&args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not_a_key"));
+    }
+    let conn = rusqlite::Connection::open(k.db_path("default")).unwrap();
+    let status: String =
+        conn.query_row("SELECT status FROM tasks WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
+    assert_eq!(status, "done");
+}
+
+#[test]
+fn a_goal_card_without_a_judge_is_created_with_a_warning() {
+    let k = Kanban::new();
+    let out = k.run(&["create", "goal", "--goal"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [goal] judge"));
+}

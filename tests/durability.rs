@@ -284,3 +284,28 @@ fn another_process_closing_never_deletes_the_wal_under_an_open_connection() {
     let shown = k.json(&["show", &id, "--json"]);
     assert_eq!(shown["comments"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_database_from_a_newer_release_is_refused_and_left_untouched() {
+    let k = Kanban::new();
+    k.create("x", &[]);
+    let db = k.db_path("default");
+    rusqlite::Connection::open(&db).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+    let err = k.fails(&["list"], 1);
+    assert!(err.contains("schema version 99") && err.contains(&db.display().to_string()), "{err}");
+    let version: i64 =
+        rusqlite::Connection::open(&db).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 99, "an older build must never downgrade the schema version");
+}
+
+#[test]
+fn a_sqlite_error_is_reported_once_not_twice() {
+    let k = Kanban::new();
+    let id = k.create("x", &[]);
+    rusqlite::Connection::open(k.db_path("default"))
+        .unwrap()
+        .execute_batch("DROP TABLE task_comments")
+        .unwrap();
+    let err = k.fails(&["comment", &id, "hello"], 1);
+    assert_eq!(err.matches("no such table").count(), 1, "{err}");
+}

@@ -5,6 +5,14 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // An empty KANBAN_HOME or KANBAN_BOARD means "not set", as it does for most tools; clap would call an
+    // empty value a usage error.
+    for var in ["KANBAN_HOME", "KANBAN_BOARD"] {
+        if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+            // SAFETY: first thing in main, before any thread exists.
+            unsafe { std::env::remove_var(var) };
+        }
+    }
     let cli = match kanban::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

@@ -214,7 +214,8 @@ pub fn template(name: &str, default_workdir: Option<&Path>) -> String {
         }
     };
     format!(
-        r#"## board.toml: this board's configuration. Every key is shown with its default; uncomment to change.
+        r#"## board.toml: this board's configuration. Every key is shown, with its default where it has one;
+## uncomment to change.
 ## Unknown keys are errors. Check the file with `kanban board check`. Reference: docs/board-toml.md.
 
 [board]
@@ -224,7 +225,7 @@ name = {name}
 [dispatch]
 # failure_limit = 2                   # circuit-breaker limit unless a card sets --max-retries
 # max_in_progress = 8                 # running cards on this board
-# max_in_progress_per_profile = 2     # optional cap per profile
+# max_in_progress_per_profile = 2     # optional cap per profile (default: none)
 # claim_ttl_seconds = 900             # a heartbeat extends the claim by this much
 # crash_grace_seconds = 30            # a worker younger than this is never called crashed
 # heartbeat_stale_seconds = 3600      # a live worker silent this long is reclaimed

@@ -29,8 +29,8 @@ pub enum BoardError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Invalid(String),
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    #[error("{context}: {error}")]
+    Io { context: String, error: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -49,7 +49,7 @@ type Result<T, E = BoardError> = std::result::Result<T, E>;
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BoardError {
     let context = context.into();
-    move |source| BoardError::Io { context, source }
+    move |error| BoardError::Io { context, error }
 }
 
 /// `^[a-z0-9][a-z0-9_-]{0,63}$`
@@ -128,7 +128,7 @@ impl Home {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => {
-                return Err(BoardError::Io { context: format!("cannot list {}", dir.display()), source: e });
+                return Err(BoardError::Io { context: format!("cannot list {}", dir.display()), error: e });
             }
         };
         let mut slugs: Vec<String> = entries
@@ -198,7 +198,7 @@ impl Home {
             }
             return Err(BoardError::Io {
                 context: format!("cannot create board {}", dir.display()),
-                source: e,
+                error: e,
             });
         }
         self.load_board(slug)
@@ -215,6 +215,21 @@ impl Home {
             }
         }
         self.load_board(slug)
+    }
+
+    /// Like [`Home::open_board`], but a `board.toml` that fails to parse or validate gives the board with
+    /// default settings and the error, instead of failing. For the worker protocol (complete, block,
+    /// heartbeat, comment): a worker's report must not be lost because an operator broke the config
+    /// while it ran.
+    pub fn open_board_for_report(&self, slug: &str) -> Result<(Board, Option<ConfigError>)> {
+        match self.open_board(slug) {
+            Ok(board) => Ok((board, None)),
+            Err(BoardError::Config(err)) => {
+                let dir = self.require_board(slug)?;
+                Ok((Board { slug: slug.to_string(), dir, config: BoardConfig::default() }, Some(err)))
+            }
+            Err(other) => Err(other),
+        }
     }
 
     fn load_board(&self, slug: &str) -> Result<Board> {

@@ -38,7 +38,8 @@ pub fn run(ctx: &Context, command: BoardCommand) -> anyhow::Result<()> {
             Ok(())
         }
         BoardCommand::List { json } => {
-            let current = home.pick_board(ctx.board_flag.as_deref());
+            // The home's current board (`board switch`), not a one-off --board.
+            let current = home.pick_board(None);
             let mut rows = Vec::new();
             for slug in home.board_slugs()? {
                 // A board with a broken board.toml is still listed, so the operator can find and fix it.

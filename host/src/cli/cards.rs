@@ -74,7 +74,15 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
         scope.check(&mutated_ids(&command))?;
     }
     let attempt = |id: &str| scope.as_ref().and_then(|s| s.attempt(id));
-    let (board, mut store) = ctx.open()?;
+    // The worker protocol must get through even if board.toml was broken after the worker started.
+    let report = matches!(
+        command,
+        Command::Complete { .. }
+            | Command::Block { .. }
+            | Command::Heartbeat { .. }
+            | Command::Comment { .. }
+    );
+    let (board, mut store) = if report { ctx.open_for_report()? } else { ctx.open()? };
     let store = &mut store;
     match command {
         Command::Log { id, tail } => {
@@ -332,6 +340,12 @@ fn create(board: &Board, store: &mut Store, args: CreateArgs, now: i64) -> anyho
     let (task, created) = store.create_task(&new, now)?;
     if created {
         warn_unknown_profile(board, task.assignee.as_deref());
+        if task.goal_mode && board.config.goal.judge.is_none() {
+            eprintln!(
+                "kanban: warning: board '{}' has no [goal] judge; goal card {} will be blocked after its first turn",
+                board.slug, task.id
+            );
+        }
     }
     if args.json {
         return render::json(&task);
@@ -392,13 +406,8 @@ struct ShowJson<'a> {
 }
 
 fn show(board: &Board, store: &mut Store, id: &str, json: bool) -> anyhow::Result<()> {
-    let task = store.get_task(id)?;
-    let parents = store.parents(id)?;
-    let children = store.children(id)?;
-    let comments = store.comments(id)?;
-    let events = store.events(Some(id), None)?;
-    let runs = store.runs(id)?;
-    let atts = store.attachments(id)?;
+    let crate::store::TaskDetail { task, parents, children, comments, events, runs, attachments: atts } =
+        store.task_detail(id)?;
     if json {
         return render::json(&ShowJson {
             task: &task,
@@ -507,7 +516,11 @@ fn promote(
                 report.promoted.push(outcome.id);
             }
             Err(err) => {
-                eprintln!("kanban: {err}");
+                if ids.len() > 1 || json {
+                    eprintln!("kanban: {err}");
+                } else {
+                    return Err(err.into());
+                }
                 report.failed.push(PromoteFailure { id: id.clone(), error: err.to_string() });
             }
         }
@@ -515,10 +528,11 @@ fn promote(
     if json {
         render::json(&report)?;
     }
-    if report.failed.is_empty() {
-        Ok(())
-    } else {
-        Err(BulkFailure { failed: report.failed.len(), total: ids.len() }.into())
+    match (report.failed.len(), ids.len()) {
+        (0, _) => Ok(()),
+        // One card: its error was printed above; fail without a "1 of 1 failed" summary.
+        (_, 1) => Err(BulkFailure { failed: 1, total: 1 }.into()),
+        (failed, total) => Err(BulkFailure { failed, total }.into()),
     }
 }
 
@@ -529,7 +543,11 @@ fn events(
     follow: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    if let Some(id) = id {
+    // A card deleted with `archive --rm` keeps its events in the log: accept its id if it has any.
+    if let Some(id) = id
+        && store.require_task(id).is_err()
+        && store.events(Some(id), None)?.is_empty()
+    {
         store.require_task(id)?;
     }
     let mut last = since.unwrap_or(0);

@@ -412,6 +412,17 @@ impl Context {
         let store = board.open_store()?;
         Ok((board, store))
     }
+
+    /// Open for a worker's report: a broken board.toml is a warning (defaults apply), not a refusal.
+    pub fn open_for_report(&self) -> anyhow::Result<(Board, Store)> {
+        let slug = self.home.pick_board(self.board_flag.as_deref());
+        let (board, config_error) = self.home.open_board_for_report(&slug)?;
+        if let Some(err) = config_error {
+            eprintln!("kanban: warning: {err}; recording this report with default settings");
+        }
+        let store = board.open_store()?;
+        Ok((board, store))
+    }
 }
 
 /// Run a parsed command line.

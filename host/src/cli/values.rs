@@ -46,7 +46,8 @@ pub fn parse_workspace(text: &str) -> Result<WorkspaceSpec, String> {
             }
             Ok(WorkspaceSpec { kind: kind.into(), path: Some(path) })
         }
-        ("dir", None) => Err("dir needs a path: dir:/abs/path".into()),
+        // Without a path, `dir` takes the board's default_workdir (checked when the card is created).
+        ("dir", None) => Ok(WorkspaceSpec { kind: "dir".into(), path: None }),
         _ => Err(format!("'{text}' is not a workspace: use scratch, dir:PATH, worktree or worktree:PATH")),
     }
 }
@@ -73,7 +74,8 @@ mod tests {
         assert_eq!(parse_workspace("dir:/srv/x").unwrap().path, Some(PathBuf::from("/srv/x")));
         assert_eq!(parse_workspace("worktree").unwrap().path, None);
         assert_eq!(parse_workspace("worktree:/repo").unwrap().kind, "worktree");
-        for bad in ["dir", "dir:rel", "bogus", "scratch:/x", "worktree:rel"] {
+        assert_eq!(parse_workspace("dir").unwrap(), WorkspaceSpec { kind: "dir".into(), path: None });
+        for bad in ["dir:rel", "bogus", "scratch:/x", "worktree:rel"] {
             assert!(parse_workspace(bad).is_err(), "{bad}");
         }
     }

@@ -147,8 +147,8 @@ pub struct TickOptions {
 pub enum DispatchError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("cannot lock {path}: {source}")]
-    Lock { path: String, source: std::io::Error },
+    #[error("cannot lock {path}: {error}")]
+    Lock { path: String, error: std::io::Error },
 }
 
 /// Take the board's tick lock without waiting. `None` if another dispatcher holds it.
@@ -159,12 +159,12 @@ fn try_lock(board: &Board) -> Result<Option<nix::fcntl::Flock<File>>, DispatchEr
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| DispatchError::Lock { path: path.display().to_string(), source })?;
+        .map_err(|error| DispatchError::Lock { path: path.display().to_string(), error })?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(lock)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, errno)) => {
-            Err(DispatchError::Lock { path: path.display().to_string(), source: std::io::Error::from(errno) })
+            Err(DispatchError::Lock { path: path.display().to_string(), error: std::io::Error::from(errno) })
         }
     }
 }
@@ -231,6 +231,9 @@ pub fn tick(home: &Home, board: &Board, options: TickOptions, now: i64) -> Resul
                     report.claims_extended.push(task_id);
                 }
                 continue;
+            }
+            if !alive && supervisor.is_some_and(|s| s.is_alive()) {
+                continue; // the worker just ended; its supervisor is recording the exit for the next tick
             }
             if alive && let Some(w) = worker {
                 w.terminate_group(KILL_GRACE);

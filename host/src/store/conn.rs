@@ -57,11 +57,11 @@ pub fn classify(path: &Path, err: rusqlite::Error) -> StoreError {
                     "database {} is corrupt ({err}) and could not be quarantined",
                     path.display()
                 ),
-                source: io,
+                error: io,
             },
         };
     }
-    StoreError::Sqlite { path: path.to_path_buf(), source: err }
+    StoreError::Sqlite { path: path.to_path_buf(), error: err }
 }
 
 /// One read-only descriptor per database file, opened once per process and never closed.
@@ -139,8 +139,10 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// and names the file. A missing or empty file is a new database and passes.
 pub fn check_not_torn(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::FileExt;
-    let io_error =
-        |source| StoreError::Io { context: format!("cannot read database {}", path.display()), source };
+    let io_error = |source| StoreError::Io {
+        context: format!("cannot read database {}", path.display()),
+        error: source,
+    };
     let Some(file) = db_file(path).map_err(io_error)? else {
         return Ok(()); // a new database
     };

@@ -19,11 +19,12 @@ pub use conn::{BUSY_TIMEOUT, check_not_torn, open_connection, quarantine};
 pub use dispatch::{BreakerLimits, Outcome, RunningCard, Settled, Settlement};
 pub use model::*;
 pub use schema::SCHEMA_VERSION;
-pub use tasks::{EditTask, ListSort, NewTask, PromoteOutcome, Stats, TaskFilter, new_task_id};
+pub use tasks::{EditTask, ListSort, NewTask, PromoteOutcome, Stats, TaskDetail, TaskFilter, new_task_id};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("card {0} not found")]
+    /// What was not found, e.g. "card t_12345678" or "attachment 9".
+    #[error("{0} not found")]
     NotFound(String),
     /// The request is well-formed but the card's state does not allow it.
     #[error("{0}")]
@@ -41,13 +42,19 @@ pub enum StoreError {
          an extend); refusing to continue"
     )]
     Torn { path: PathBuf, expected: u64, actual: u64 },
-    #[error("database {path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    // The SQLite error is part of the message, not a `source`: anyhow's `{:#}` would print it twice.
+    #[error("database {path}: {error}")]
+    Sqlite { path: PathBuf, error: rusqlite::Error },
+    #[error(
+        "database {path} has schema version {found}, newer than this kanban understands ({supported}); \
+         upgrade kanban instead of opening it with an older build"
+    )]
+    TooNew { path: PathBuf, found: i64, supported: i64 },
     /// A SQLite error raised inside a transaction body; [`Store::write`] attaches the path.
     #[error("{0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    #[error("{context}: {error}")]
+    Io { context: String, error: std::io::Error },
 }
 
 impl StoreError {
@@ -72,7 +79,10 @@ impl Store {
     /// Open (creating if needed) and migrate the database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
         let mut conn = open_connection(path)?;
-        schema::migrate(&mut conn).map_err(|e| conn::classify(path, e))?;
+        let found = schema::migrate(&mut conn).map_err(|e| conn::classify(path, e))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
+        }
         Ok(Store { conn, path: path.to_path_buf() })
     }
 

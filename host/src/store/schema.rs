@@ -156,20 +156,22 @@ pub const INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS task_attachments_task ON task_attachments(task_id, id)",
 ];
 
-/// Bring the file to [`SCHEMA_VERSION`]. A no-op (one pragma read) when it is already there.
-pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Bring the file to [`SCHEMA_VERSION`]. A no-op (one pragma read) when it is already there. A file from a
+/// newer release is left untouched; the version found is returned so the caller can refuse it.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version == SCHEMA_VERSION {
-        return Ok(());
+    if version >= SCHEMA_VERSION {
+        return Ok(version);
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // Another process may have migrated while we waited for the write lock.
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version != SCHEMA_VERSION {
+    if version < SCHEMA_VERSION {
         apply(&tx)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(version.max(SCHEMA_VERSION))
 }
 
 fn apply(tx: &Transaction) -> rusqlite::Result<()> {

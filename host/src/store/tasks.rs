@@ -93,7 +93,7 @@ pub fn new_task_id() -> String {
 pub(crate) fn load(tx: &Transaction, id: &str) -> Result<Task> {
     tx.query_row(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"), [id], Task::from_row)
         .optional()?
-        .ok_or_else(|| StoreError::NotFound(id.to_string()))
+        .ok_or_else(|| StoreError::NotFound(format!("card {id}")))
 }
 
 pub(crate) fn append_event(
@@ -244,6 +244,78 @@ fn non_blank(value: &str, what: &str) -> Result<String> {
     } else {
         Ok(trimmed.to_string())
     }
+}
+
+// Reads shared by the single-item methods and [`Store::task_detail`] (one snapshot).
+
+fn related_tasks(tx: &Transaction, id: &str, ids_sql: &str) -> Result<Vec<Task>> {
+    let mut stmt = tx.prepare(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({ids_sql}) ORDER BY created_at, id"
+    ))?;
+    let rows = stmt.query_map([id], Task::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+fn parents_of(tx: &Transaction, id: &str) -> Result<Vec<Task>> {
+    related_tasks(tx, id, "SELECT parent_id FROM task_links WHERE child_id = ?1")
+}
+
+fn children_of(tx: &Transaction, id: &str) -> Result<Vec<Task>> {
+    related_tasks(tx, id, "SELECT child_id FROM task_links WHERE parent_id = ?1")
+}
+
+fn comments_of(tx: &Transaction, id: &str) -> Result<Vec<Comment>> {
+    let mut stmt = tx.prepare(
+        "SELECT id, task_id, author, body, created_at FROM task_comments WHERE task_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([id], Comment::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+fn events_of(tx: &Transaction, task: Option<&str>, since: Option<i64>) -> Result<Vec<Event>> {
+    // Two statements rather than `?1 IS NULL OR task_id = ?1`, which would defeat the index.
+    let since = since.unwrap_or(0);
+    let rows = match task {
+        Some(task) => tx
+            .prepare(&format!(
+                "SELECT {EVENT_COLUMNS} FROM task_events WHERE task_id = ?1 AND id > ?2 ORDER BY id"
+            ))?
+            .query_map(params![task, since], Event::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => tx
+            .prepare(&format!("SELECT {EVENT_COLUMNS} FROM task_events WHERE id > ?1 ORDER BY id"))?
+            .query_map(params![since], Event::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
+    Ok(rows)
+}
+
+fn runs_of(tx: &Transaction, id: &str) -> Result<Vec<Run>> {
+    let mut stmt =
+        tx.prepare(&format!("SELECT {RUN_COLUMNS} FROM task_runs WHERE task_id = ?1 ORDER BY id"))?;
+    let rows = stmt.query_map([id], Run::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+fn attachments_of(tx: &Transaction, id: &str) -> Result<Vec<Attachment>> {
+    let mut stmt = tx.prepare(
+        "SELECT id, task_id, name, stored_name, size, sha256, created_at FROM task_attachments
+         WHERE task_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([id], Attachment::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Everything `kanban show` prints about a card, read in one snapshot.
+#[derive(Debug, Clone)]
+pub struct TaskDetail {
+    pub task: Task,
+    pub parents: Vec<Task>,
+    pub children: Vec<Task>,
+    pub comments: Vec<Comment>,
+    pub events: Vec<Event>,
+    pub runs: Vec<Run>,
+    pub attachments: Vec<Attachment>,
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -409,71 +481,42 @@ impl Store {
     }
 
     pub fn parents(&mut self, id: &str) -> Result<Vec<Task>> {
-        self.related(id, "SELECT parent_id FROM task_links WHERE child_id = ?1")
+        self.read(|tx| parents_of(tx, id))
     }
 
     pub fn children(&mut self, id: &str) -> Result<Vec<Task>> {
-        self.related(id, "SELECT child_id FROM task_links WHERE parent_id = ?1")
-    }
-
-    fn related(&mut self, id: &str, ids_sql: &str) -> Result<Vec<Task>> {
-        self.read(|tx| {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({ids_sql}) ORDER BY created_at, id"
-            ))?;
-            let rows = stmt.query_map([id], Task::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
+        self.read(|tx| children_of(tx, id))
     }
 
     pub fn comments(&mut self, id: &str) -> Result<Vec<Comment>> {
-        self.read(|tx| {
-            let mut stmt = tx.prepare(
-                "SELECT id, task_id, author, body, created_at FROM task_comments WHERE task_id = ?1 ORDER BY id",
-            )?;
-            let rows = stmt.query_map([id], Comment::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
+        self.read(|tx| comments_of(tx, id))
     }
 
     /// Events in id order, optionally for one card and after a given event id.
     pub fn events(&mut self, task: Option<&str>, since: Option<i64>) -> Result<Vec<Event>> {
-        self.read(|tx| {
-            // Two statements rather than `?1 IS NULL OR task_id = ?1`, which would defeat the index.
-            let since = since.unwrap_or(0);
-            let rows = match task {
-                Some(task) => tx
-                    .prepare(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM task_events WHERE task_id = ?1 AND id > ?2 ORDER BY id"
-                    ))?
-                    .query_map(params![task, since], Event::from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
-                None => tx
-                    .prepare(&format!("SELECT {EVENT_COLUMNS} FROM task_events WHERE id > ?1 ORDER BY id"))?
-                    .query_map(params![since], Event::from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
-            };
-            Ok(rows)
-        })
+        self.read(|tx| events_of(tx, task, since))
     }
 
     pub fn runs(&mut self, id: &str) -> Result<Vec<Run>> {
-        self.read(|tx| {
-            let mut stmt =
-                tx.prepare(&format!("SELECT {RUN_COLUMNS} FROM task_runs WHERE task_id = ?1 ORDER BY id"))?;
-            let rows = stmt.query_map([id], Run::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
+        self.read(|tx| runs_of(tx, id))
     }
 
     pub fn attachments(&mut self, id: &str) -> Result<Vec<Attachment>> {
+        self.read(|tx| attachments_of(tx, id))
+    }
+
+    /// A card with everything around it, in one read transaction.
+    pub fn task_detail(&mut self, id: &str) -> Result<TaskDetail> {
         self.read(|tx| {
-            let mut stmt = tx.prepare(
-                "SELECT id, task_id, name, stored_name, size, sha256, created_at FROM task_attachments
-                 WHERE task_id = ?1 ORDER BY id",
-            )?;
-            let rows = stmt.query_map([id], Attachment::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+            Ok(TaskDetail {
+                task: load(tx, id)?,
+                parents: parents_of(tx, id)?,
+                children: children_of(tx, id)?,
+                comments: comments_of(tx, id)?,
+                events: events_of(tx, Some(id), None)?,
+                runs: runs_of(tx, id)?,
+                attachments: attachments_of(tx, id)?,
+            })
         })
     }
 
@@ -545,6 +588,12 @@ impl Store {
         self.write(|tx| {
             let parent_task = load(tx, parent)?;
             let child_task = load(tx, child)?;
+            if !parent_task.is_closed() && (child_task.status == "running" || child_task.is_closed()) {
+                return Err(StoreError::Refused(format!(
+                    "card {child} is {}; it cannot start waiting on the open parent {parent}",
+                    child_task.status
+                )));
+            }
             if reaches(tx, child, parent)? {
                 return Err(StoreError::Refused(format!(
                     "linking {parent} -> {child} would make a cycle ({child} already leads to {parent})"
@@ -690,6 +739,11 @@ impl Store {
             let task = load(tx, id)?;
             require_status(&task, &["triage", "todo", "ready", "blocked", "review"], "schedule")?;
             set_status(tx, &task, "scheduled", now)?;
+            // A scheduled card is parked on purpose: whatever blocked it no longer describes it.
+            tx.execute(
+                "UPDATE tasks SET block_kind = NULL, block_reason = NULL, block_sticky = 0 WHERE id = ?1",
+                [id],
+            )?;
             append_event(
                 tx,
                 Some(id),

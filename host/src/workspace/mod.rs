@@ -18,8 +18,8 @@ use crate::store::Task;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
-    #[error("workspace {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("workspace {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error(
         "card {task} has a {kind} workspace but no path (set --workspace {kind}:/abs/path or the board's default_workdir)"
     )]
@@ -66,7 +66,7 @@ pub fn prepare(board: &Board, task: &Task) -> Result<PathBuf, WorkspaceError> {
             }
         }
         _ => std::fs::create_dir_all(&path)
-            .map_err(|source| WorkspaceError::Io { path: path.clone(), source })?,
+            .map_err(|error| WorkspaceError::Io { path: path.clone(), error })?,
     }
     Ok(path)
 }
