@@ -75,7 +75,7 @@ fn a_legacy_board_migrates_with_its_data_and_indexes() {
     }
     let version: i64 =
         Connection::open(&db).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 3, "migrated to the current schema version");
+    assert_eq!(version, kanban::store::SCHEMA_VERSION, "migrated to the current schema version");
 
     // Cards, links and new columns read back; the legacy card is fully usable.
     let out = kanban(home.path(), &["show", "t_0000000b", "--json"]);

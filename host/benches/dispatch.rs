@@ -58,10 +58,11 @@ fn main() {
     println!("|---|---|");
 
     let options = TickOptions { dry_run: true, wait: false };
+    let mut runtime = kanban::policy::PolicyRuntime::new(&home);
     let in_process: Vec<Duration> = (0..runs)
         .map(|_| {
             let start = Instant::now();
-            let report = tick(&home, &board, options, now).unwrap();
+            let report = tick(&home, &board, &mut runtime, options, now).unwrap();
             assert_eq!(report.spawned.len(), 8, "max_in_progress defaults to 8");
             start.elapsed()
         })

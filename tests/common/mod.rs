@@ -275,3 +275,282 @@ pub fn assert_keys(obj: &Value, keys: &[&str], what: &str) {
     let missing: Vec<_> = keys.iter().filter(|k| !map.contains_key(**k)).collect();
     assert!(missing.is_empty(), "{what} lacks keys {missing:?}: {obj}");
 }
+
+/// Where compiled test plugins go: under the build's target directory, shared by every test binary.
+fn plugin_target_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("test-plugins")
+}
+
+/// Build a wasm32-wasip2 workspace once per test process and return its release output folder.
+fn build_wasm_workspace(manifest: &Path) -> PathBuf {
+    let target_dir = plugin_target_dir();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("run cargo for the test plugins");
+    assert!(status.success(), "building {} for wasm32-wasip2 failed", manifest.display());
+    target_dir.join("wasm32-wasip2").join("release")
+}
+
+/// A test plugin from tests/plugins (e.g. "hostile" → kanban_test_hostile.wasm), built on first use.
+pub fn test_plugin(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        build_wasm_workspace(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/plugins/Cargo.toml"))
+    });
+    let path = dir.join(format!("kanban_test_{}.wasm", name.replace('-', "_")));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// The plugin guide's example (docs/examples/hold-guard), built as a user would.
+pub fn hold_guard_plugin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            build_wasm_workspace(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/hold-guard/Cargo.toml"),
+            )
+            .join("hold_guard.wasm")
+        })
+        .clone()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Dispatcher and worker helpers (used by tests/dispatch.rs and tests/workers.rs).
+// ---------------------------------------------------------------------------------------------------------
+
+/// How long a bounded polling loop waits before it gives up.
+pub const POLL_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Poll `check` every 50 ms until it returns true; panic naming `what` after [`POLL_LIMIT`].
+pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + POLL_LIMIT;
+    loop {
+        if check() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The strings of a JSON array (panics on anything else).
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap_or_else(|| panic!("not a string: {s}")).to_string())
+        .collect()
+}
+
+/// The `task_id`s of a JSON array of objects (e.g. a dispatch report's `spawned`).
+pub fn task_ids(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|o| o["task_id"].as_str().unwrap_or_else(|| panic!("no task_id in {o}")).to_string())
+        .collect()
+}
+
+/// `/proc/<pid>/stat` fields after the command name: `(state, ppid, pgrp)`.
+fn proc_stat(pid: i32) -> Option<(char, i32, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    Some((fields.first()?.chars().next()?, fields.get(1)?.parse().ok()?, fields.get(2)?.parse().ok()?))
+}
+
+/// Is `pid` a live process (present and not a zombie)?
+pub fn process_alive(pid: i64) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    matches!(proc_stat(pid), Some((state, _, _)) if state != 'Z' && state != 'X')
+}
+
+/// Live (non-zombie) processes whose process group is `pgid`.
+pub fn group_members(pgid: i64) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            matches!(proc_stat(*pid), Some((state, _, pgrp)) if i64::from(pgrp) == pgid && state != 'Z' && state != 'X')
+        })
+        .collect()
+}
+
+/// Send SIGKILL to one process (ignoring errors: it may be gone already).
+pub fn kill9(pid: i64) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Send SIGKILL to a whole process group.
+pub fn kill9_group(pgid: i64) {
+    if let Ok(pgid) = i32::try_from(pgid) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Live processes that belong to the test home `home`: its path appears in their command line (the
+/// supervisors, `--home <home>`, and the worker scripts kept under it) or their environment (workers and
+/// everything they start inherit `KANBAN_HOME=<home>`).
+pub fn home_processes(home: &Path) -> Vec<i32> {
+    let needle = home.as_os_str().as_encoded_bytes().to_vec();
+    let contains = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle.as_slice());
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| matches!(proc_stat(*pid), Some((state, _, _)) if state != 'Z' && state != 'X'))
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            contains(&cmdline) || contains(&environ)
+        })
+        .collect()
+}
+
+/// Kill every process of the test home (see [`home_processes`]) and wait (bounded) until none is left.
+pub fn kill_home_processes(home: &Path) {
+    let deadline = std::time::Instant::now() + POLL_LIMIT;
+    loop {
+        let left = home_processes(home);
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return;
+        }
+        for pid in left {
+            kill9(i64::from(pid));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A [`Kanban`] whose default board runs real workers. Dropping it kills every process the test started
+/// under its home (hanging workers, their supervisors, a daemon), so no `sleep 600` outlives a test, even
+/// one that panicked.
+pub struct Fleet {
+    pub k: Kanban,
+}
+
+impl std::ops::Deref for Fleet {
+    type Target = Kanban;
+    fn deref(&self) -> &Kanban {
+        &self.k
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        kill_home_processes(self.k.home());
+    }
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fleet {
+    pub fn new() -> Self {
+        let fleet = Fleet { k: Kanban::new() };
+        std::fs::create_dir_all(fleet.out_dir()).expect("mkdir out");
+        fleet
+    }
+
+    /// Where worker scripts leave what they saw (`$OUT` in every profile).
+    pub fn out_dir(&self) -> PathBuf {
+        self.k.home().join("out")
+    }
+
+    /// Read `<out>/<name>` (empty if missing).
+    pub fn out(&self, name: &str) -> String {
+        std::fs::read_to_string(self.out_dir().join(name)).unwrap_or_default()
+    }
+
+    /// Write a `sh` script under the home's `files/` folder; returns its absolute path.
+    pub fn script(&self, name: &str, body: &str) -> String {
+        let path = self.k.write_file(name, format!("#!/bin/sh\n{body}\n").as_bytes());
+        path.display().to_string()
+    }
+
+    /// A `[profiles.NAME]` table running `sh SCRIPT`, with `KANBAN_BIN` (this binary), `OUT` and `extra_env`
+    /// in its environment.
+    pub fn profile(&self, name: &str, script: &str, extra_env: &[(&str, &str)]) -> String {
+        let mut env = format!("KANBAN_BIN = {:?}, OUT = {:?}", bin(), self.out_dir().display().to_string());
+        for (key, value) in extra_env {
+            env.push_str(&format!(", {key} = {value:?}"));
+        }
+        format!("[profiles.{name}]\ncommand = [\"sh\", {script:?}]\nenv = {{ {env} }}\n")
+    }
+
+    /// Make sure the default board exists, then replace its `board.toml` with `text` (checked with
+    /// `board check`).
+    pub fn write_board(&self, text: &str) {
+        self.write_board_unchecked(text);
+        self.k.ok(&["board", "check", "default"]);
+    }
+
+    /// Like [`Fleet::write_board`], without the check (for a deliberately broken config).
+    pub fn write_board_unchecked(&self, text: &str) {
+        if !self.k.toml_path("default").exists() {
+            self.k.ok(&["board", "create", "default"]);
+        }
+        std::fs::write(self.k.toml_path("default"), text).expect("write board.toml");
+    }
+
+    /// `dispatch --json <extra>`.
+    pub fn dispatch(&self, extra: &[&str]) -> Value {
+        let mut args = vec!["dispatch", "--json"];
+        args.extend_from_slice(extra);
+        self.k.json(&args)
+    }
+
+    /// `dispatch --wait --json`: spawn, wait for the workers and settle them.
+    pub fn dispatch_wait(&self) -> Value {
+        self.dispatch(&["--wait"])
+    }
+
+    /// `runs ID --json`.
+    pub fn runs(&self, id: &str) -> Vec<Value> {
+        self.k.json(&["runs", id, "--json"]).as_array().expect("runs --json is an array").clone()
+    }
+
+    /// Wait until the card's current run has recorded its worker; returns that run.
+    pub fn wait_worker(&self, id: &str) -> Value {
+        let mut found = Value::Null;
+        wait_for(&format!("the worker of {id} to start"), || {
+            let task = self.k.task(id);
+            let Some(run_id) = task["current_run_id"].as_i64() else { return false };
+            let run = self.runs(id).into_iter().find(|r| r["id"].as_i64() == Some(run_id));
+            match run {
+                Some(run) if run["worker_pid"].is_i64() && run["supervisor_pid"].is_i64() => {
+                    found = run;
+                    true
+                }
+                _ => false,
+            }
+        });
+        found
+    }
+
+    /// Wait until the card's events include one of `kind`.
+    pub fn wait_event(&self, id: &str, kind: &str) {
+        wait_for(&format!("a {kind} event on {id}"), || self.k.event_kinds(id).iter().any(|k| k == kind));
+    }
+
+    /// The card's events of `kind`.
+    pub fn events_of(&self, id: &str, kind: &str) -> Vec<Value> {
+        self.k.task_events(id).into_iter().filter(|e| e["kind"] == kind).collect()
+    }
+}

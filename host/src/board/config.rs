@@ -101,8 +101,15 @@ pub struct PolicySpec {
     pub kind: PolicyKind,
     /// `builtin:NAME`, an installed plugin's name, or `sha256:HEX`.
     pub plugin: String,
+    /// Handed to the plugin as a JSON object; the plugin validates it (`validate-config`).
     #[serde(default)]
     pub config: toml::Table,
+    /// Fuel per call (roughly, wasm instructions); the default is generous, a board may tighten it.
+    pub fuel: Option<u64>,
+    /// Memory cap per instance, in MiB (default 64).
+    pub memory_mib: Option<u32>,
+    /// Respawn guards only: what a failing guard means, `"allow"` (default) or `"defer"` (fail closed).
+    pub on_error: Option<String>,
 }
 
 /// A `board.toml` problem, naming the file and the key at fault.
@@ -178,7 +185,23 @@ impl BoardConfig {
         }
         for (i, policy) in self.policies.iter().enumerate() {
             validate_plugin_ref(&policy.plugin).map_err(|m| format!("policies[{i}].plugin: {m}"))?;
-            crate::policy::validate(policy).map_err(|m| format!("policies[{i}].{m}"))?;
+            if policy.fuel == Some(0) {
+                return Err(format!("policies[{i}].fuel: must be at least 1"));
+            }
+            if let Some(mib) = policy.memory_mib
+                && !(1..=4096).contains(&mib)
+            {
+                return Err(format!("policies[{i}].memory_mib: must be between 1 and 4096, got {mib}"));
+            }
+            match (policy.on_error.as_deref(), policy.kind) {
+                (None, _) | (Some("allow" | "defer"), PolicyKind::RespawnGuard) => {}
+                (Some(_), PolicyKind::RespawnGuard) => {
+                    return Err(format!("policies[{i}].on_error: must be \"allow\" or \"defer\""));
+                }
+                (Some(_), _) => {
+                    return Err(format!("policies[{i}].on_error: only respawn-guard policies take on_error"));
+                }
+            }
         }
         Ok(())
     }

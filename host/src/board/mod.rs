@@ -226,7 +226,13 @@ impl Home {
             Ok(board) => Ok((board, None)),
             Err(BoardError::Config(err)) => {
                 let dir = self.require_board(slug)?;
-                Ok((Board { slug: slug.to_string(), dir, config: BoardConfig::default() }, Some(err)))
+                let board = Board {
+                    slug: slug.to_string(),
+                    dir,
+                    config: BoardConfig::default(),
+                    config_hash: String::new(),
+                };
+                Ok((board, Some(err)))
             }
             Err(other) => Err(other),
         }
@@ -238,7 +244,8 @@ impl Home {
         let text =
             fs::read_to_string(&toml_path).map_err(io(format!("cannot read {}", toml_path.display())))?;
         let config = BoardConfig::parse(&text, &toml_path)?;
-        Ok(Board { slug: slug.to_string(), dir, config })
+        let config_hash = crate::policy::plugins::sha256_hex(text.as_bytes());
+        Ok(Board { slug: slug.to_string(), dir, config, config_hash })
     }
 
     /// Remove a board. Without `delete` the folder moves to `<home>/archive/`; with it, the folder is
@@ -342,6 +349,8 @@ pub struct Board {
     pub slug: String,
     pub dir: PathBuf,
     pub config: BoardConfig,
+    /// sha256 of board.toml as loaded: a changed file "reloads" the board (lifts plugin quarantines).
+    pub config_hash: String,
 }
 
 impl Board {

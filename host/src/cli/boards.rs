@@ -98,11 +98,11 @@ pub fn run(ctx: &Context, command: BoardCommand) -> anyhow::Result<()> {
         BoardCommand::Check { slug } => {
             let slug = slug.unwrap_or_else(|| home.pick_board(ctx.board_flag.as_deref()));
             let board = home.open_board(&slug)?;
+            let checked = super::policies::check_policies(ctx, &board)?;
             println!(
-                "{}: ok ({} profile(s), {} polic(ies))",
+                "{}: ok ({} profile(s), {checked} polic(ies) loaded and their config accepted)",
                 board.toml_path().display(),
-                board.config.profiles.len(),
-                board.config.policies.len()
+                board.config.profiles.len()
             );
             Ok(())
         }

@@ -95,6 +95,9 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Board(_)
+        | Command::Plugin(_)
+        | Command::Diagnostics { .. }
+        | Command::Decompose { .. }
         | Command::Dispatch { .. }
         | Command::Daemon { .. }
         | Command::Demo
@@ -403,11 +406,14 @@ struct ShowJson<'a> {
     events: &'a [Event],
     runs: &'a [Run],
     attachments: Vec<AttachmentJson<'a>>,
+    /// From the latest `kanban diagnostics` run (stored; `show` never runs a policy itself).
+    findings: &'a [crate::policy::Finding],
 }
 
 fn show(board: &Board, store: &mut Store, id: &str, json: bool) -> anyhow::Result<()> {
     let crate::store::TaskDetail { task, parents, children, comments, events, runs, attachments: atts } =
         store.task_detail(id)?;
+    let findings = store.findings(id)?;
     if json {
         return render::json(&ShowJson {
             task: &task,
@@ -417,6 +423,7 @@ fn show(board: &Board, store: &mut Store, id: &str, json: bool) -> anyhow::Resul
             events: &events,
             runs: &runs,
             attachments: atts.iter().map(|a| AttachmentJson::new(board, a)).collect(),
+            findings: &findings,
         });
     }
     let mut out = String::new();
@@ -475,6 +482,9 @@ fn show(board: &Board, store: &mut Store, id: &str, json: bool) -> anyhow::Resul
     }
     for a in &atts {
         let _ = writeln!(out, "  attachment {}", render::attachment_line(a));
+    }
+    for f in &findings {
+        let _ = writeln!(out, "  finding    {} {}: {} [{}]", f.severity, f.policy, f.title, f.rule);
     }
     let _ = writeln!(out, "  events:");
     for e in &events {

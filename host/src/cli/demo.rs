@@ -109,8 +109,9 @@ rate_limit_cooldown_seconds = 3
     println!("Demo board '{slug}' at {}", board.dir.display());
     println!("Four cards, four workers: steady, throttled (exit 75), flaky (crashes), wedged (hangs).\n");
     let began = Instant::now();
+    let mut runtime = crate::policy::PolicyRuntime::new(home);
     for n in 1..=120 {
-        let report = tick(home, &board, TickOptions::default(), clock::now())?;
+        let report = tick(home, &board, &mut runtime, TickOptions::default(), clock::now())?;
         let mut said = Vec::new();
         for s in &report.spawned {
             said.push(format!("spawned {} ({})", titles[&s.task_id], s.assignee));

@@ -6,13 +6,15 @@ use super::{Command, Context, render};
 use crate::board::{Board, Home};
 use crate::clock;
 use crate::dispatch::{TickOptions, TickReport, tick};
+use crate::policy::PolicyRuntime;
 
 pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Dispatch { dry_run, wait, json } => {
             crate::process::reap_zombies();
             let board = ctx.board()?;
-            let report = tick(&ctx.home, &board, TickOptions { dry_run, wait }, clock::now())?;
+            let mut runtime = PolicyRuntime::new(&ctx.home);
+            let report = tick(&ctx.home, &board, &mut runtime, TickOptions { dry_run, wait }, clock::now())?;
             if json { render::json(&report) } else { print_report(&report) }
         }
         Command::Daemon { interval, until_idle, max_ticks } => {
@@ -73,7 +75,7 @@ fn print_report(r: &TickReport) -> anyhow::Result<()> {
         println!("spawn failed {}: {}", f.task_id, f.error);
     }
     for e in &r.policy_errors {
-        println!("policy error {} on {}: {}", e.policy, e.task_id, e.error);
+        println!("policy error {} on {}: {}", e.policy, e.task_id.as_deref().unwrap_or("-"), e.error);
     }
     println!("board {}: {} running, {} waiting", r.board, r.running, r.pending);
     Ok(())
@@ -103,12 +105,14 @@ pub fn daemon(
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut health: std::collections::BTreeMap<String, Health> = Default::default();
+        // One runtime for the daemon's life: components compile once, instances are per tick.
+        let mut runtime = PolicyRuntime::new(&ctx.home);
         let mut ticks = 0u64;
         tracing::info!(interval = ?interval, "daemon started");
         loop {
             // Reap first, always, even if no board can be opened this tick.
             crate::process::reap_zombies();
-            let idle = tick_all(ctx, &mut health);
+            let idle = tick_all(ctx, &mut runtime, &mut health);
             ticks += 1;
             if until_idle && idle {
                 tracing::info!(ticks, "idle; stopping");
@@ -128,7 +132,11 @@ pub fn daemon(
 }
 
 /// One tick on every board this daemon serves. Returns true when all of them are idle.
-fn tick_all(ctx: &Context, health: &mut std::collections::BTreeMap<String, Health>) -> bool {
+fn tick_all(
+    ctx: &Context,
+    runtime: &mut PolicyRuntime,
+    health: &mut std::collections::BTreeMap<String, Health>,
+) -> bool {
     let slugs = match &ctx.board_flag {
         Some(slug) => vec![slug.clone()],
         None => match ctx.home.board_slugs() {
@@ -148,7 +156,7 @@ fn tick_all(ctx: &Context, health: &mut std::collections::BTreeMap<String, Healt
                 continue;
             }
         };
-        match tick(&ctx.home, &board, TickOptions::default(), clock::now()) {
+        match tick(&ctx.home, &board, runtime, TickOptions::default(), clock::now()) {
             Ok(report) => {
                 log_report(&report);
                 idle &= report.is_idle() && !report.skipped_locked;
@@ -188,7 +196,7 @@ fn log_report(r: &TickReport) {
         );
     }
     for e in &r.policy_errors {
-        tracing::warn!(board = %r.board, policy = %e.policy, task = %e.task_id, error = %e.error, "policy error");
+        tracing::warn!(board = %r.board, policy = %e.policy, task = e.task_id.as_deref().unwrap_or("-"), error = %e.error, "policy error");
     }
 }
 

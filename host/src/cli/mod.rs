@@ -6,6 +6,7 @@ mod boards;
 mod cards;
 mod demo;
 mod dispatch;
+mod policies;
 mod render;
 pub mod values;
 
@@ -236,12 +237,64 @@ pub enum Command {
     },
     /// Show the dispatcher at work on a demo board: success, rate limit, crash loop, wedged worker
     Demo,
+    /// Install, list, inspect, remove and verify policy plugins (WebAssembly components)
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Run the board's diagnostics policies over its cards and print the findings
+    Diagnostics {
+        /// Only this card
+        #[arg(long, value_name = "ID")]
+        task: Option<String>,
+        /// Only findings at least this severe
+        #[arg(long, value_parser = ["info", "warning", "error", "critical"])]
+        severity: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Split triage cards into children with the board's decomposition policy
+    Decompose {
+        id: Option<String>,
+        /// Every triage card on the board
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: supervise the worker of one claimed run (started by the dispatcher)
     #[command(hide = true)]
     Supervise {
         id: String,
         #[arg(long)]
         run: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Install a component (checked against the policy worlds; stored by sha256)
+    Install {
+        path: PathBuf,
+        /// Name to refer to it by in board.toml [default: the name it describes itself with]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List installed plugins
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one installed plugin
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an installed plugin
+    Rm { name: String },
+    /// Re-hash every installed plugin and report any that changed on disk
+    Verify {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -434,6 +487,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Daemon { .. }
         | Command::Demo
         | Command::Supervise { .. }) => dispatch::run(&ctx, cmd),
+        Command::Plugin(cmd) => policies::plugin(&ctx, cmd),
+        Command::Diagnostics { task, severity, json } => policies::diagnostics(&ctx, task, severity, json),
+        Command::Decompose { id, all, json } => policies::decompose(&ctx, id, all, json),
         other => cards::run(&ctx, other),
     }
 }

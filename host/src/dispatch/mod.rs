@@ -23,10 +23,13 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 
+mod policies;
+
 use crate::board::{Board, Home};
-use crate::policy::{BoardPolicies, GuardDecision, GuardInput, RouteInput};
+use crate::policy::{GuardDecision, PolicyRuntime};
 use crate::process::ProcessId;
 use crate::store::{BreakerLimits, Outcome, RunningCard, Settled, Settlement, Store};
+use policies::TickPolicies;
 
 /// How long a worker gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -66,7 +69,8 @@ pub struct Capped {
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyFailure {
     pub policy: String,
-    pub task_id: String,
+    /// The card being decided when the policy failed (none for a failure of the runtime itself).
+    pub task_id: Option<String>,
     pub error: String,
 }
 
@@ -191,7 +195,13 @@ fn worker_of(card: &RunningCard) -> Option<ProcessId> {
 }
 
 /// Run one tick on one board.
-pub fn tick(home: &Home, board: &Board, options: TickOptions, now: i64) -> Result<TickReport, DispatchError> {
+pub fn tick(
+    home: &Home,
+    board: &Board,
+    runtime: &mut PolicyRuntime,
+    options: TickOptions,
+    now: i64,
+) -> Result<TickReport, DispatchError> {
     let mut report =
         TickReport { board: board.slug.clone(), dry_run: options.dry_run, ..TickReport::default() };
     let Some(_lock) = try_lock(board)? else {
@@ -317,7 +327,7 @@ pub fn tick(home: &Home, board: &Board, options: TickOptions, now: i64) -> Resul
     report.promoted = store.recompute_ready(Some(d.failure_limit), now)?;
 
     // 7. Spawn within caps.
-    let children = spawn_phase(home, board, &mut store, &mut report, options, now)?;
+    let children = spawn_phase(home, board, runtime, &mut store, &mut report, options, now)?;
     if options.wait && !children.is_empty() {
         for (task_id, mut child) in children {
             if let Err(e) = child.wait() {
@@ -383,13 +393,14 @@ struct Planned {
 fn spawn_phase(
     home: &Home,
     board: &Board,
+    runtime: &mut PolicyRuntime,
     store: &mut Store,
     report: &mut TickReport,
     options: TickOptions,
     now: i64,
 ) -> Result<Vec<(String, std::process::Child)>, DispatchError> {
     let d = &board.config.dispatch;
-    let mut policies = BoardPolicies::load(&board.config);
+    let mut policies = TickPolicies::new(runtime, home);
     let running = store.running_cards()?;
     let mut total = running.len();
     let mut per_profile: BTreeMap<String, usize> = BTreeMap::new();
@@ -417,23 +428,12 @@ fn spawn_phase(
         let mut task = store.get_task(&task_id)?;
         // Routing: an unassigned card goes to the board's router.
         if task.assignee.is_none() {
-            let Some(router) = policies.router.as_mut() else {
-                report.skipped_unassigned.push(task.id.clone());
-                continue;
-            };
-            let profiles: Vec<(String, usize)> = board
-                .config
-                .profiles
-                .keys()
-                .map(|p| (p.clone(), per_profile.get(p).copied().unwrap_or(0)))
-                .collect();
-            match router.route(&RouteInput { task: &task, profiles: &profiles, now }) {
-                Ok(Some(profile)) => {
-                    let policy = router.name().to_string();
+            match policies.route(board, store, &task, &per_profile, report, now)? {
+                Some((profile, policy)) => {
                     if !board.config.profiles.contains_key(&profile) {
                         report.policy_errors.push(PolicyFailure {
                             policy,
-                            task_id: task.id.clone(),
+                            task_id: Some(task.id.clone()),
                             error: format!("routed to '{profile}', which is not a profile of this board"),
                         });
                         report.skipped_unassigned.push(task.id.clone());
@@ -449,16 +449,7 @@ fn spawn_phase(
                     });
                     task.assignee = Some(profile);
                 }
-                Ok(None) => {
-                    report.skipped_unassigned.push(task.id.clone());
-                    continue;
-                }
-                Err(e) => {
-                    report.policy_errors.push(PolicyFailure {
-                        policy: router.name().into(),
-                        task_id: task.id.clone(),
-                        error: e.to_string(),
-                    });
+                None => {
                     report.skipped_unassigned.push(task.id.clone());
                     continue;
                 }
@@ -481,25 +472,9 @@ fn spawn_phase(
             report.pending += 1;
             continue;
         }
-        // Respawn guards: any defer or block wins; a guard error is recorded and the guard allows.
-        let runs = store.recent_runs(&task.id, 20)?;
-        let mut verdict = GuardDecision::Allow;
-        let mut by = String::new();
-        for guard in policies.guards.iter_mut() {
-            match guard.decide(&GuardInput { task: &task, runs: &runs, now }) {
-                Ok(GuardDecision::Allow) => {}
-                Ok(decision) => {
-                    verdict = decision;
-                    by = guard.name().to_string();
-                    break;
-                }
-                Err(e) => report.policy_errors.push(PolicyFailure {
-                    policy: guard.name().into(),
-                    task_id: task.id.clone(),
-                    error: e.to_string(),
-                }),
-            }
-        }
+        // Respawn guards: any defer or block wins; a failing guard is reported and allows (or defers, if
+        // the board made it fail closed).
+        let (verdict, by) = policies.guard(board, store, &task, &per_profile, report, now)?;
         match verdict {
             GuardDecision::Allow => {}
             GuardDecision::Defer { reason, retry_after } => {
@@ -524,6 +499,7 @@ fn spawn_phase(
         plan.push(Planned { task, profile });
     }
 
+    policies.finish(board, store, now)?;
     let mut children = Vec::new();
     let lock = claim_lock();
     for Planned { task, profile } in plan {

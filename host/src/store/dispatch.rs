@@ -93,6 +93,16 @@ impl Settlement {
     }
 }
 
+/// A policy quarantined on a board.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    /// `<entry>:<reference>:<sha256>` (see `LoadedPolicy::health_key`).
+    pub key: String,
+    pub failures: i64,
+    pub since: i64,
+    pub last_error: Option<String>,
+}
+
 /// What settlement did to the card.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settled {
@@ -416,6 +426,86 @@ impl Store {
             )?;
             append_event(tx, Some(task_id), None, "blocked", json!({"reason": reason, "policy": policy, "sticky": true}), now)?;
             Ok(true)
+        })
+    }
+
+    /// Is the policy under `key` quarantined on this board? A quarantine set under another board.toml (the
+    /// board was edited since) is lifted here.
+    pub fn policy_quarantined(&mut self, key: &str, config_hash: &str) -> Result<Option<i64>> {
+        self.write(|tx| {
+            let row: Option<(i64, Option<i64>, String)> = tx
+                .query_row(
+                    "SELECT failures, quarantined_at, config_hash FROM policy_health WHERE id = ?1",
+                    [key],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            match row {
+                Some((failures, Some(_), hash)) if hash == config_hash => Ok(Some(failures)),
+                Some((_, Some(_), _)) => {
+                    tx.execute("DELETE FROM policy_health WHERE id = ?1", [key])?;
+                    Ok(None)
+                }
+                _ => Ok(None),
+            }
+        })
+    }
+
+    /// Record one tick's result for a policy. After `limit` failing ticks in a row it is quarantined, with
+    /// a `policy_quarantined` event. Returns true when this call quarantined it.
+    pub fn record_policy_tick(
+        &mut self,
+        key: &str,
+        reference: &str,
+        error: Option<&str>,
+        limit: i64,
+        config_hash: &str,
+        now: i64,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let Some(error) = error else {
+                tx.execute("DELETE FROM policy_health WHERE id = ?1 AND quarantined_at IS NULL", [key])?;
+                return Ok(false);
+            };
+            tx.execute(
+                "INSERT INTO policy_health (id, failures, config_hash, last_error, updated_at) VALUES (?1, 1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET failures = failures + 1, config_hash = ?2, last_error = ?3, updated_at = ?4",
+                params![key, config_hash, error, now],
+            )?;
+            let failures: i64 = tx.query_row("SELECT failures FROM policy_health WHERE id = ?1", [key], |r| r.get(0))?;
+            if failures >= limit {
+                let n = tx.execute(
+                    "UPDATE policy_health SET quarantined_at = ?1 WHERE id = ?2 AND quarantined_at IS NULL",
+                    params![now, key],
+                )?;
+                if n == 1 {
+                    append_event(
+                        tx,
+                        None,
+                        None,
+                        "policy_quarantined",
+                        json!({"policy": reference, "key": key, "failures": failures, "last_error": error}),
+                        now,
+                    )?;
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+    }
+
+    /// Quarantined policies of this board.
+    pub fn quarantined_policies(&mut self) -> Result<Vec<Quarantined>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT id, failures, quarantined_at, last_error FROM policy_health WHERE quarantined_at IS NOT NULL ORDER BY id",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Quarantined { key: r.get(0)?, failures: r.get(1)?, since: r.get(2)?, last_error: r.get(3)? })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
         })
     }
 

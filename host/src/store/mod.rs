@@ -8,6 +8,7 @@
 mod conn;
 mod dispatch;
 mod model;
+mod policy;
 mod schema;
 mod tasks;
 
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use conn::{BUSY_TIMEOUT, check_not_torn, open_connection, quarantine};
-pub use dispatch::{BreakerLimits, Outcome, RunningCard, Settled, Settlement};
+pub use dispatch::{BreakerLimits, Outcome, Quarantined, RunningCard, Settled, Settlement};
 pub use model::*;
 pub use schema::SCHEMA_VERSION;
 pub use tasks::{EditTask, ListSort, NewTask, PromoteOutcome, Stats, TaskDetail, TaskFilter, new_task_id};

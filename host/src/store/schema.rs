@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever [`TABLES`] or [`INDEXES`] change. Files at this version skip the migration entirely, so
 /// opening a board stays cheap for the short-lived commands workers run.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 pub struct Table {
     pub name: &'static str,
@@ -127,6 +127,34 @@ pub const TABLES: &[Table] = &[
             ("turn", "INTEGER NOT NULL DEFAULT 1"),
         ],
     },
+    // Failing ticks in a row per policy (keyed by entry, reference and plugin hash), and quarantine.
+    Table {
+        name: "policy_health",
+        key: Key::TextId,
+        columns: &[
+            ("failures", "INTEGER NOT NULL DEFAULT 0"),
+            ("quarantined_at", "INTEGER"),
+            ("config_hash", "TEXT NOT NULL DEFAULT ''"),
+            ("last_error", "TEXT"),
+            ("updated_at", "INTEGER NOT NULL DEFAULT 0"),
+        ],
+    },
+    // The latest diagnostics findings per card (replaced by each `kanban diagnostics` run), so `show` can
+    // print them without running a policy.
+    Table {
+        name: "task_findings",
+        key: Key::IntegerId,
+        columns: &[
+            ("task_id", "TEXT"),
+            ("policy", "TEXT NOT NULL DEFAULT ''"),
+            ("rule", "TEXT NOT NULL DEFAULT ''"),
+            ("severity", "TEXT NOT NULL DEFAULT 'info'"),
+            ("title", "TEXT NOT NULL DEFAULT ''"),
+            ("detail", "TEXT NOT NULL DEFAULT ''"),
+            ("actions", "TEXT NOT NULL DEFAULT '[]'"),
+            ("created_at", "INTEGER NOT NULL DEFAULT 0"),
+        ],
+    },
     Table {
         name: "task_attachments",
         key: Key::IntegerId,
@@ -154,6 +182,7 @@ pub const INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS task_runs_status ON task_runs(status) WHERE status <> 'ended'",
     "CREATE INDEX IF NOT EXISTS task_comments_task ON task_comments(task_id, id)",
     "CREATE INDEX IF NOT EXISTS task_attachments_task ON task_attachments(task_id, id)",
+    "CREATE INDEX IF NOT EXISTS task_findings_task ON task_findings(task_id)",
 ];
 
 /// Bring the file to [`SCHEMA_VERSION`]. A no-op (one pragma read) when it is already there. A file from a

@@ -1053,6 +1053,31 @@ impl Store {
     }
 }
 
+/// Insert a child card of a decomposition (fields from the policy, defaults from the root).
+pub(crate) fn insert_child(
+    tx: &Transaction,
+    root: &Task,
+    child: &crate::policy::ChildSpec,
+    kind: &str,
+    path: Option<&str>,
+    status: &str,
+    now: i64,
+) -> Result<String> {
+    let new = NewTask {
+        title: child.title.clone(),
+        body: child.body.clone(),
+        assignee: child.assignee.clone().or_else(|| root.assignee.clone()),
+        priority: child.priority,
+        tenant: root.tenant.clone(),
+        workspace_kind: kind.to_string(),
+        workspace_path: path.map(str::to_string),
+        branch_name: None,
+        created_by: Some(format!("decompose:{}", root.id)),
+        ..NewTask::default()
+    };
+    insert_with_fresh_id(tx, &new, &new.title, kind, status, now)
+}
+
 fn insert_with_fresh_id(
     tx: &Transaction,
     new: &NewTask,

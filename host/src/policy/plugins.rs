@@ -1,0 +1,228 @@
+//! The plugin store: installed components, content-addressed by sha256 under `<home>/plugins/`.
+//!
+//! `blobs/<sha256>.wasm` holds the bytes; `index.json` maps names to hashes. A board's `plugin = ...`
+//! resolves through here (`builtin:NAME`, an installed name, or a pinned `sha256:HEX`), and every load
+//! re-hashes the bytes, so a blob changed on disk is refused rather than run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::runtime::PolicyEngine;
+use super::{PolicyError, builtins, kind_name};
+use crate::board::{Home, PolicyKind, write_atomic};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginStoreError {
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{path} {error}")]
+    Plugin { path: String, error: PolicyError },
+    #[error("plugin '{0}' is not installed (see `kanban plugin list`)")]
+    NotInstalled(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the plugin index {path} is unreadable: {error}")]
+    Index { path: PathBuf, error: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Installed {
+    pub name: String,
+    pub sha256: String,
+    pub kind: String,
+    /// The plugin's own version (from `describe`).
+    pub version: String,
+    /// The kanban:policy package version it was built against.
+    pub wit_version: String,
+    pub installed_at: i64,
+    pub size: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    plugins: BTreeMap<String, Installed>,
+}
+
+fn root(home: &Home) -> PathBuf {
+    home.root().join("plugins")
+}
+
+fn blob_path(home: &Home, sha256: &str) -> PathBuf {
+    root(home).join("blobs").join(format!("{sha256}.wasm"))
+}
+
+fn index_path(home: &Home) -> PathBuf {
+    root(home).join("index.json")
+}
+
+fn read_index(home: &Home) -> Result<Index, PluginStoreError> {
+    let path = index_path(home);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).map_err(|e| PluginStoreError::Index { path, error: e.to_string() })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
+        Err(error) => Err(PluginStoreError::Io { path, error }),
+    }
+}
+
+fn write_index(home: &Home, index: &Index) -> Result<(), PluginStoreError> {
+    let text = serde_json::to_string_pretty(index).expect("the index serializes");
+    write_atomic(&index_path(home), text.as_bytes())
+        .map_err(|e| PluginStoreError::Invalid(format!("cannot write the plugin index: {e}")))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn builtin_sha(name: &str, bytes: &[u8]) -> String {
+    static SHAS: OnceLock<std::sync::Mutex<BTreeMap<String, String>>> = OnceLock::new();
+    let mut shas = SHAS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    shas.entry(name.to_string()).or_insert_with(|| sha256_hex(bytes)).clone()
+}
+
+/// Resolve a board's plugin reference to `(sha256, bytes)`, checking the bytes against their hash.
+pub fn resolve(home: &Home, reference: &str) -> Result<(String, Vec<u8>), PolicyError> {
+    if let Some(name) = reference.strip_prefix("builtin:") {
+        let (_, bytes) = builtins::get(name).ok_or(PolicyError::NotInstalled)?;
+        return Ok((builtin_sha(name, bytes), bytes.to_vec()));
+    }
+    let sha256 = match reference.strip_prefix("sha256:") {
+        Some(hex) => hex.to_string(),
+        None => {
+            let index = read_index(home).map_err(|e| PolicyError::Invalid { detail: e.to_string() })?;
+            index.plugins.get(reference).ok_or(PolicyError::NotInstalled)?.sha256.clone()
+        }
+    };
+    let bytes = std::fs::read(blob_path(home, &sha256)).map_err(|_| PolicyError::NotInstalled)?;
+    let actual = sha256_hex(&bytes);
+    if actual != sha256 {
+        return Err(PolicyError::HashMismatch { expected: sha256, actual });
+    }
+    Ok((sha256, bytes))
+}
+
+/// Install a component: check it is a policy component this host can load (and run `describe`), store
+/// it by hash, and record `name → hash`. Nothing is stored if any check fails.
+pub fn install(
+    engine: &mut PolicyEngine,
+    home: &Home,
+    path: &Path,
+    name: Option<&str>,
+    now: i64,
+) -> Result<Installed, PluginStoreError> {
+    let shown = path.display().to_string();
+    let bytes =
+        std::fs::read(path).map_err(|error| PluginStoreError::Io { path: path.to_path_buf(), error })?;
+    let refuse = |error: PolicyError| PluginStoreError::Plugin { path: shown.clone(), error };
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(refuse(PolicyError::Invalid { detail: "is not a WebAssembly file".into() }));
+    }
+    if bytes[4..8] != [0x0d, 0x00, 0x01, 0x00] {
+        return Err(refuse(PolicyError::Invalid {
+            detail: "is a core WebAssembly module, not a component (build it for wasm32-wasip2)".into(),
+        }));
+    }
+    let sha256 = sha256_hex(&bytes);
+    let component = engine.component(&sha256, &bytes).map_err(&refuse)?;
+    let shape = engine.shape(&component).map_err(&refuse)?;
+    let mut policy =
+        super::LoadedPolicy::from_component(component, &sha256, shape.kind, &format!("sha256:{sha256}"));
+    let info = policy.describe(engine, now).map_err(&refuse)?;
+    if info.kind != shape.kind {
+        return Err(refuse(PolicyError::BadOutput {
+            detail: format!(
+                "describe() says {} but it exports {}",
+                kind_name(info.kind),
+                kind_name(shape.kind)
+            ),
+        }));
+    }
+    let name = name.map(str::to_string).unwrap_or_else(|| info.name.clone());
+    if !crate::board::is_valid_slug(&name) {
+        return Err(PluginStoreError::Invalid(format!(
+            "'{name}' is not a usable plugin name: use lowercase letters, digits, '-' and '_' (pass --name)"
+        )));
+    }
+    let blob = blob_path(home, &sha256);
+    let blobs = blob.parent().expect("blobs dir");
+    std::fs::create_dir_all(blobs)
+        .map_err(|error| PluginStoreError::Io { path: blobs.to_path_buf(), error })?;
+    write_atomic(&blob, &bytes)
+        .map_err(|e| PluginStoreError::Invalid(format!("cannot store the plugin: {e}")))?;
+    let installed = Installed {
+        name: name.clone(),
+        sha256,
+        kind: kind_name(shape.kind).to_string(),
+        version: info.version,
+        wit_version: shape.version,
+        installed_at: now,
+        size: bytes.len() as u64,
+    };
+    let mut index = read_index(home)?;
+    index.plugins.insert(name, installed.clone());
+    write_index(home, &index)?;
+    Ok(installed)
+}
+
+pub fn list(home: &Home) -> Result<Vec<Installed>, PluginStoreError> {
+    Ok(read_index(home)?.plugins.into_values().collect())
+}
+
+pub fn show(home: &Home, name: &str) -> Result<Installed, PluginStoreError> {
+    read_index(home)?.plugins.remove(name).ok_or_else(|| PluginStoreError::NotInstalled(name.to_string()))
+}
+
+/// Forget a plugin name; its blob goes too unless another name still uses it.
+pub fn remove(home: &Home, name: &str) -> Result<Installed, PluginStoreError> {
+    let mut index = read_index(home)?;
+    let removed =
+        index.plugins.remove(name).ok_or_else(|| PluginStoreError::NotInstalled(name.to_string()))?;
+    write_index(home, &index)?;
+    if !index.plugins.values().any(|p| p.sha256 == removed.sha256) {
+        let _ = std::fs::remove_file(blob_path(home, &removed.sha256));
+    }
+    Ok(removed)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    pub name: String,
+    pub sha256: String,
+    /// "ok", "missing" or "tampered".
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_sha256: Option<String>,
+}
+
+/// Re-hash every installed plugin.
+pub fn verify(home: &Home) -> Result<Vec<Verified>, PluginStoreError> {
+    let mut out = Vec::new();
+    for p in read_index(home)?.plugins.into_values() {
+        let (status, actual) = match std::fs::read(blob_path(home, &p.sha256)) {
+            Err(_) => ("missing", None),
+            Ok(bytes) => {
+                let actual = sha256_hex(&bytes);
+                if actual == p.sha256 { ("ok", None) } else { ("tampered", Some(actual)) }
+            }
+        };
+        out.push(Verified { name: p.name, sha256: p.sha256, status: status.into(), actual_sha256: actual });
+    }
+    Ok(out)
+}
+
+/// Parse a kind name as written in board.toml.
+pub fn kind_from_name(name: &str) -> Option<PolicyKind> {
+    match name {
+        "respawn-guard" => Some(PolicyKind::RespawnGuard),
+        "diagnostics" => Some(PolicyKind::Diagnostics),
+        "routing" => Some(PolicyKind::Routing),
+        "decompose" => Some(PolicyKind::Decompose),
+        _ => None,
+    }
+}
