@@ -218,7 +218,17 @@ fn validate_plugin_ref(plugin: &str) -> Result<(), String> {
         }
         return Err(format!("'{plugin}' is not sha256: followed by 64 lowercase hex digits"));
     }
-    let name = plugin.strip_prefix("builtin:").unwrap_or(plugin);
+    if let Some(name) = plugin.strip_prefix("builtin:") {
+        let known: Vec<&str> = crate::policy::builtins::BUILTINS.iter().map(|(n, _, _)| *n).collect();
+        if !known.contains(&name) {
+            return Err(format!(
+                "'{plugin}' is not a built-in plugin (built in: {})",
+                known.iter().map(|n| format!("builtin:{n}")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        return Ok(());
+    }
+    let name = plugin;
     if crate::board::is_valid_slug(name) {
         Ok(())
     } else {

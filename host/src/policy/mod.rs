@@ -623,7 +623,7 @@ impl BoardPolicies {
             }
         }
         let mut policies = Vec::new();
-        let mut failures = Vec::new();
+        let mut failures: Vec<LoadFailure> = Vec::new();
         for (index, spec) in specs {
             match LoadedPolicy::load(engine, home, index, &spec) {
                 Ok(policy) => policies.push(policy),
@@ -634,6 +634,17 @@ impl BoardPolicies {
                     error,
                 }),
             }
+        }
+        // Every listed guard failed to load (a missing or tampered plugin): run the built-in guard too, so a
+        // broken plugin never takes the rate-limit cooldown with it.
+        let guards_listed = board.config.policies.iter().any(|s| s.kind == PolicyKind::RespawnGuard);
+        if kinds.contains(&PolicyKind::RespawnGuard)
+            && guards_listed
+            && !policies.iter().any(|p: &LoadedPolicy| p.kind == PolicyKind::RespawnGuard)
+            && let Ok(fallback) =
+                LoadedPolicy::load(engine, home, None, &builtins::default_spec(PolicyKind::RespawnGuard))
+        {
+            policies.push(fallback);
         }
         BoardPolicies { policies, failures }
     }

@@ -138,7 +138,7 @@ impl Store {
         self.read(|tx| {
             let mut stmt = tx.prepare(
                 "SELECT id, assignee FROM tasks WHERE status IN ('ready', 'review')
-                 ORDER BY priority DESC, created_at, id",
+                 ORDER BY priority DESC, created_at, rowid",
             )?;
             let rows =
                 stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;

@@ -461,8 +461,9 @@ impl Store {
             .collect::<Vec<_>>()
             .join(" ");
         sql.push_str(match filter.sort {
-            ListSort::Created => " ORDER BY created_at, id",
-            ListSort::Priority => " ORDER BY priority DESC, created_at, id",
+            // rowid keeps insertion order among cards created in the same second (ids are random).
+            ListSort::Created => " ORDER BY created_at, rowid",
+            ListSort::Priority => " ORDER BY priority DESC, created_at, rowid",
             ListSort::Assignee => " ORDER BY assignee IS NULL, assignee, created_at, id",
             ListSort::Title => " ORDER BY title COLLATE NOCASE, created_at, id",
             ListSort::Updated => " ORDER BY updated_at DESC, created_at, id",

@@ -161,13 +161,20 @@ pub fn parse_verdict(stdout: &str) -> Option<Verdict> {
     }
 }
 
-/// Run the board's judge for a goal card. Its environment is the worker's; its stdin is the card's title
+/// Run the board's judge for a goal card. Its environment is the worker's (the profile's `env` plus the
+/// `KANBAN_*` variables); its stdin is the card's title
 /// and body. Any failure is a `Blocked` verdict naming it: a goal card never ends silently.
-pub fn run_judge(judge: &[String], env: &WorkerEnv, log: &mut File) -> Verdict {
+pub fn run_judge(
+    judge: &[String],
+    profile_env: &[(String, String)],
+    env: &WorkerEnv,
+    log: &mut File,
+) -> Verdict {
     use std::io::Write;
     let spawned = Command::new(&judge[0])
         .args(&judge[1..])
         .current_dir(env.workspace)
+        .envs(profile_env.iter().cloned())
         .envs(env.vars())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -264,7 +271,7 @@ pub fn supervise(
             let judge = board.config.goal.judge.clone();
             let mut log = open_log(board, task_id)?;
             let verdict = match &judge {
-                Some(judge) => run_judge(judge, &env, &mut log),
+                Some(judge) => run_judge(judge, &profile_env, &env, &mut log),
                 None => Verdict::Blocked("goal card, but the board has no [goal] judge configured".into()),
             };
             match verdict {
