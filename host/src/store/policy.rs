@@ -4,7 +4,7 @@ use rusqlite::params;
 use serde_json::json;
 
 use super::model::Task;
-use super::tasks::{append_event, insert_child, load};
+use super::tasks::{append_event, insert_child, insert_link, load};
 use super::{Result, Store, StoreError};
 use crate::policy::{ChildSpec, Finding};
 
@@ -39,10 +39,7 @@ impl Store {
                 let status = if child.depends_on.is_empty() { "ready" } else { "todo" };
                 let id = insert_child(tx, &root, child, &kind, path.as_deref(), status, now)?;
                 for dep in &child.depends_on {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO task_links (parent_id, child_id, created_at) VALUES (?1, ?2, ?3)",
-                        params![ids[*dep], id, now],
-                    )?;
+                    insert_link(tx, &ids[*dep], &id, now)?;
                 }
                 append_event(
                     tx,
@@ -55,10 +52,7 @@ impl Store {
                 ids.push(id);
             }
             for id in &ids {
-                tx.execute(
-                    "INSERT OR IGNORE INTO task_links (parent_id, child_id, created_at) VALUES (?1, ?2, ?3)",
-                    params![id, root_id, now],
-                )?;
+                insert_link(tx, id, root_id, now)?;
             }
             let n = tx.execute(
                 "UPDATE tasks SET status = 'todo', updated_at = ?1 WHERE id = ?2 AND status = 'triage'",

@@ -142,6 +142,14 @@ fn open_parent_ids(tx: &Transaction, id: &str) -> Result<Vec<String>> {
     Ok(ids)
 }
 
+/// Record `parent -> child`. Returns how many rows were added (0 if the link already existed).
+pub(crate) fn insert_link(tx: &Transaction, parent: &str, child: &str, now: i64) -> Result<usize> {
+    Ok(tx.execute(
+        "INSERT OR IGNORE INTO task_links (parent_id, child_id, created_at) VALUES (?1, ?2, ?3)",
+        params![parent, child, now],
+    )?)
+}
+
 /// The status a card returns to when it leaves a parked state: `todo` while a parent is open, else `ready`.
 fn waiting_status(tx: &Transaction, id: &str) -> Result<&'static str> {
     Ok(if open_parent_count(tx, id)? > 0 { "todo" } else { "ready" })
@@ -370,10 +378,7 @@ impl Store {
             };
             let id = insert_with_fresh_id(tx, new, &title, kind, status, now)?;
             for parent in &new.parents {
-                tx.execute(
-                    "INSERT OR IGNORE INTO task_links (parent_id, child_id, created_at) VALUES (?1, ?2, ?3)",
-                    params![parent, id, now],
-                )?;
+                insert_link(tx, parent, &id, now)?;
             }
             append_event(
                 tx,
@@ -600,10 +605,7 @@ impl Store {
                     "linking {parent} -> {child} would make a cycle ({child} already leads to {parent})"
                 )));
             }
-            let added = tx.execute(
-                "INSERT OR IGNORE INTO task_links (parent_id, child_id, created_at) VALUES (?1, ?2, ?3)",
-                params![parent, child, now],
-            )?;
+            let added = insert_link(tx, parent, child, now)?;
             if added == 0 {
                 return Err(StoreError::Refused(format!("{parent} is already a parent of {child}")));
             }
