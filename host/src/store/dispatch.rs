@@ -117,12 +117,13 @@ impl Store {
     /// Every running card with its current run, oldest first.
     pub fn running_cards(&mut self) -> Result<Vec<RunningCard>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare(&format!(
+            let mut stmt = tx.prepare_cached(&format!(
                 "SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'running' AND current_run_id IS NOT NULL
                  ORDER BY started_at, id"
             ))?;
             let tasks = stmt.query_map([], Task::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut run_stmt = tx.prepare(&format!("SELECT {RUN_COLUMNS} FROM task_runs WHERE id = ?1"))?;
+            let mut run_stmt =
+                tx.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM task_runs WHERE id = ?1"))?;
             let mut out = Vec::with_capacity(tasks.len());
             for task in tasks {
                 let run = run_stmt.query_row([task.current_run_id], Run::from_row)?;
@@ -136,7 +137,7 @@ impl Store {
     /// then age. Light on purpose: a big board has thousands, and most of them only get reported as capped.
     pub fn dispatch_candidates(&mut self) -> Result<Vec<(String, Option<String>)>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "SELECT id, assignee FROM tasks WHERE status IN ('ready', 'review')
                  ORDER BY priority DESC, created_at, rowid",
             )?;
@@ -149,7 +150,7 @@ impl Store {
     /// Recent runs of a card, newest first (what policies see).
     pub fn recent_runs(&mut self, task_id: &str, limit: i64) -> Result<Vec<Run>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare(&format!(
+            let mut stmt = tx.prepare_cached(&format!(
                 "SELECT {RUN_COLUMNS} FROM task_runs WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2"
             ))?;
             let rows =
@@ -497,7 +498,7 @@ impl Store {
     /// Quarantined policies of this board.
     pub fn quarantined_policies(&mut self) -> Result<Vec<Quarantined>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "SELECT id, failures, quarantined_at, last_error FROM policy_health WHERE quarantined_at IS NOT NULL ORDER BY id",
             )?;
             let rows = stmt

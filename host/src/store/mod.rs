@@ -80,6 +80,8 @@ impl Store {
     /// Open (creating if needed) and migrate the database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
         let mut conn = open_connection(path)?;
+        // Reads run the same statements for every card of a tick; keep them compiled.
+        conn.set_prepared_statement_cache_capacity(64);
         let found = schema::migrate(&mut conn).map_err(|e| conn::classify(path, e))?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::TooNew { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });

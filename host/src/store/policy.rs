@@ -117,7 +117,7 @@ impl Store {
     /// The stored findings of a card, from its latest diagnostics run.
     pub fn findings(&mut self, task_id: &str) -> Result<Vec<Finding>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "SELECT task_id, policy, rule, severity, title, detail, actions FROM task_findings WHERE task_id = ?1 ORDER BY id",
             )?;
             let rows = stmt

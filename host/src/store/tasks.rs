@@ -91,7 +91,8 @@ pub fn new_task_id() -> String {
 // Helpers used inside transactions.
 
 pub(crate) fn load(tx: &Transaction, id: &str) -> Result<Task> {
-    tx.query_row(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"), [id], Task::from_row)
+    tx.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?
+        .query_row([id], Task::from_row)
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("card {id}")))
 }
@@ -134,7 +135,7 @@ pub(crate) fn open_parent_count(tx: &Transaction, id: &str) -> Result<i64> {
 }
 
 fn open_parent_ids(tx: &Transaction, id: &str) -> Result<Vec<String>> {
-    let mut stmt = tx.prepare(
+    let mut stmt = tx.prepare_cached(
         "SELECT p.id FROM task_links l JOIN tasks p ON p.id = l.parent_id
          WHERE l.child_id = ?1 AND p.status NOT IN ('done', 'archived') ORDER BY p.created_at, p.id",
     )?;
@@ -183,7 +184,7 @@ fn end_current_run(
 
 /// After a parent closed: every `todo` child with no open parent left becomes `ready`.
 fn release_children(tx: &Transaction, parent_id: &str, now: i64) -> Result<Vec<String>> {
-    let mut stmt = tx.prepare(
+    let mut stmt = tx.prepare_cached(
         "SELECT c.id FROM task_links l JOIN tasks c ON c.id = l.child_id
          WHERE l.parent_id = ?1 AND c.status = 'todo' ORDER BY c.created_at, c.id",
     )?;
@@ -257,7 +258,7 @@ fn non_blank(value: &str, what: &str) -> Result<String> {
 // Reads shared by the single-item methods and [`Store::task_detail`] (one snapshot).
 
 fn related_tasks(tx: &Transaction, id: &str, ids_sql: &str) -> Result<Vec<Task>> {
-    let mut stmt = tx.prepare(&format!(
+    let mut stmt = tx.prepare_cached(&format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({ids_sql}) ORDER BY created_at, id"
     ))?;
     let rows = stmt.query_map([id], Task::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -273,7 +274,7 @@ fn children_of(tx: &Transaction, id: &str) -> Result<Vec<Task>> {
 }
 
 fn comments_of(tx: &Transaction, id: &str) -> Result<Vec<Comment>> {
-    let mut stmt = tx.prepare(
+    let mut stmt = tx.prepare_cached(
         "SELECT id, task_id, author, body, created_at FROM task_comments WHERE task_id = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map([id], Comment::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -300,13 +301,13 @@ fn events_of(tx: &Transaction, task: Option<&str>, since: Option<i64>) -> Result
 
 fn runs_of(tx: &Transaction, id: &str) -> Result<Vec<Run>> {
     let mut stmt =
-        tx.prepare(&format!("SELECT {RUN_COLUMNS} FROM task_runs WHERE task_id = ?1 ORDER BY id"))?;
+        tx.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM task_runs WHERE task_id = ?1 ORDER BY id"))?;
     let rows = stmt.query_map([id], Run::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
 fn attachments_of(tx: &Transaction, id: &str) -> Result<Vec<Attachment>> {
-    let mut stmt = tx.prepare(
+    let mut stmt = tx.prepare_cached(
         "SELECT id, task_id, name, stored_name, size, sha256, created_at FROM task_attachments
          WHERE task_id = ?1 ORDER BY id",
     )?;
@@ -478,7 +479,7 @@ impl Store {
             sql.push_str(&format!(" ORDER BY CASE status {status_rank} ELSE 99 END, created_at, id"));
         }
         self.read(|tx| {
-            let mut stmt = tx.prepare(&sql)?;
+            let mut stmt = tx.prepare_cached(&sql)?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args.iter()), Task::from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -854,7 +855,7 @@ impl Store {
                 )));
             }
             let children: Vec<String> = {
-                let mut stmt = tx.prepare("SELECT child_id FROM task_links WHERE parent_id = ?1")?;
+                let mut stmt = tx.prepare_cached("SELECT child_id FROM task_links WHERE parent_id = ?1")?;
                 stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
             };
             for sql in [
@@ -984,7 +985,7 @@ impl Store {
     pub fn stats(&mut self) -> Result<Stats> {
         self.read(|tx| {
             let group = |sql: &str| -> Result<BTreeMap<String, i64>> {
-                let mut stmt = tx.prepare(sql)?;
+                let mut stmt = tx.prepare_cached(sql)?;
                 let rows = stmt
                     .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
                     .collect::<rusqlite::Result<_>>()?;
@@ -1014,7 +1015,7 @@ impl Store {
         self.write(|tx| {
             let mut changed = Vec::new();
             let todo: Vec<Task> = {
-                let mut stmt = tx.prepare(&format!(
+                let mut stmt = tx.prepare_cached(&format!(
                     "SELECT {TASK_COLUMNS} FROM tasks t WHERE status = 'todo' AND NOT EXISTS (
                         SELECT 1 FROM task_links l JOIN tasks p ON p.id = l.parent_id
                         WHERE l.child_id = t.id AND p.status NOT IN ('done', 'archived'))
@@ -1028,7 +1029,7 @@ impl Store {
                 changed.push(task.id);
             }
             let blocked: Vec<Task> = {
-                let mut stmt = tx.prepare(&format!(
+                let mut stmt = tx.prepare_cached(&format!(
                     "SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'blocked' AND block_sticky = 0 ORDER BY created_at, id"
                 ))?;
                 stmt.query_map([], Task::from_row)?.collect::<rusqlite::Result<_>>()?

@@ -239,10 +239,20 @@ impl exports::kanban::policy::plugin::Guest for RespawnGuard {
 
 impl exports::kanban::policy::respawn_guard::Guest for RespawnGuard {
     fn decide(ctx: Context) -> Decision {
-        // The host validated the config when it loaded the board; failing here is a host bug, and a trap is
-        // recorded as a policy error (the guard's safe default then applies).
-        let rules = Rules::from_config(&ctx.config).unwrap_or_else(|err| panic!("{err}"));
-        rules.decide(&ctx)
+        // The host keeps one instance for all the calls of a tick, with the same config each time: parse it
+        // once. A config that fails to parse panics, which the host records as a policy error (the guard's
+        // safe default then applies).
+        thread_local! {
+            static PARSED: std::cell::RefCell<Option<(String, Rules)>> = const { std::cell::RefCell::new(None) };
+        }
+        PARSED.with(|parsed| {
+            let mut parsed = parsed.borrow_mut();
+            if parsed.as_ref().is_none_or(|(config, _)| *config != ctx.config) {
+                let rules = Rules::from_config(&ctx.config).unwrap_or_else(|err| panic!("{err}"));
+                *parsed = Some((ctx.config.clone(), rules));
+            }
+            parsed.as_ref().map(|(_, rules)| rules.decide(&ctx)).expect("parsed above")
+        })
     }
 }
 
