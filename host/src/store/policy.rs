@@ -138,3 +138,90 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewTask;
+
+    fn child(title: &str, workspace: Option<(&str, Option<&str>)>, depends_on: Vec<usize>) -> ChildSpec {
+        ChildSpec {
+            title: title.into(),
+            body: String::new(),
+            assignee: None,
+            priority: 0,
+            workspace: workspace.map(|(k, p)| (k.to_string(), p.map(str::to_string))),
+            depends_on,
+        }
+    }
+
+    #[test]
+    fn children_inherit_the_workspace_and_an_override_keeps_the_path_only_when_kinds_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        let root = NewTask {
+            title: "root".into(),
+            triage: true,
+            workspace_kind: "dir".into(),
+            workspace_path: Some("/srv/app".into()),
+            assignee: Some("coder".into()),
+            ..NewTask::default()
+        };
+        let (root, _) = store.create_task(&root, 1).unwrap();
+        let children = [
+            child("inherits", None, vec![]),
+            child("same kind, no path", Some(("dir", None)), vec![0]),
+            child("own path", Some(("dir", Some("/srv/other"))), vec![]),
+            child("other kind", Some(("worktree", None)), vec![]),
+            child("scratch", Some(("scratch", None)), vec![]),
+        ];
+        let ids = store.apply_decomposition(&root.id, &children, "test", 2).unwrap();
+        let got: Vec<(String, Option<String>, String)> = ids
+            .iter()
+            .map(|id| {
+                let t = store.get_task(id).unwrap();
+                (t.workspace_kind, t.workspace_path, t.status)
+            })
+            .collect();
+        let want = [
+            ("dir", Some("/srv/app"), "ready"),
+            ("dir", Some("/srv/app"), "todo"),
+            ("dir", Some("/srv/other"), "ready"),
+            ("worktree", None, "ready"),
+            ("scratch", None, "ready"),
+        ];
+        for (got, want) in got.iter().zip(want) {
+            assert_eq!((got.0.as_str(), got.1.as_deref(), got.2.as_str()), want);
+        }
+        assert_eq!(
+            store.get_task(&ids[0]).unwrap().assignee.as_deref(),
+            Some("coder"),
+            "inherits the assignee"
+        );
+        assert_eq!(store.parents(&ids[1]).unwrap()[0].id, ids[0], "sibling dependency");
+        let root_after = store.get_task(&root.id).unwrap();
+        assert_eq!(root_after.status, "todo");
+        assert_eq!(store.parents(&root.id).unwrap().len(), 5, "the root waits on every child");
+        // Not triage any more: a second decomposition is refused and changes nothing.
+        assert!(store.apply_decomposition(&root.id, &children, "test", 3).is_err());
+        assert_eq!(store.parents(&root.id).unwrap().len(), 5);
+        assert_eq!(store.list_tasks(&crate::store::TaskFilter::default()).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn a_dir_child_without_any_path_refuses_the_whole_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        let (root, _) = store
+            .create_task(&NewTask { title: "root".into(), triage: true, ..NewTask::default() }, 1)
+            .unwrap();
+        let children = [child("fine", None, vec![]), child("no path", Some(("dir", None)), vec![])];
+        assert!(store.apply_decomposition(&root.id, &children, "test", 2).is_err());
+        assert_eq!(store.get_task(&root.id).unwrap().status, "triage");
+        assert_eq!(
+            store.list_tasks(&crate::store::TaskFilter::default()).unwrap().len(),
+            1,
+            "nothing half-written"
+        );
+    }
+}
