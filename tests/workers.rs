@@ -407,3 +407,19 @@ fn context_shows_title_body_comments_and_prior_attempts() {
         assert!(context.contains(needle), "{needle:?} not in:\n{context}");
     }
 }
+
+#[test]
+fn a_manual_reclaim_stops_the_cards_worker() {
+    let f = Fleet::new();
+    board(&f, "sleep 600", "", &[]);
+    let id = f.create("stuck", &["--assignee", "p"]);
+    f.dispatch(&[]);
+    let run = f.wait_worker(&id);
+    let pid = run["worker_pid"].as_i64().unwrap();
+    assert!(process_alive(pid));
+    let out = f.run(&["reclaim", &id, "--reason", "stuck"]);
+    expect_ok(&out, &"reclaim");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped the worker"));
+    wait_for("the reclaimed card's worker to exit", || !process_alive(pid));
+    assert_eq!(f.status(&id), "ready");
+}

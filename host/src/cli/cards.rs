@@ -176,11 +176,15 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Reclaim { id, reason } => {
+            stop_worker(store, &id)?;
             let task = store.reclaim(&id, reason.as_deref(), now)?;
             println!("Reclaimed {} ({})", task.id, task.status);
             Ok(())
         }
         Command::Reassign { id, profile, reclaim } => {
+            if reclaim {
+                stop_worker(store, &id)?;
+            }
             let task = store.reassign(&id, &profile, reclaim, now)?;
             warn_unknown_profile(&board, task.assignee.as_deref());
             println!("Reassigned {} to {}", task.id, task.assignee.as_deref().unwrap_or("none"));
@@ -704,6 +708,18 @@ fn remove_attachment_files(board: &Board, task_id: &str, attachments: &[Attachme
         }
     }
     let _ = fs::remove_dir(&dir); // only succeeds when empty
+}
+
+/// Before a manual reclaim: stop the card's worker, as the dispatcher does, so the requeued card can never
+/// run twice at once. (A worker on another host is left alone; its stale attempt is refused when it
+/// reports.)
+fn stop_worker(store: &mut Store, id: &str) -> anyhow::Result<()> {
+    if let Some(card) = store.running_cards()?.into_iter().find(|c| c.task.id == id)
+        && crate::dispatch::terminate_worker(&card)
+    {
+        eprintln!("kanban: stopped the worker of {id}");
+    }
+    Ok(())
 }
 
 /// After a card completed or was archived: clean its workspace and say what happened to it.

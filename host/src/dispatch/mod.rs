@@ -178,6 +178,19 @@ pub fn claim_lock() -> String {
     format!("{}:{}", crate::process::hostname(), std::process::id())
 }
 
+/// Terminate the worker of a running card (its whole process group: SIGTERM, grace, SIGKILL), if its
+/// claim names this host and the recorded pid is still the process that was started. Used by the tick and
+/// by a manual `kanban reclaim`, so a requeued card never keeps its old worker.
+pub fn terminate_worker(card: &RunningCard) -> bool {
+    if !is_local(card.task.claim_lock.as_deref()) {
+        return false;
+    }
+    match worker_of(card) {
+        Some(worker) if worker.is_alive() => worker.terminate_group(KILL_GRACE),
+        _ => false,
+    }
+}
+
 fn is_local(claim: Option<&str>) -> bool {
     let host = crate::process::hostname();
     claim.and_then(|c| c.rsplit_once(':')).map(|(h, _)| h == host).unwrap_or(false)

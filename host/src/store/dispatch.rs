@@ -521,3 +521,34 @@ impl Store {
         self.write(|tx| append_event(tx, task_id, None, kind, payload, now))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewTask;
+
+    #[test]
+    fn an_operator_ending_a_card_after_its_exit_was_recorded_leaves_no_open_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        for action in ["complete", "block", "reclaim"] {
+            let new = NewTask {
+                title: action.into(),
+                initial_status: Some("running".into()),
+                ..NewTask::default()
+            };
+            let (task, _) = store.create_task(&new, 1).unwrap();
+            let run = task.current_run_id.unwrap();
+            // The supervisor recorded the worker's exit; the tick has not classified it yet.
+            store.record_exit(run, Some(0), None, 2).unwrap();
+            match action {
+                "complete" => drop(store.complete(&task.id, None, None, None, 3).unwrap()),
+                "block" => drop(store.block(&task.id, Some("why"), None, true, None, 3).unwrap()),
+                _ => drop(store.reclaim(&task.id, None, 3).unwrap()),
+            }
+            let runs = store.runs(&task.id).unwrap();
+            assert_eq!(runs[0].status, "ended", "{action}: {runs:?}");
+            assert!(store.running_cards().unwrap().iter().all(|c| c.task.id != task.id));
+        }
+    }
+}

@@ -170,7 +170,7 @@ fn end_current_run(
     if let Some(run) = run_id {
         tx.execute(
             "UPDATE task_runs SET status = 'ended', outcome = ?1, error = ?2, summary = COALESCE(?3, summary),
-             ended_at = ?4 WHERE id = ?5 AND status = 'running'",
+             ended_at = ?4 WHERE id = ?5 AND status IN ('running', 'exited')",
             params![outcome, error, summary, now, run],
         )?;
     }
