@@ -1,89 +1,119 @@
 //! Dispatcher tick benchmark: `cargo bench --bench dispatch`.
 //!
-//! A board with `KANBAN_BENCH_TOTAL` cards (default 100,000), of which every tenth (10,000) is ready and
-//! assigned to a profile, the rest done. Times a dry-run tick (the whole tick: running-card walk, ready
-//! recomputation, spawn planning with caps and the respawn guard) in-process, and `kanban dispatch
-//! --dry-run --json` as a whole process. Prints medians; asserts nothing.
+//! For each board size in `KANBAN_BENCH_SIZES` (default 1,000, 10,000 and 100,000 cards), a board where every
+//! tenth card is ready and assigned to a profile and the rest are done, with the built-in respawn guard and
+//! default-assignee router turned on. Times:
+//! - a dry-run tick in process (the whole tick: running-card walk, ready recomputation, spawn planning with
+//!   caps and the respawn guard);
+//! - `kanban dispatch --dry-run --json` as a whole process;
+//! - `kanban dispatch --json` for real as a whole process: it spawns 8 supervised workers (each runs
+//!   `kanban complete` and exits; the bench waits for them between samples, outside the timing).
+//!
+//! Prints medians and p90s and writes them into `docs/performance.md`; asserts nothing.
 
-use std::process::Command;
+mod support;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kanban::board::{Home, write_atomic};
 use kanban::dispatch::{TickOptions, tick};
 use kanban::store::NewTask;
+use support::{Report, Stats, env_sizes, env_usize, run_kanban, time};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+/// Running cards on a board, straight from SQLite (the bench must not disturb what it measures).
+fn running(db: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row("SELECT count(*) FROM tasks WHERE status = 'running'", [], |r| r.get(0)).unwrap()
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
+/// Board config: one profile whose worker completes its card, the built-in guard and router.
+fn board_toml() -> String {
+    format!(
+        "[profiles.coder]\ncommand = [\"sh\", \"-c\", \"exec \\\"$KANBAN_BIN\\\" complete \\\"$KANBAN_TASK\\\" --result ok\"]\n\
+         env = {{ KANBAN_BIN = {:?} }}\n\n\
+         [[policies]]\nkind = \"respawn-guard\"\nplugin = \"builtin:respawn-guard\"\n\n\
+         [[policies]]\nkind = \"routing\"\nplugin = \"builtin:default-assignee\"\n[policies.config]\nassignee = \"coder\"\n",
+        env!("CARGO_BIN_EXE_kanban")
+    )
 }
 
 fn main() {
-    let total = env_usize("KANBAN_BENCH_TOTAL", 100_000);
+    let sizes = env_sizes("KANBAN_BENCH_SIZES", &[1_000, 10_000, 100_000]);
     let runs = env_usize("KANBAN_BENCH_RUNS", 21);
     let dir = tempfile::tempdir().unwrap();
     let home = Home::resolve(Some(dir.path().to_path_buf())).unwrap();
-    let board = home.create_board("bench", None, None).unwrap();
-    write_atomic(&board.toml_path(), b"[profiles.coder]\ncommand = [\"true\"]\n").unwrap();
-    let board = home.open_board("bench").unwrap();
-    let mut store = board.open_store().unwrap();
     let now = 1_800_000_000;
-    let setup = Instant::now();
-    for chunk in (0..total).collect::<Vec<_>>().chunks(10_000) {
-        let batch: Vec<NewTask> = chunk
-            .iter()
-            .map(|i| NewTask {
-                title: format!("card {i}"),
-                assignee: Some("coder".into()),
-                priority: (*i % 5) as i64,
-                ..NewTask::default()
+    let mut report = Report::new(
+        "dispatch",
+        format!(
+            "boards of {} cards, a tenth of them ready and assigned, the rest done; built-in respawn guard and \
+             router on; `max_in_progress` 8; {runs} runs in process, {} as processes",
+            sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" / "),
+            runs.min(11)
+        ),
+    );
+    for &total in &sizes {
+        let slug = format!("b{total}");
+        let board = home.create_board(&slug, None, None).unwrap();
+        write_atomic(&board.toml_path(), board_toml().as_bytes()).unwrap();
+        let board = home.open_board(&slug).unwrap();
+        let mut store = board.open_store().unwrap();
+        let setup = Instant::now();
+        for chunk in (0..total).collect::<Vec<_>>().chunks(10_000) {
+            let batch: Vec<NewTask> = chunk
+                .iter()
+                .map(|i| NewTask {
+                    title: format!("card {i}"),
+                    assignee: Some("coder".into()),
+                    priority: (*i % 5) as i64,
+                    ..NewTask::default()
+                })
+                .collect();
+            store.create_tasks(&batch, now).unwrap();
+        }
+        store.close().unwrap();
+        let db = board.db_path();
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("UPDATE tasks SET status = 'done' WHERE rowid % 10 <> 0").unwrap();
+        drop(conn);
+        eprintln!("board of {total} cards set up in {:.1} s", setup.elapsed().as_secs_f64());
+
+        let options = TickOptions { dry_run: true, wait: false };
+        let mut runtime = kanban::policy::PolicyRuntime::new(&home);
+        // The first tick compiles the built-in components; it is not what a daemon pays per tick.
+        tick(&home, &board, &mut runtime, options, now).unwrap();
+        let in_process: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let (elapsed, report) = time(|| tick(&home, &board, &mut runtime, options, now).unwrap());
+                assert_eq!(report.spawned.len(), 8, "max_in_progress defaults to 8");
+                elapsed
             })
             .collect();
-        store.create_tasks(&batch, now).unwrap();
+        report.row(format!("dry-run tick, in process, {total} cards"), Stats::of(in_process).ms());
+
+        let args = ["--board", slug.as_str(), "dispatch", "--dry-run", "--json"];
+        let dry: Vec<Duration> = (0..runs.min(11)).map(|_| run_kanban(dir.path(), &args)).collect();
+        report.row(format!("`kanban dispatch --dry-run --json`, {total} cards"), Stats::of(dry).ms());
+
+        let args = ["--board", slug.as_str(), "dispatch", "--json"];
+        let real: Vec<Duration> = (0..runs.min(11))
+            .map(|_| {
+                let elapsed = run_kanban(dir.path(), &args);
+                // Wait (untimed) for the 8 workers to complete their cards, so every sample settles 8 and
+                // spawns 8.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while running(&db) > 0 {
+                    assert!(Instant::now() < deadline, "workers did not finish within 60 s");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                elapsed
+            })
+            .collect();
+        report.row(
+            format!("`kanban dispatch --json` for real (spawns 8 supervised workers), {total} cards"),
+            Stats::of(real).ms(),
+        );
     }
-    store.close().unwrap();
-    // Leave every tenth card ready; the rest are done.
-    let conn = rusqlite::Connection::open(board.db_path()).unwrap();
-    conn.execute_batch("UPDATE tasks SET status = 'done' WHERE rowid % 10 <> 0").unwrap();
-    drop(conn);
-    println!(
-        "dispatch benchmark: {total} cards, {} ready (setup {:.1} s)\n",
-        total / 10,
-        setup.elapsed().as_secs_f64()
-    );
-    println!("| measurement | median |");
-    println!("|---|---|");
-
-    let options = TickOptions { dry_run: true, wait: false };
-    let mut runtime = kanban::policy::PolicyRuntime::new(&home);
-    let in_process: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            let report = tick(&home, &board, &mut runtime, options, now).unwrap();
-            assert_eq!(report.spawned.len(), 8, "max_in_progress defaults to 8");
-            start.elapsed()
-        })
-        .collect();
-    println!("| dry-run tick, in process | {:.1} ms |", median(in_process).as_secs_f64() * 1000.0);
-
-    let process: Vec<Duration> = (0..runs.min(11))
-        .map(|_| {
-            let start = Instant::now();
-            let out = Command::new(env!("CARGO_BIN_EXE_kanban"))
-                .arg("--home")
-                .arg(dir.path())
-                .args(["--board", "bench", "dispatch", "--dry-run", "--json"])
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            start.elapsed()
-        })
-        .collect();
-    println!(
-        "| kanban dispatch --dry-run --json (process) | {:.1} ms |",
-        median(process).as_secs_f64() * 1000.0
-    );
+    report.publish();
 }

@@ -1,32 +1,21 @@
 //! Policy runtime benchmark: `cargo bench --bench policy`.
 //!
 //! - one respawn-guard decision inside a tick (instance reused), per call;
-//! - the first call in a fresh engine: with the compiled cache warm on disk, and cold;
+//! - plugin cold start: the first call in a fresh engine, with the compiled cache warm on disk and cold;
 //! - `kanban dispatch --dry-run` as a whole process, warm and cold cache.
 //!
-//! Prints medians; asserts nothing.
+//! Prints medians and writes them into `docs/performance.md`; asserts nothing.
+
+mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kanban::board::{Home, PolicyKind, write_atomic};
 use kanban::policy::runtime::PolicyEngine;
 use kanban::policy::{LoadedPolicy, builtins, context};
 use kanban::store::NewTask;
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.2} µs", d.as_secs_f64() * 1e6)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
+use support::{Report, Stats, run_kanban, us};
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,8 +36,7 @@ fn main() {
     }
     let spec = builtins::default_spec(PolicyKind::RespawnGuard);
     let cache = dir.path().join("cache/wasm");
-    println!("| measurement | median |");
-    println!("|---|---|");
+    let mut report = Report::new("policy", "the built-in respawn guard on a board with one ready card");
 
     // Warm the disk cache, then time a fresh engine's first call against it.
     let mut cold_first = Vec::new();
@@ -65,8 +53,14 @@ fn main() {
         guard.decide(&engine, &ctx).unwrap();
         if round % 2 == 0 { cold_first.push(start.elapsed()) } else { warm_first.push(start.elapsed()) }
     }
-    println!("| first guard call, fresh engine, compiled cache warm | {} |", ms(median(warm_first)));
-    println!("| first guard call, fresh engine, cache cold (compiles) | {} |", ms(median(cold_first)));
+    report.row(
+        "plugin cold start: first guard call in a fresh engine, compiled cache warm",
+        Stats::of(warm_first).ms(),
+    );
+    report.row(
+        "plugin cold start: first guard call in a fresh engine, no cache (compiles)",
+        Stats::of(cold_first).ms(),
+    );
 
     // One decision with the instance reused, as inside a tick (context built once, as the tick does per card).
     let mut engine = PolicyEngine::new(Some(cache.clone())).unwrap();
@@ -83,7 +77,10 @@ fn main() {
             start.elapsed() / 1000
         })
         .collect();
-    println!("| one guard decision, instance reused (per call) | {} |", us(median(batches)));
+    report.row(
+        "policy call overhead: one guard decision, instance reused (per call)",
+        us(Stats::of(batches).median),
+    );
     let builds: Vec<Duration> = (0..21)
         .map(|_| {
             let start = Instant::now();
@@ -94,26 +91,20 @@ fn main() {
             start.elapsed() / 100
         })
         .collect();
-    println!("| building a card's context from the store (per card) | {} |", us(median(builds)));
+    report.row("building a card's policy context from the store (per card)", us(Stats::of(builds).median));
     store.close().unwrap();
 
     let dispatch = |clear: bool| -> Duration {
         if clear {
             let _ = std::fs::remove_dir_all(&cache);
         }
-        let start = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_kanban"))
-            .arg("--home")
-            .arg(dir.path())
-            .args(["--board", "bench", "dispatch", "--dry-run", "--json"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        start.elapsed()
+        run_kanban(dir.path(), &["--board", "bench", "dispatch", "--dry-run", "--json"])
     };
     dispatch(false);
     let warm: Vec<Duration> = (0..11).map(|_| dispatch(false)).collect();
     let cold: Vec<Duration> = (0..5).map(|_| dispatch(true)).collect();
-    println!("| kanban dispatch --dry-run (process, one ready card), cache warm | {} |", ms(median(warm)));
-    println!("| kanban dispatch --dry-run (process, one ready card), cache cold | {} |", ms(median(cold)));
+    report
+        .row("`kanban dispatch --dry-run`, one ready card, whole process, cache warm", Stats::of(warm).ms());
+    report.row("`kanban dispatch --dry-run`, one ready card, whole process, no cache", Stats::of(cold).ms());
+    report.publish();
 }
