@@ -2,7 +2,8 @@
 //! and writes into its own section of `docs/performance.md`.
 //!
 //! Each bench owns the part of the file between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`; the rest
-//! of the file (the prose) is left alone. `KANBAN_BENCH_DOCS=0` prints without touching the file.
+//! of the file (the prose) is left alone. `KANBAN_BENCH_DOCS=0` prints without touching the file, and so
+//! does an unoptimized run (`cargo test --benches`, which CI runs with tiny sizes as a smoke test).
 
 // Each bench is its own crate and uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -122,6 +123,11 @@ impl Report {
     /// Replace this bench's section of `docs/performance.md` (unless `KANBAN_BENCH_DOCS=0`).
     pub fn publish(self) {
         if std::env::var("KANBAN_BENCH_DOCS").is_ok_and(|v| v == "0") {
+            return;
+        }
+        if cfg!(debug_assertions) {
+            // `cargo test --benches` runs the suite unoptimized as a smoke test; its numbers mean nothing.
+            println!("\n(debug build: docs/performance.md left alone; `cargo bench` writes it)");
             return;
         }
         let path = docs_path();
