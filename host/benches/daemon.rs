@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kanban::board::{Home, write_atomic};
 use kanban::store::NewTask;
-use support::{Report, env_usize, memory_kib};
+use support::{Report, count, env_usize, memory_kib};
 
 const BOARDS: usize = 5;
 
@@ -69,8 +69,9 @@ fn main() {
     let mut report = Report::new(
         "daemon",
         format!(
-            "`kanban daemon --interval 0.1` over {BOARDS} boards of {cards} done cards each, built-in guard and \
-             router on; memory sampled every 100 ms for {seconds} s per phase"
+            "`kanban daemon --interval 0.1` over {BOARDS} boards of {} done cards each, built-in guard and \
+             router on; memory sampled every 100 ms for {seconds} s per phase",
+            count(cards)
         ),
     );
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_kanban"))

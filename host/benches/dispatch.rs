@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use kanban::board::{Home, write_atomic};
 use kanban::dispatch::{TickOptions, tick};
 use kanban::store::NewTask;
-use support::{Report, Stats, env_sizes, env_usize, run_kanban, time};
+use support::{Report, Stats, count, env_sizes, env_usize, run_kanban, time};
 
 /// Running cards on a board, straight from SQLite (the bench must not disturb what it measures).
 fn running(db: &Path) -> i64 {
@@ -49,7 +49,7 @@ fn main() {
         format!(
             "boards of {} cards, a tenth of them ready and assigned, the rest done; built-in respawn guard and \
              router on; `max_in_progress` 8; {runs} runs in process, {} as processes",
-            sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" / "),
+            sizes.iter().map(|s| count(*s)).collect::<Vec<_>>().join(" / "),
             runs.min(11)
         ),
     );
@@ -90,11 +90,12 @@ fn main() {
                 elapsed
             })
             .collect();
-        report.row(format!("dry-run tick, in process, {total} cards"), Stats::of(in_process).ms());
+        report.row(format!("dry-run tick, in process, {} cards", count(total)), Stats::of(in_process).ms());
 
         let args = ["--board", slug.as_str(), "dispatch", "--dry-run", "--json"];
         let dry: Vec<Duration> = (0..runs.min(11)).map(|_| run_kanban(dir.path(), &args)).collect();
-        report.row(format!("`kanban dispatch --dry-run --json`, {total} cards"), Stats::of(dry).ms());
+        report
+            .row(format!("`kanban dispatch --dry-run --json`, {} cards", count(total)), Stats::of(dry).ms());
 
         let args = ["--board", slug.as_str(), "dispatch", "--json"];
         let real: Vec<Duration> = (0..runs.min(11))
@@ -111,7 +112,10 @@ fn main() {
             })
             .collect();
         report.row(
-            format!("`kanban dispatch --json` for real (spawns 8 supervised workers), {total} cards"),
+            format!(
+                "`kanban dispatch --json` for real (spawns 8 supervised workers), {} cards",
+                count(total)
+            ),
             Stats::of(real).ms(),
         );
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kanban::board::Home;
 use kanban::store::{NewTask, TaskFilter};
-use support::{Report, Stats, env_usize, ms, run_kanban, time};
+use support::{Report, Stats, count, env_usize, ms, run_kanban, time};
 
 fn main() {
     let cards = env_usize("KANBAN_BENCH_CARDS", 10_000);
@@ -22,7 +22,8 @@ fn main() {
     let board = home.create_board("bench", None, None).unwrap();
     let mut store = board.open_store().unwrap();
     let now = 1_800_000_000;
-    let mut report = Report::new("store", format!("a board of {cards} cards, {runs} runs per command"));
+    let mut report =
+        Report::new("store", format!("a board of {} cards, {runs} runs per command", count(cards)));
 
     let (per_tx, ()) = time(|| {
         for i in 0..cards {
@@ -47,7 +48,7 @@ fn main() {
         ),
     );
     report.row(
-        format!("create {cards} cards, one transaction each (library)"),
+        format!("create {} cards, one transaction each (library)", count(cards)),
         format!("{:.2} s", per_tx.as_secs_f64()),
     );
 
@@ -55,12 +56,12 @@ fn main() {
         (0..cards).map(|i| NewTask { title: format!("batch card {i}"), ..NewTask::default() }).collect();
     let (batched, _) = time(|| store.create_tasks(&batch, now).unwrap());
     report.row(
-        format!("create {cards} cards in one transaction (library)"),
+        format!("create {} cards in one transaction (library)", count(cards)),
         format!("{:.2} s", batched.as_secs_f64()),
     );
 
     let (listing, listed) = time(|| store.list_tasks(&TaskFilter::default()).unwrap().len());
-    report.row(format!("list all {listed} cards (library)"), ms(listing));
+    report.row(format!("list all {} cards (library)", count(listed)), ms(listing));
 
     let running: Vec<String> = store
         .list_tasks(&TaskFilter { status: Some("running".into()), ..TaskFilter::default() })
