@@ -16,6 +16,23 @@ use super::StoreError;
 /// How long a writer waits for another process's write lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Environment override of [`BUSY_TIMEOUT`], in milliseconds (for tests and for operators who would rather
+/// fail fast than queue behind a long backup).
+pub const BUSY_TIMEOUT_ENV: &str = "KANBAN_BUSY_TIMEOUT_MS";
+
+/// The busy timeout in force: [`BUSY_TIMEOUT`] unless `KANBAN_BUSY_TIMEOUT_MS` says otherwise.
+pub fn busy_timeout() -> Result<Duration, StoreError> {
+    match std::env::var(BUSY_TIMEOUT_ENV) {
+        Err(_) => Ok(BUSY_TIMEOUT),
+        Ok(text) if text.is_empty() => Ok(BUSY_TIMEOUT),
+        Ok(text) => text.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| {
+            StoreError::Invalid(format!(
+                "{BUSY_TIMEOUT_ENV} must be a whole number of milliseconds, not '{text}'"
+            ))
+        }),
+    }
+}
+
 /// Pragmas applied to every connection, in order. `journal_mode` is persistent in the file, the others are
 /// per connection, so they are re-applied on every open.
 const PRAGMAS: &[(&str, &str)] = &[
@@ -38,7 +55,7 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| classify(path, e))?;
+    conn.busy_timeout(busy_timeout()?).map_err(|e| classify(path, e))?;
     for (name, value) in PRAGMAS {
         // journal_mode returns a row; the others return nothing. pragma_update handles both.
         conn.pragma_update(None, name, value).map_err(|e| classify(path, e))?;
@@ -61,7 +78,41 @@ pub fn classify(path: &Path, err: rusqlite::Error) -> StoreError {
             },
         };
     }
+    if matches!(code, Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) {
+        return StoreError::Locked {
+            path: path.to_path_buf(),
+            waited: busy_timeout().unwrap_or(BUSY_TIMEOUT),
+        };
+    }
+    if matches!(
+        code,
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::DiskFull | ErrorCode::SystemIoFailure)
+    ) && let Some(fault) = storage_fault(path, code == Some(ErrorCode::DiskFull))
+    {
+        return fault;
+    }
     StoreError::Sqlite { path: path.to_path_buf(), error: err }
+}
+
+/// Why the filesystem under a database refuses a write, when that is the reason SQLite failed: the folder
+/// is read-only (a read-only mount, or no write permission), or the device is out of space. SQLite's own
+/// codes cannot tell these apart reliably (opening the shared-memory file on a full disk is an I/O error,
+/// on a read-only mount "unable to open"), so the host asks the filesystem.
+fn storage_fault(path: &Path, sqlite_says_full: bool) -> Option<StoreError> {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    use nix::unistd::{AccessFlags, access};
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stats = statvfs(dir).ok();
+    let read_only = if stats.is_some_and(|s| s.flags().contains(FsFlags::ST_RDONLY)) {
+        Some("the file system is mounted read-only".to_string())
+    } else {
+        access(dir, AccessFlags::W_OK).err().map(|errno| errno.desc().to_lowercase())
+    };
+    if let Some(reason) = read_only {
+        return Some(StoreError::ReadOnly { path: path.to_path_buf(), dir: dir.to_path_buf(), reason });
+    }
+    let out_of_space = stats.is_some_and(|s| s.blocks_available() == 0 || s.files_available() == 0);
+    (sqlite_says_full || out_of_space).then(|| StoreError::DiskFull { path: path.to_path_buf() })
 }
 
 /// One read-only descriptor per database file, opened once per process and never closed.

@@ -51,6 +51,22 @@ pub enum StoreError {
          upgrade kanban instead of opening it with an older build"
     )]
     TooNew { path: PathBuf, found: i64, supported: i64 },
+    #[error(
+        "database {path} is locked by another process and stayed locked for {} ms (the busy timeout); \
+         nothing was written; retry, or find the holder with `fuser {path}`",
+        waited.as_millis()
+    )]
+    Locked { path: PathBuf, waited: std::time::Duration },
+    #[error(
+        "database {path} cannot be written: {reason}; kanban writes beside the database (its write-ahead log) \
+         even to read, so {dir} must be writable"
+    )]
+    ReadOnly { path: PathBuf, dir: PathBuf, reason: String },
+    #[error(
+        "database {path}: no space left on the device; the change was not made and nothing committed was lost; \
+         free some space and retry"
+    )]
+    DiskFull { path: PathBuf },
     /// A SQLite error raised inside a transaction body; [`Store::write`] attaches the path.
     #[error("{0}")]
     Sql(#[from] rusqlite::Error),
