@@ -160,6 +160,19 @@ impl BoardConfig {
                 return Err(format!("{key}: must not be negative, got {value}"));
             }
         }
+        for (key, value) in [
+            ("dispatch.claim_ttl_seconds", d.claim_ttl_seconds),
+            ("dispatch.heartbeat_stale_seconds", d.heartbeat_stale_seconds),
+            ("dispatch.crash_grace_seconds", d.crash_grace_seconds),
+            ("dispatch.stale_timeout_seconds", d.stale_timeout_seconds),
+        ] {
+            if value > crate::clock::MAX_DURATION_SECONDS {
+                return Err(format!(
+                    "{key}: must be at most {} (100 years), got {value}",
+                    crate::clock::MAX_DURATION_SECONDS
+                ));
+            }
+        }
         if d.max_in_progress_per_profile == Some(0) {
             return Err("dispatch.max_in_progress_per_profile: must be at least 1".into());
         }

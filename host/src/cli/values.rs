@@ -21,7 +21,9 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
     if n == 0 {
         return Err("a duration must be greater than zero".into());
     }
-    n.checked_mul(scale).ok_or_else(|| format!("'{text}' is too long"))
+    n.checked_mul(scale)
+        .filter(|secs| *secs <= crate::clock::MAX_DURATION_SECONDS)
+        .ok_or_else(|| format!("'{text}' is too long (at most 100 years)"))
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -50,8 +50,9 @@ pub struct Finding {
     pub actions: Vec<String>,
 }
 
-/// A child card a decomposition policy asked for, as the host validated it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A child card a decomposition policy asked for: as the plugin returned it, and after [`check_children`],
+/// as the host validated it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChildSpec {
     pub title: String,
     pub body: String,
@@ -416,7 +417,7 @@ impl LoadedPolicy {
             Instance::Routing(s, b) => b.kanban_policy_routing().call_route(s, ctx),
             _ => unreachable!("a routing policy holds a routing instance"),
         })?;
-        Ok(choice.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()))
+        check_route(choice)
     }
 
     pub fn diagnose(
@@ -468,74 +469,85 @@ impl LoadedPolicy {
         })?;
         match plan {
             Plan::Leave(reason) => Ok(DecomposePlan::Leave(text("reason", reason)?)),
-            Plan::Children(children) => {
-                if children.is_empty() || children.len() > MAX_ITEMS {
-                    return Err(PolicyError::BadOutput {
-                        detail: format!("{} children (between 1 and {MAX_ITEMS})", children.len()),
-                    });
-                }
-                let n = children.len();
+            Plan::Children(children) => check_children(
                 children
                     .into_iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        let title = text("title", c.title)?;
-                        if title.trim().is_empty() {
-                            return Err(PolicyError::BadOutput {
-                                detail: format!("child {i} has a blank title"),
-                            });
-                        }
-                        let depends_on = c
-                            .depends_on
-                            .into_iter()
-                            .map(|d| d as usize)
-                            .map(|d| {
-                                if d < n && d != i {
-                                    Ok(d)
-                                } else {
-                                    Err(PolicyError::BadOutput {
-                                        detail: format!("child {i} depends on {d}, not a sibling"),
-                                    })
-                                }
-                            })
-                            .collect::<Result<Vec<_>, _>>()?;
-                        if depends_on.iter().any(|d| *d > i) {
-                            return Err(PolicyError::BadOutput {
-                                detail: format!(
-                                    "child {i} depends on a later sibling; list dependencies first"
-                                ),
-                            });
-                        }
-                        let workspace = match c.workspace {
-                            None => None,
-                            Some(w) if ["scratch", "dir", "worktree"].contains(&w.kind.as_str()) => {
-                                if w.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
-                                    return Err(PolicyError::BadOutput {
-                                        detail: format!("child {i}: workspace path must be absolute"),
-                                    });
-                                }
-                                Some((w.kind, w.path))
-                            }
-                            Some(w) => {
-                                return Err(PolicyError::BadOutput {
-                                    detail: format!("child {i}: unknown workspace kind '{}'", w.kind),
-                                });
-                            }
-                        };
-                        Ok(ChildSpec {
-                            title: title.trim().to_string(),
-                            body: text("body", c.body)?,
-                            assignee: c.assignee.map(|a| a.trim().to_string()).filter(|a| !a.is_empty()),
-                            priority: c.priority,
-                            workspace,
-                            depends_on,
-                        })
+                    .map(|c| ChildSpec {
+                        title: c.title,
+                        body: c.body,
+                        assignee: c.assignee,
+                        priority: c.priority,
+                        workspace: c.workspace.map(|w| (w.kind, w.path)),
+                        depends_on: c.depends_on.into_iter().map(|d| d as usize).collect(),
                     })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(DecomposePlan::Children)
-            }
+                    .collect(),
+            )
+            .map(DecomposePlan::Children),
         }
     }
+}
+
+/// Check a decomposition plan exactly as a plugin returned it, and normalise it: between 1 and
+/// [`MAX_ITEMS`] children; titles not blank (trimmed); text fields within [`MAX_TEXT`]; a blank assignee
+/// means none; a workspace is `scratch`, `dir` or `worktree` with an absolute path if any; a child depends
+/// only on earlier siblings, so the plan is acyclic and can be created in order. Anything else is
+/// [`PolicyError::BadOutput`] naming the child.
+pub fn check_children(children: Vec<ChildSpec>) -> Result<Vec<ChildSpec>, PolicyError> {
+    if children.is_empty() || children.len() > MAX_ITEMS {
+        return Err(PolicyError::BadOutput {
+            detail: format!("{} children (between 1 and {MAX_ITEMS})", children.len()),
+        });
+    }
+    let bad = |detail: String| PolicyError::BadOutput { detail };
+    let n = children.len();
+    children
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let title = text("title", c.title)?;
+            if title.trim().is_empty() {
+                return Err(bad(format!("child {i} has a blank title")));
+            }
+            for &d in &c.depends_on {
+                if d >= n || d == i {
+                    return Err(bad(format!("child {i} depends on {d}, not a sibling")));
+                }
+                if d > i {
+                    return Err(bad(format!(
+                        "child {i} depends on a later sibling; list dependencies first"
+                    )));
+                }
+            }
+            let workspace = match c.workspace {
+                None => None,
+                Some((kind, path)) if ["scratch", "dir", "worktree"].contains(&kind.as_str()) => {
+                    if path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+                        return Err(bad(format!("child {i}: workspace path must be absolute")));
+                    }
+                    Some((kind, path.map(|p| text("workspace path", p)).transpose()?))
+                }
+                Some((kind, _)) => {
+                    return Err(bad(format!("child {i}: unknown workspace kind '{}'", cap_message(kind))));
+                }
+            };
+            let assignee = c.assignee.map(|a| text("assignee", a)).transpose()?;
+            Ok(ChildSpec {
+                title: title.trim().to_string(),
+                body: text("body", c.body)?,
+                assignee: assignee.map(|a| a.trim().to_string()).filter(|a| !a.is_empty()),
+                priority: c.priority,
+                workspace,
+                depends_on: c.depends_on,
+            })
+        })
+        .collect()
+}
+
+/// A router's answer: trimmed, and a blank answer means "no opinion". An answer longer than [`MAX_TEXT`] is
+/// [`PolicyError::BadOutput`]; whether it names a profile is the dispatcher's check.
+pub fn check_route(choice: Option<String>) -> Result<Option<String>, PolicyError> {
+    let choice = choice.map(|p| text("assignee", p)).transpose()?;
+    Ok(choice.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()))
 }
 
 fn cap_message(message: String) -> String {
