@@ -185,6 +185,50 @@ fn torn_db_is_refused() {
     }
 }
 
+/// A checkpoint in another process writes page 1 (with the new size) before the pages that extend the file.
+/// Caught in that window, the file is short while the write-ahead log still holds the pages: that is not
+/// torn (SQLite reads them from the log), and a worker's `complete` once failed on it under load. Freeze
+/// the window: leave new pages in the log only (no checkpoint, a connection keeps the log), then write the
+/// bigger size into the file's header as the checkpoint's first write would.
+#[test]
+fn a_short_file_whose_pages_are_still_in_the_log_is_not_called_torn() {
+    use std::os::unix::fs::FileExt;
+    let k = Kanban::new();
+    let body = "x".repeat(3000);
+    let ids: Vec<String> = (0..12).map(|i| k.create(&format!("Card {i}"), &["--body", &body])).collect();
+    let db = k.db_path("default");
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("PRAGMA wal_autocheckpoint = 0").unwrap();
+    for i in 12..24 {
+        holder
+            .execute(
+                "INSERT INTO tasks (id, title, body, status) VALUES (?1, ?2, ?3, 'ready')",
+                rusqlite::params![format!("t_f{i:07}"), format!("Card {i}"), body],
+            )
+            .unwrap();
+    }
+    let pages: u32 = holder.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&db).unwrap();
+    let mut header = [0u8; 100];
+    file.read_exact_at(&mut header, 0).unwrap();
+    let page_size = u64::from(u16::from_be_bytes([header[16], header[17]]));
+    assert!(
+        file.metadata().unwrap().len() < u64::from(pages) * page_size,
+        "the new pages are only in the log"
+    );
+    let counter = u32::from_be_bytes([header[24], header[25], header[26], header[27]]) + 1;
+    header[24..28].copy_from_slice(&counter.to_be_bytes());
+    header[28..32].copy_from_slice(&pages.to_be_bytes());
+    header[92..96].copy_from_slice(&counter.to_be_bytes());
+    file.write_all_at(&header, 0).unwrap();
+    drop(file);
+
+    let listed = k.list_ids(&[]);
+    assert_eq!(listed.len(), 24, "every card is read, the new ones from the log");
+    assert!(ids.iter().all(|id| listed.contains(id)));
+    drop(holder);
+}
+
 #[test]
 fn concurrent_creates_all_succeed() {
     let k = Kanban::new();

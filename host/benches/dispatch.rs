@@ -27,6 +27,19 @@ fn running(db: &Path) -> i64 {
     conn.query_row("SELECT count(*) FROM tasks WHERE status = 'running'", [], |r| r.get(0)).unwrap()
 }
 
+/// Workers that have not completed their cards within a minute: print what their logs say, then fail.
+fn stuck(board: &kanban::board::Board) -> ! {
+    let conn = rusqlite::Connection::open(board.db_path()).unwrap();
+    let mut stmt = conn.prepare("SELECT id FROM tasks WHERE status = 'running'").unwrap();
+    let ids: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    for id in &ids {
+        let log =
+            std::fs::read_to_string(board.dir.join("logs").join(format!("{id}.log"))).unwrap_or_default();
+        eprintln!("== {id} is still running; its log:\n{log}");
+    }
+    panic!("{} workers did not complete their cards within 60 s", ids.len());
+}
+
 /// Board config: one profile whose worker completes its card, the built-in guard and router.
 fn board_toml() -> String {
     format!(
@@ -105,7 +118,9 @@ fn main() {
                 // spawns 8.
                 let deadline = Instant::now() + Duration::from_secs(60);
                 while running(&db) > 0 {
-                    assert!(Instant::now() < deadline, "workers did not finish within 60 s");
+                    if Instant::now() > deadline {
+                        stuck(&board);
+                    }
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 elapsed

@@ -188,22 +188,53 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// (offset 92) equals the change counter (offset 24). A file shorter than that was extended and then lost its
 /// tail (a torn write the filesystem did not persist); reading on would silently drop rows, so the host stops
 /// and names the file. A missing or empty file is a new database and passes.
+///
+/// In WAL mode the database file only grows during a checkpoint, which copies pages from the write-ahead log
+/// and may write page 1 (with the new size) before the pages that extend the file. While the log holds
+/// frames, a short file is therefore either a checkpoint in progress in another process or, after a crash,
+/// one SQLite will finish from the log; neither is torn. So a short file is judged only when the log is
+/// absent or empty, and read again after looking at the log: the log is deleted only after a complete
+/// checkpoint, so a file still short then has really lost its tail.
 pub fn check_not_torn(path: &Path) -> Result<(), StoreError> {
+    match short_file(path)? {
+        Some(_) if wal_has_frames(path) => Ok(()),
+        Some(_) => match short_file(path)? {
+            Some((expected, actual)) => Err(StoreError::Torn { path: path.to_path_buf(), expected, actual }),
+            None => Ok(()),
+        },
+        None => Ok(()),
+    }
+}
+
+/// The write-ahead log beside `path` holds more than its 32-byte header.
+fn wal_has_frames(path: &Path) -> bool {
+    std::fs::metadata(sibling_raw(path, "-wal")).is_ok_and(|m| m.len() > 32)
+}
+
+fn sibling_raw(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// `(expected, actual)` sizes if the file is shorter than its valid header says; `None` if it is not (or
+/// its header is not authoritative, or it does not exist yet).
+fn short_file(path: &Path) -> Result<Option<(u64, u64)>, StoreError> {
     use std::os::unix::fs::FileExt;
     let io_error = |source| StoreError::Io {
         context: format!("cannot read database {}", path.display()),
         error: source,
     };
     let Some(file) = db_file(path).map_err(io_error)? else {
-        return Ok(()); // a new database
+        return Ok(None); // a new database
     };
     let actual = file.metadata().map_err(io_error)?.len();
     let mut header = [0u8; 100];
     if actual < 100 || file.read_exact_at(&mut header, 0).is_err() {
-        return Ok(()); // too short to have a header: SQLite itself reports it as not a database
+        return Ok(None); // too short to have a header: SQLite itself reports it as not a database
     }
     if &header[..16] != b"SQLite format 3\0" {
-        return Ok(()); // not ours to judge: SQLite reports NotADatabase and the file is quarantined
+        return Ok(None); // not ours to judge: SQLite reports NotADatabase and the file is quarantined
     }
     let be32 = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
     let page_size = match u16::from_be_bytes([header[16], header[17]]) {
@@ -214,13 +245,10 @@ pub fn check_not_torn(path: &Path) -> Result<(), StoreError> {
     let pages = u64::from(be32(28));
     let valid_for = be32(92);
     if pages == 0 || change_counter != valid_for {
-        return Ok(()); // the in-header size is not authoritative for this file
+        return Ok(None); // the in-header size is not authoritative for this file
     }
     let expected = pages * page_size;
-    if actual < expected {
-        return Err(StoreError::Torn { path: path.to_path_buf(), expected, actual });
-    }
-    Ok(())
+    Ok((actual < expected).then_some((expected, actual)))
 }
 
 #[cfg(test)]
