@@ -254,6 +254,9 @@ fn a_worker_cannot_modify_another_card() {
         &f,
         r#""$KANBAN_BIN" complete "$OTHER" 2> "$OUT/complete.err"; echo $? > "$OUT/complete.rc"
 "$KANBAN_BIN" comment "$OTHER" sneaky 2> "$OUT/comment.err"; echo $? > "$OUT/comment.rc"
+"$KANBAN_BIN" gc --older-than 1s 2> "$OUT/gc.err"; echo $? > "$OUT/gc.rc"
+"$KANBAN_BIN" decompose --all 2> "$OUT/decompose-all.err"; echo $? > "$OUT/decompose-all.rc"
+"$KANBAN_BIN" decompose "$OTHER" 2> "$OUT/decompose.err"; echo $? > "$OUT/decompose.rc"
 "$KANBAN_BIN" complete "$KANBAN_TASK""#,
         "",
         &[("OTHER", &other)],
@@ -262,7 +265,8 @@ fn a_worker_cannot_modify_another_card() {
     let report = f.dispatch_wait();
     assert_eq!(spawned(&report), vec![mine.clone()], "{report}");
     assert_eq!(f.status(&mine), "done");
-    for what in ["complete", "comment"] {
+    // Board-wide commands would reach other cards too: `gc` prunes their events, `decompose --all` splits them.
+    for what in ["complete", "comment", "gc", "decompose-all", "decompose"] {
         assert_eq!(f.out(&format!("{what}.rc")).trim(), "1", "{what}");
         let err = f.out(&format!("{what}.err"));
         assert!(err.contains(&format!("worker is scoped to task {mine}")), "{what}: {err}");
@@ -271,6 +275,7 @@ fn a_worker_cannot_modify_another_card() {
     assert_eq!(task["task"]["status"], "ready", "{task}");
     assert!(task["comments"].as_array().unwrap().is_empty(), "{task}");
     assert!(f.events_of(&other, "completed").is_empty());
+    assert!(f.events().iter().all(|e| e["kind"] != "gc"), "gc ran inside a worker");
 }
 
 #[test]

@@ -3,6 +3,7 @@ pub mod breaker;
 pub mod cli;
 pub mod clock;
 pub mod dispatch;
+pub mod gc;
 pub mod policy;
 pub mod process;
 pub mod store;

@@ -19,13 +19,13 @@ pub const MAX_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;
 
 /// Inside a worker (`KANBAN_TASK` set) the CLI acts for that one card: mutating another card is refused,
 /// and `KANBAN_RUN_ID` ties complete/block/heartbeat to the worker's own attempt.
-struct WorkerScope {
+pub(super) struct WorkerScope {
     task: String,
     run: Option<i64>,
 }
 
 impl WorkerScope {
-    fn from_env() -> Option<WorkerScope> {
+    pub(super) fn from_env() -> Option<WorkerScope> {
         let task = std::env::var("KANBAN_TASK").ok().filter(|t| !t.is_empty())?;
         let run = std::env::var("KANBAN_RUN_ID").ok().and_then(|r| r.parse().ok());
         Some(WorkerScope { task, run })
@@ -35,6 +35,22 @@ impl WorkerScope {
         match ids.iter().find(|id| **id != self.task) {
             Some(other) => bail!("worker is scoped to task {}; refusing to modify {other}", self.task),
             None => Ok(()),
+        }
+    }
+
+    /// Refuse a board-wide change (`gc`, `decompose --all`): it would touch cards other than the worker's.
+    pub(super) fn refuse_board_wide(&self, what: &str) -> anyhow::Result<()> {
+        bail!("worker is scoped to task {}; refusing `{what}`, which changes other cards", self.task)
+    }
+
+    /// Check a command routed outside this module (see [`super::run`]).
+    pub(super) fn check_command(command: &Command) -> anyhow::Result<()> {
+        let Some(scope) = WorkerScope::from_env() else { return Ok(()) };
+        match command {
+            Command::Gc { .. } => scope.refuse_board_wide("gc"),
+            Command::Decompose { id: None, .. } => scope.refuse_board_wide("decompose --all"),
+            Command::Decompose { id: Some(id), .. } => scope.check(&[id.as_str()]),
+            _ => Ok(()),
         }
     }
 
@@ -98,6 +114,7 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
         | Command::Plugin(_)
         | Command::Diagnostics { .. }
         | Command::Decompose { .. }
+        | Command::Gc { .. }
         | Command::Dispatch { .. }
         | Command::Daemon { .. }
         | Command::Demo

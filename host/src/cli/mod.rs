@@ -6,6 +6,7 @@ mod boards;
 mod cards;
 mod demo;
 mod dispatch;
+mod gc;
 mod policies;
 mod render;
 pub mod values;
@@ -260,6 +261,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove old events, logs and workspaces the board no longer needs (see docs/operations.md)
+    #[command(
+        long_about = "Remove what the board no longer needs once it is older than --older-than: heartbeat, \
+                      claim-extension, health and earlier gc events on any card; every event of a card deleted \
+                      for good (its `deleted` tombstone stays); the worker logs and context files of done, \
+                      archived and deleted cards; and their leftover scratch workspaces. The state-change \
+                      history of every existing card is kept, and a card that is not finished keeps \
+                      everything. A real run records a `gc` event with the counts."
+    )]
+    Gc {
+        /// Only what is older than this (seconds, or 30s, 5m, 2h, 1d)
+        #[arg(long, value_parser = values::parse_duration, default_value = "30d", value_name = "DUR")]
+        older_than: i64,
+        /// Report what would be removed and remove nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: supervise the worker of one claimed run (started by the dispatcher)
     #[command(hide = true)]
     Supervise {
@@ -481,6 +501,7 @@ impl Context {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Context { home: Home::resolve(cli.home)?, board_flag: cli.board.filter(|b| !b.is_empty()) };
+    cards::WorkerScope::check_command(&cli.command)?;
     match cli.command {
         Command::Board(cmd) => boards::run(&ctx, cmd),
         cmd @ (Command::Dispatch { .. }
@@ -490,6 +511,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(cmd) => policies::plugin(&ctx, cmd),
         Command::Diagnostics { task, severity, json } => policies::diagnostics(&ctx, task, severity, json),
         Command::Decompose { id, all, json } => policies::decompose(&ctx, id, all, json),
+        Command::Gc { older_than, dry_run, json } => gc::run(&ctx, older_than, dry_run, json),
         other => cards::run(&ctx, other),
     }
 }
