@@ -2,7 +2,8 @@
 //!
 //! Creates 10,000 cards through the library (one transaction each, which gives the commit rate under
 //! `synchronous=FULL`, and in one batch), then times `kanban show`, `heartbeat`, `complete` and `list` as
-//! whole processes against that board, the way workers and scripts call them. Prints medians and p90s and
+//! whole processes against that board, the way workers and scripts call them, then `kanban gc` over ten
+//! old heartbeat events per card. Prints medians and p90s and
 //! writes them into `docs/performance.md`; it asserts nothing (this machine is shared and noisy).
 //! `KANBAN_BENCH_CARDS` and `KANBAN_BENCH_RUNS` shrink or grow it.
 
@@ -94,5 +95,40 @@ fn main() {
     ] {
         report.row(name, Stats::of(samples).ms());
     }
+    gc(&mut report, &board.db_path(), home, cards * 10, runs.min(5));
     report.publish();
+}
+
+/// `kanban gc` on the same board after `old` heartbeats from 40 days ago were added (ten per card by
+/// default): the dry run, the real run that deletes them, and the nightly run that finds nothing.
+fn gc(report: &mut Report, db: &std::path::Path, home: &std::path::Path, old: usize, runs: usize) {
+    let real_now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO task_events (task_id, kind, payload, created_at) \
+                 SELECT id, 'heartbeat', '{\"note\":null}', ?1 FROM tasks LIMIT 1 OFFSET ?2",
+            )
+            .unwrap();
+        for i in 0..old {
+            insert.execute(rusqlite::params![real_now - 40 * 86_400, (i % 1000) as i64]).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    conn.close().unwrap();
+
+    let gc = ["--board", "bench", "gc", "--json"];
+    let dry: Vec<Duration> =
+        (0..runs).map(|_| run_kanban(home, &["--board", "bench", "gc", "--dry-run"])).collect();
+    report.row(
+        format!("`kanban gc --dry-run` with {} old events to prune (whole process)", count(old)),
+        Stats::of(dry).ms(),
+    );
+    let real = run_kanban(home, &gc);
+    report.row(format!("`kanban gc` deleting {} old events (whole process, once)", count(old)), ms(real));
+    let idle: Vec<Duration> = (0..runs).map(|_| run_kanban(home, &gc)).collect();
+    report.row("`kanban gc` with nothing to prune (whole process)", Stats::of(idle).ms());
 }
