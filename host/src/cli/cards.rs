@@ -25,7 +25,7 @@ pub(super) struct WorkerScope {
 }
 
 impl WorkerScope {
-    pub(super) fn from_env() -> Option<WorkerScope> {
+    fn from_env() -> Option<WorkerScope> {
         let task = std::env::var("KANBAN_TASK").ok().filter(|t| !t.is_empty())?;
         let run = std::env::var("KANBAN_RUN_ID").ok().and_then(|r| r.parse().ok());
         Some(WorkerScope { task, run })
@@ -39,18 +39,19 @@ impl WorkerScope {
     }
 
     /// Refuse a board-wide change (`gc`, `decompose --all`): it would touch cards other than the worker's.
-    pub(super) fn refuse_board_wide(&self, what: &str) -> anyhow::Result<()> {
+    fn refuse_board_wide(&self, what: &str) -> anyhow::Result<()> {
         bail!("worker is scoped to task {}; refusing `{what}`, which changes other cards", self.task)
     }
 
-    /// Check a command routed outside this module (see [`super::run`]).
+    /// The one check of every command line against the worker's scope, run by [`super::run`] before any
+    /// command group's handler.
     pub(super) fn check_command(command: &Command) -> anyhow::Result<()> {
         let Some(scope) = WorkerScope::from_env() else { return Ok(()) };
         match command {
             Command::Gc { .. } => scope.refuse_board_wide("gc"),
             Command::Decompose { id: None, .. } => scope.refuse_board_wide("decompose --all"),
             Command::Decompose { id: Some(id), .. } => scope.check(&[id.as_str()]),
-            _ => Ok(()),
+            other => scope.check(&mutated_ids(other)),
         }
     }
 
@@ -60,7 +61,7 @@ impl WorkerScope {
     }
 }
 
-/// Ids of the cards a command would change (none for reads and for `create`).
+/// Ids of the cards a card command would change (none for reads and for `create`).
 fn mutated_ids(command: &Command) -> Vec<&str> {
     match command {
         Command::Assign { id, .. }
@@ -85,10 +86,8 @@ fn mutated_ids(command: &Command) -> Vec<&str> {
 
 pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
     let now = clock::now();
+    // The command line was checked against the worker's scope in `super::run`.
     let scope = WorkerScope::from_env();
-    if let Some(scope) = &scope {
-        scope.check(&mutated_ids(&command))?;
-    }
     let attempt = |id: &str| scope.as_ref().and_then(|s| s.attempt(id));
     // The worker protocol must get through even if board.toml was broken after the worker started.
     let report = matches!(
