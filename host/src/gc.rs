@@ -58,7 +58,7 @@ fn finished(status: Option<&str>) -> bool {
 fn task_id_of(name: &str) -> Option<&str> {
     let id = name.get(..10)?;
     let hex = id.strip_prefix("t_")?;
-    hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)).then_some(id)
+    hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()).then_some(id)
 }
 
 /// The card a log file belongs to, for exactly the names the host writes.
@@ -155,12 +155,12 @@ pub fn run(
         }
         let real = match workspace::may_delete_scratch(board, &path) {
             Ok(real) => real,
-            Err(workspace::WorkspaceError::Refused { reason, .. }) => {
-                report.kept.push(Kept { path, reason });
-                continue;
-            }
             Err(e) => {
-                report.kept.push(Kept { path, reason: e.to_string() });
+                let reason = match e {
+                    workspace::WorkspaceError::Refused { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                report.kept.push(Kept { path, reason });
                 continue;
             }
         };
