@@ -781,3 +781,27 @@ fn a_guard_that_fails_to_load_leaves_the_builtin_cooldown_in_force() {
     assert_eq!(report["respawn_guarded"][0]["policy"], "builtin:respawn-guard", "{report}");
     assert!(report["policy_errors"].to_string().contains("no-such-guard"), "{report}");
 }
+
+/// The README's first command, `kanban --home ./kanban-home demo`, from a fresh directory: a relative home
+/// must reach the workers (which run in their own workspaces) as an absolute path.
+#[test]
+fn the_readme_demo_runs_with_a_relative_home() {
+    let k = Kanban::new();
+    // The demo runs on the real clock (its cooldown is a few seconds), so no pinned KANBAN_NOW here.
+    let out = clean_cmd().current_dir(k.home()).args(["--home", "./kanban-home", "demo"]).output().unwrap();
+    expect_ok(&out, &"kanban --home ./kanban-home demo");
+    let home = k.home().join("kanban-home");
+    let list = ["--home", home.to_str().unwrap(), "--board", "demo", "list", "--json"];
+    let cards = parse_json(&expect_ok(&clean_cmd().args(list).output().unwrap(), &list), &list);
+    let status_of = |assignee: &str| {
+        let card = cards.as_array().unwrap().iter().find(|c| c["assignee"] == assignee);
+        card.unwrap_or_else(|| panic!("no {assignee} card in {cards}"))["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status_of("steady"), "done");
+    assert_eq!(status_of("throttled"), "done", "a rate-limited worker succeeds after the cooldown");
+    assert_eq!(status_of("flaky"), "blocked", "the breaker trips on a crash loop");
+    assert_eq!(status_of("wedged"), "done", "a wedged worker is reclaimed and the retry succeeds");
+}

@@ -18,6 +18,18 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_kanban")
 }
 
+/// The binary with every `KANBAN_*` variable and `RUST_LOG` removed and stdin closed: no home, real clock.
+pub fn clean_cmd() -> Command {
+    let mut cmd = Command::new(bin());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("KANBAN_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env_remove("RUST_LOG").stdin(Stdio::null());
+    cmd
+}
+
 /// A temporary kanban home plus a pinned clock.
 pub struct Kanban {
     dir: tempfile::TempDir,
@@ -73,18 +85,8 @@ impl Kanban {
     /// A command for the binary with `--home <tmp>` and `KANBAN_NOW` set and every other `KANBAN_*`
     /// variable (and `RUST_LOG`) removed from the environment.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("KANBAN_") {
-                cmd.env_remove(&key);
-            }
-        }
-        cmd.env_remove("RUST_LOG")
-            .env("KANBAN_NOW", self.now().to_string())
-            .arg("--home")
-            .arg(self.home())
-            .args(args)
-            .stdin(Stdio::null());
+        let mut cmd = clean_cmd();
+        cmd.env("KANBAN_NOW", self.now().to_string()).arg("--home").arg(self.home()).args(args);
         cmd
     }
 

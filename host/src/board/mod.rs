@@ -81,6 +81,10 @@ impl Home {
             })?,
         };
         fs::create_dir_all(&root).map_err(io(format!("cannot create home {}", root.display())))?;
+        // Workers run in their own workspace and find the board through KANBAN_HOME and the paths in
+        // board.toml, so a relative `--home ./x` must not stay relative to the caller's directory.
+        let root =
+            std::path::absolute(&root).map_err(io(format!("cannot resolve home {}", root.display())))?;
         Ok(Home { root })
     }
 
