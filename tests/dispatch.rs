@@ -112,7 +112,9 @@ fn exit_zero_without_a_terminal_call_is_a_protocol_violation_until_the_limit() {
 #[test]
 fn exit_75_is_rate_limited_requeued_uncounted_and_guarded_for_the_default_cooldown() {
     let f = Fleet::new();
-    board(&f, "exit 75", "");
+    // What a rate-limited agent prints; the exit code says it all, so the auth/quota rule (600 s) must not
+    // stretch the rate-limit cooldown (300 s) because of these words.
+    board(&f, "echo 'HTTP 429: quota exceeded, retry later' >&2\nexit 75", "");
     let id = f.create("quota wall", &["--assignee", "p"]);
     let t0 = f.now();
     let report = f.dispatch_wait();
@@ -125,6 +127,8 @@ fn exit_75_is_rate_limited_requeued_uncounted_and_guarded_for_the_default_cooldo
     let runs = f.runs(&id);
     assert_eq!(runs[0]["outcome"], "rate_limited", "{runs:?}");
     assert_eq!(runs[0]["exit_code"], 75, "{runs:?}");
+    assert_eq!(runs[0]["error"], "exit 75: rate limited (EX_TEMPFAIL)", "{runs:?}");
+    assert_eq!(runs[0]["metadata"]["last_output"], "HTTP 429: quota exceeded, retry later", "{runs:?}");
 
     // The built-in respawn guard defers it for the cooldown (300 s by default).
     for offset in [0, 200] {
@@ -804,4 +808,52 @@ fn the_readme_demo_runs_with_a_relative_home() {
     assert_eq!(status_of("throttled"), "done", "a rate-limited worker succeeds after the cooldown");
     assert_eq!(status_of("flaky"), "blocked", "the breaker trips on a crash loop");
     assert_eq!(status_of("wedged"), "done", "a wedged worker is reclaimed and the retry succeeds");
+}
+
+#[test]
+fn a_failed_workers_last_line_becomes_its_error_and_the_auth_guard_reads_it() {
+    let f = Fleet::new();
+    board(
+        &f,
+        r#"if [ -e "$OUT/tried" ]; then exit 1; fi
+touch "$OUT/tried"
+echo "starting the agent"
+printf 'error: HTTP 401 Unauthorized: \033[1mthe API token expired\033[0m\n\n' >&2
+exit 1"#,
+        "",
+    );
+    let id = f.create("needs a token", &["--assignee", "p", "--max-retries", "5"]);
+    let report = f.dispatch_wait();
+    assert_eq!(list(&report, "crashed"), vec![id.clone()], "{report}");
+    // The last non-blank line, without its terminal escapes.
+    let line = "error: HTTP 401 Unauthorized: [1mthe API token expired[0m";
+    let want = format!("exit 1: {line}");
+    assert_eq!(f.runs(&id)[0]["error"], want.as_str());
+    assert_eq!(f.task(&id)["last_failure_error"], want.as_str());
+    let exited = f.events_of(&id, "worker_exited");
+    assert_eq!(exited[0]["payload"]["last_output"], line, "{exited:?}");
+
+    // The built-in respawn guard sees an auth failure and defers the retry.
+    let dry = f.dispatch(&["--dry-run"]);
+    let guarded = &dry["respawn_guarded"][0];
+    assert_eq!(guarded["task_id"], id.as_str(), "{dry}");
+    assert!(guarded["reason"].as_str().unwrap().contains("auth"), "{dry}");
+
+    // Past the guard's window the retry runs. It writes nothing, so its error is the exit code alone: an
+    // earlier run's output is never taken for this one's.
+    f.advance(601);
+    let report = f.dispatch_wait();
+    assert_eq!(list(&report, "crashed"), vec![id.clone()], "{report}");
+    assert_eq!(f.runs(&id)[1]["error"], "exit 1");
+}
+
+#[test]
+fn a_worker_that_cannot_be_started_says_why_in_its_error() {
+    let f = Fleet::new();
+    f.write_board("[profiles.p]\ncommand = [\"/nonexistent/worker\"]\n");
+    let id = f.create("no such worker", &["--assignee", "p"]);
+    f.dispatch_wait();
+    let error = f.runs(&id)[0]["error"].as_str().unwrap().to_string();
+    assert!(error.starts_with("exit 127: kanban supervise: cannot start worker"), "{error}");
+    assert!(error.contains("/nonexistent/worker"), "{error}");
 }

@@ -382,7 +382,18 @@ fn settle_exit(
     let (code, signal) = (card.run.exit_code, card.run.exit_signal);
     let outcome = Outcome::from_exit(code, signal);
     let detail = json!({"exit_code": code, "signal": signal});
-    let settlement = Settlement::new(outcome, exit_error(outcome, code, signal), detail);
+    // The worker's last line says why it failed, in its own words; the auth/quota guard and `show` read it
+    // in the error. A rate-limited exit already says why by its code (and has its own cooldown, which the
+    // guard's longer auth window must not stretch): for it the line stays in the run's metadata and the
+    // `worker_exited` event. An exit 0 did not fail; the supervisor records no line for it.
+    let last_output = card.run.metadata.as_ref().and_then(|m| m["last_output"].as_str());
+    let error = match last_output {
+        Some(line) if matches!(outcome, Outcome::Crashed | Outcome::ConfigError) => {
+            format!("{}: {line}", exit_error(outcome, code, signal))
+        }
+        _ => exit_error(outcome, code, signal),
+    };
+    let settlement = Settlement::new(outcome, error, detail);
     Ok(store.settle_run(&card.task.id, card.run.id, settlement, limits, now)?)
 }
 

@@ -250,31 +250,33 @@ impl Store {
 
     /// A supervisor records its worker's exit. The run moves to `exited` (the tick classifies it) unless the
     /// worker already ended it with a terminal call, in which case only the exit status is kept.
+    /// Record how the worker of a run ended. `last_output` is the last line it wrote (for a failed exit);
+    /// it is kept in the run's metadata, where settlement adds it to the run's error.
     pub fn record_exit(
         &mut self,
         run_id: i64,
         exit_code: Option<i64>,
         signal: Option<i64>,
+        last_output: Option<&str>,
         now: i64,
     ) -> Result<()> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE task_runs SET exit_code = ?1, exit_signal = ?2, exited_at = ?3,
-                    status = CASE WHEN status = 'running' THEN 'exited' ELSE status END
+                    status = CASE WHEN status = 'running' THEN 'exited' ELSE status END,
+                    metadata = CASE WHEN ?5 IS NULL THEN metadata
+                               ELSE json_set(COALESCE(metadata, '{}'), '$.last_output', ?5) END
                  WHERE id = ?4",
-                params![exit_code, signal, now, run_id],
+                params![exit_code, signal, now, run_id, last_output],
             )?;
             let task: Option<String> = tx
                 .query_row("SELECT task_id FROM task_runs WHERE id = ?1", [run_id], |r| r.get(0))
                 .optional()?;
-            append_event(
-                tx,
-                task.as_deref(),
-                Some(run_id),
-                "worker_exited",
-                json!({"exit_code": exit_code, "signal": signal}),
-                now,
-            )?;
+            let mut payload = json!({"exit_code": exit_code, "signal": signal});
+            if let Some(line) = last_output {
+                payload["last_output"] = json!(line);
+            }
+            append_event(tx, task.as_deref(), Some(run_id), "worker_exited", payload, now)?;
             Ok(())
         })
     }
@@ -540,7 +542,7 @@ mod tests {
             let (task, _) = store.create_task(&new, 1).unwrap();
             let run = task.current_run_id.unwrap();
             // The supervisor recorded the worker's exit; the tick has not classified it yet.
-            store.record_exit(run, Some(0), None, 2).unwrap();
+            store.record_exit(run, Some(0), None, None, 2).unwrap();
             match action {
                 "complete" => drop(store.complete(&task.id, None, None, None, 3).unwrap()),
                 "block" => drop(store.block(&task.id, Some("why"), None, true, None, 3).unwrap()),

@@ -106,6 +106,35 @@ pub fn spawn_supervisor(home: &Home, board: &Board, task_id: &str, run_id: i64) 
     cmd.spawn()
 }
 
+/// Longest line kept from a failed worker's output.
+pub const LAST_OUTPUT_CHARS: usize = 300;
+
+/// The last non-blank line written to `log` after byte `offset` (where this turn's output began), with
+/// control characters dropped and capped at [`LAST_OUTPUT_CHARS`]: why a worker failed, in its own words
+/// ("HTTP 401 Unauthorized", "cannot open ./worker.sh"). `None` if the turn wrote nothing.
+pub fn last_output_line(log: &Path, offset: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(log).ok()?;
+    let len = file.metadata().ok()?.len();
+    let start = offset.max(len.saturating_sub(8192));
+    if start >= len {
+        return None;
+    }
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut bytes = Vec::new();
+    file.take(len - start).read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let line = text
+        .lines()
+        .map(|l| l.chars().filter(|c| !c.is_control()).collect::<String>())
+        .rfind(|l| !l.trim().is_empty())?;
+    let line = line.trim();
+    Some(match line.char_indices().nth(LAST_OUTPUT_CHARS) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
+    })
+}
+
 /// How a worker process ended.
 #[derive(Debug, Clone, Copy)]
 pub struct Exit {
@@ -114,13 +143,13 @@ pub struct Exit {
 }
 
 /// Start one worker turn: the profile's argv in the workspace, own process group, stdin closed, stdout and
-/// stderr appended to the card's log.
+/// stderr appended to `log` (the card's log, from [`open_log`]).
 pub fn start_worker(
     argv: &[String],
     profile_env: &[(String, String)],
     env: &WorkerEnv,
+    log: File,
 ) -> anyhow::Result<Child> {
-    let log = open_log(env.board, &env.task.id).context("cannot open the card's log")?;
     let log2 = log.try_clone()?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -228,7 +257,7 @@ pub fn supervise(
         }
         let claim_lock = task.claim_lock.clone().unwrap_or_default();
         let Some(profile) = task.assignee.as_ref().and_then(|a| board.config.profiles.get(a)) else {
-            store.record_exit(run_id, Some(127), None, crate::clock::now())?;
+            store.record_exit(run_id, Some(127), None, None, crate::clock::now())?;
             anyhow::bail!("card {task_id} has no spawnable profile");
         };
         let workspace = crate::workspace::path_for(board, &task)?;
@@ -247,11 +276,15 @@ pub fn supervise(
             goal_feedback: feedback.as_deref(),
         };
         let profile_env: Vec<(String, String)> = profile.env.clone().into_iter().collect();
-        let mut child = match start_worker(&profile.command, &profile_env, &env) {
+        let log = open_log(board, task_id).context("cannot open the card's log")?;
+        // Where this turn's output begins (after any rotation open_log did).
+        let offset = log.metadata().map_or(0, |m| m.len());
+        let mut child = match start_worker(&profile.command, &profile_env, &env, log) {
             Ok(child) => child,
             Err(e) => {
                 eprintln!("kanban supervise: {e:#}");
-                store.record_exit(run_id, Some(127), None, crate::clock::now())?;
+                let why = last_output_line(&log_path(board, task_id), offset);
+                store.record_exit(run_id, Some(127), None, why.as_deref(), crate::clock::now())?;
                 return Ok(());
             }
         };
@@ -298,7 +331,9 @@ pub fn supervise(
                 }
             }
         }
-        store.record_exit(run_id, exit.code, exit.signal, now)?;
+        let why =
+            (exit.code != Some(0)).then(|| last_output_line(&log_path(board, task_id), offset)).flatten();
+        store.record_exit(run_id, exit.code, exit.signal, why.as_deref(), now)?;
         return Ok(());
     }
 }
@@ -306,6 +341,24 @@ pub fn supervise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_output_line_reads_only_this_turns_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("t.log");
+        std::fs::write(&log, "earlier run: fatal\n").unwrap();
+        let offset = std::fs::metadata(&log).unwrap().len();
+        assert_eq!(last_output_line(&log, offset), None, "nothing written since the offset");
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        use std::io::Write;
+        write!(f, "step 1\n  \x1b[31mquota exceeded\x1b[0m \r\n\n   \n").unwrap();
+        assert_eq!(last_output_line(&log, offset).as_deref(), Some("[31mquota exceeded[0m"));
+        writeln!(f, "{}", "é".repeat(LAST_OUTPUT_CHARS + 10)).unwrap();
+        let long = last_output_line(&log, offset).unwrap();
+        assert_eq!(long, format!("{}...", "é".repeat(LAST_OUTPUT_CHARS)));
+        assert_eq!(last_output_line(&log, u64::MAX), None);
+        assert_eq!(last_output_line(&dir.path().join("missing.log"), 0), None);
+    }
 
     #[test]
     fn verdicts() {
