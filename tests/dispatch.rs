@@ -825,8 +825,8 @@ exit 1"#,
     let id = f.create("needs a token", &["--assignee", "p", "--max-retries", "5"]);
     let report = f.dispatch_wait();
     assert_eq!(list(&report, "crashed"), vec![id.clone()], "{report}");
-    // The last non-blank line, without its terminal escapes.
-    let line = "error: HTTP 401 Unauthorized: [1mthe API token expired[0m";
+    // The last non-blank line, without its colour codes.
+    let line = "error: HTTP 401 Unauthorized: the API token expired";
     let want = format!("exit 1: {line}");
     assert_eq!(f.runs(&id)[0]["error"], want.as_str());
     assert_eq!(f.task(&id)["last_failure_error"], want.as_str());

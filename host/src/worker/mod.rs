@@ -110,8 +110,8 @@ pub fn spawn_supervisor(home: &Home, board: &Board, task_id: &str, run_id: i64) 
 pub const LAST_OUTPUT_CHARS: usize = 300;
 
 /// The last non-blank line written to `log` after byte `offset` (where this turn's output began), with
-/// control characters dropped and capped at [`LAST_OUTPUT_CHARS`]: why a worker failed, in its own words
-/// ("HTTP 401 Unauthorized", "cannot open ./worker.sh"). `None` if the turn wrote nothing.
+/// colour codes and control characters dropped and capped at [`LAST_OUTPUT_CHARS`]: why a worker failed,
+/// in its own words ("HTTP 401 Unauthorized", "cannot open ./worker.sh"). `None` if the turn wrote nothing.
 pub fn last_output_line(log: &Path, offset: u64) -> Option<String> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = File::open(log).ok()?;
@@ -124,15 +124,32 @@ pub fn last_output_line(log: &Path, offset: u64) -> Option<String> {
     let mut bytes = Vec::new();
     file.take(len - start).read_to_end(&mut bytes).ok()?;
     let text = String::from_utf8_lossy(&bytes);
-    let line = text
-        .lines()
-        .map(|l| l.chars().filter(|c| !c.is_control()).collect::<String>())
-        .rfind(|l| !l.trim().is_empty())?;
+    let line = text.lines().map(printable).rfind(|l| !l.trim().is_empty())?;
     let line = line.trim();
     Some(match line.char_indices().nth(LAST_OUTPUT_CHARS) {
         Some((cut, _)) => format!("{}...", &line[..cut]),
         None => line.to_string(),
     })
+}
+
+/// A line without terminal colour codes (`ESC [ ... letter`) and other control characters.
+fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            // A CSI sequence ends at its first byte in '@'..='~' after the '['.
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else if !c.is_control() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// How a worker process ended.
@@ -352,7 +369,8 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&log).unwrap();
         use std::io::Write;
         write!(f, "step 1\n  \x1b[31mquota exceeded\x1b[0m \r\n\n   \n").unwrap();
-        assert_eq!(last_output_line(&log, offset).as_deref(), Some("[31mquota exceeded[0m"));
+        assert_eq!(last_output_line(&log, offset).as_deref(), Some("quota exceeded"));
+        assert_eq!(printable("\x1b[1;31mred\x1b[0m plain\x07 \x1b(B"), "red plain (B");
         writeln!(f, "{}", "é".repeat(LAST_OUTPUT_CHARS + 10)).unwrap();
         let long = last_output_line(&log, offset).unwrap();
         assert_eq!(long, format!("{}...", "é".repeat(LAST_OUTPUT_CHARS)));
