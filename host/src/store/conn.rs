@@ -163,9 +163,9 @@ fn read_db_file(path: &Path) -> std::io::Result<Vec<u8>> {
 pub fn quarantine(path: &Path) -> std::io::Result<PathBuf> {
     let bytes = read_db_file(path)?;
     let digest = hex::encode(Sha256::digest(&bytes));
-    let backup = sibling(path, &format!("corrupt.{}.bak", &digest[..16]));
+    let backup = sibling(path, &format!(".corrupt.{}.bak", &digest[..16]));
     if !backup.exists() {
-        let tmp = sibling(path, &format!("corrupt.{}.tmp", &digest[..16]));
+        let tmp = sibling(path, &format!(".corrupt.{}.tmp", &digest[..16]));
         std::fs::write(&tmp, &bytes)?;
         File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, &backup)?;
@@ -175,9 +175,9 @@ pub fn quarantine(path: &Path) -> std::io::Result<PathBuf> {
     Ok(backup)
 }
 
+/// `path` with `suffix` appended to its file name (`kanban.db` + `-wal`, `kanban.db` + `.corrupt.X.bak`).
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".");
     name.push(suffix);
     path.with_file_name(name)
 }
@@ -208,13 +208,7 @@ pub fn check_not_torn(path: &Path) -> Result<(), StoreError> {
 
 /// The write-ahead log beside `path` holds more than its 32-byte header.
 fn wal_has_frames(path: &Path) -> bool {
-    std::fs::metadata(sibling_raw(path, "-wal")).is_ok_and(|m| m.len() > 32)
-}
-
-fn sibling_raw(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(suffix);
-    PathBuf::from(name)
+    std::fs::metadata(sibling(path, "-wal")).is_ok_and(|m| m.len() > 32)
 }
 
 /// `(expected, actual)` sizes if the file is shorter than its valid header says; `None` if it is not (or

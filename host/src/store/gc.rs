@@ -16,7 +16,7 @@ use super::tasks::append_event;
 use super::{Result, Store};
 
 /// Event kinds that only say "still alive" or "this happened to the host": pruned on any card once old.
-pub const NOISE_KINDS: &[&str] = &["heartbeat", "claim_extended", "dispatcher_health", "gc"];
+const NOISE_KINDS: &[&str] = &["heartbeat", "claim_extended", "dispatcher_health", "gc"];
 
 /// The events a gc removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

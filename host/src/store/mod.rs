@@ -19,7 +19,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use conn::{BUSY_TIMEOUT, check_not_torn, open_connection, quarantine};
 pub use dispatch::{BreakerLimits, Outcome, Quarantined, RunningCard, Settled, Settlement};
-pub use gc::{EventPrune, FilesRemoved, NOISE_KINDS};
+pub use gc::{EventPrune, FilesRemoved};
 pub use model::*;
 pub use schema::SCHEMA_VERSION;
 pub use tasks::{EditTask, ListSort, NewTask, PromoteOutcome, Stats, TaskDetail, TaskFilter, new_task_id};
