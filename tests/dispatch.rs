@@ -283,6 +283,7 @@ fn max_runtime_kills_the_worker_and_counts_a_failure() {
     let report = f.dispatch(&[]);
     assert_eq!(list(&report, "timed_out"), vec![id.clone()], "{report}");
     wait_for("the timed-out worker's process group to be gone", || group_members(worker).is_empty());
+    wait_for("the card to be requeued once its worker is gone", || f.status(&id) != "running");
     let first = f.runs(&id).into_iter().find(|r| r["id"] == run["id"]).expect("first run");
     assert_eq!(first["outcome"], "timed_out", "{first}");
     // Requeued with one failure counted (and, being ready again, possibly respawned in the same tick).
@@ -344,6 +345,7 @@ fn a_stale_heartbeat_gets_the_worker_killed_and_the_card_requeued_uncounted() {
     assert_eq!(list(&report, "reclaimed"), vec![id.clone()], "{report}");
     assert!(list(&report, "crashed").is_empty(), "{report}");
     wait_for("the stale worker's process group to be gone", || group_members(worker).is_empty());
+    wait_for("the card to be requeued once its worker is gone", || f.status(&id) != "running");
     let reclaimed: Vec<Value> =
         f.events_of(&id, "reclaimed").into_iter().filter(|e| e["run_id"] == run["id"]).collect();
     assert_eq!(reclaimed.len(), 1, "{reclaimed:?}");
@@ -376,6 +378,8 @@ fn a_silent_running_card_is_requeued_stale_after_the_stale_timeout() {
     assert_eq!(list(&report, "stale"), vec![id.clone()], "{report}");
     assert!(list(&report, "reclaimed").is_empty(), "the claim had not expired: {report}");
     wait_for("the stale worker's process group to be gone", || group_members(worker).is_empty());
+    // The card moves on once the worker is gone (its supervisor finishes the stop).
+    wait_for("the card to be requeued", || f.status(&id) == "ready");
     let stale = f.events_of(&id, "stale");
     assert_eq!(stale.len(), 1, "{stale:?}");
     assert_eq!(stale[0]["payload"]["counted"], false, "{stale:?}");

@@ -218,6 +218,9 @@ echo "$KANBAN_RUN_ID" > work.txt
     std::fs::remove_dir_all(&workspace).unwrap();
     std::fs::write(f.out_dir().join("go"), "").unwrap();
     wait_for("the worker to exit", || !process_alive(run["worker_pid"].as_i64().unwrap()));
+    wait_for("its supervisor to record the exit", || {
+        f.runs(&id).iter().any(|r| r["id"] == run["id"] && r["status"] == "exited")
+    });
 
     // The next tick settles the failed run (cleanup finds nothing to delete and says nothing) and retries
     // in a fresh workspace, where the worker completes.
@@ -248,8 +251,11 @@ fn a_worker_that_ignores_sigterm_is_killed_after_the_grace_and_the_timeout_is_re
     f.set_now(run["started_at"].as_i64().unwrap() + 61);
     let report = f.dispatch(&[]);
     assert_eq!(report["timed_out"], serde_json::json!([id]), "{report}");
-    // The tick returns only once the group is gone: SIGTERM was ignored, so it took SIGKILL.
-    assert!(!process_alive(worker), "the SIGTERM-ignoring worker outlived its timeout");
+    // The tick does not wait for the kill: the run is stopping, the card still running beside it.
+    assert_eq!(f.runs(&id).iter().find(|r| r["id"] == run["id"]).unwrap()["status"], "stopping");
+    // SIGTERM is ignored, so after the grace the supervisor sends SIGKILL; only then does the card move on.
+    wait_for("the SIGTERM-ignoring worker to be killed", || !process_alive(worker));
+    wait_for("the card to leave running", || f.status(&id) != "running");
     assert!(group_members(worker).is_empty(), "a process of the worker's group survived");
     let first = f.runs(&id).into_iter().find(|r| r["id"] == run["id"]).expect("run");
     assert_eq!(first["outcome"], "timed_out", "{first}");

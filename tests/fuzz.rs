@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory, Parser};
 use common::Kanban;
-use kanban::board::config::{BoardConfig, BoardSection, GoalConfig};
+use kanban::board::config::{BoardConfig, BoardSection, GoalConfig, ReviewConfig};
 use kanban::board::{DispatchConfig, PolicyKind, PolicySpec, Profile};
 use kanban::cli::Cli;
 use kanban::cli::values::{parse_duration, parse_workspace};
 use kanban::clock::MAX_DURATION_SECONDS;
-use kanban::policy::{ChildSpec, MAX_ITEMS, MAX_TEXT, PolicyError, check_children, check_route};
+use kanban::policy::{MAX_ITEMS, MAX_TEXT, PolicyError, RawChild as ChildSpec, check_children, check_route};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -99,21 +99,29 @@ fn policy() -> impl Strategy<Value = PolicySpec> {
 }
 
 fn board_config() -> impl Strategy<Value = BoardConfig> {
-    let dispatch = (int(), small_u32(), prop::option::of(small_u32()), int(), int(), int(), int(), int())
-        .prop_map(|(failure_limit, max_in_progress, per_profile, ttl, grace, stale_hb, stale, pv)| {
-            DispatchConfig {
-                failure_limit,
-                max_in_progress,
-                max_in_progress_per_profile: per_profile,
-                claim_ttl_seconds: ttl,
-                crash_grace_seconds: grace,
-                heartbeat_stale_seconds: stale_hb,
-                stale_timeout_seconds: stale,
-                protocol_violation_limit: pv,
-            }
-        });
+    let limits = (int(), int(), int());
+    let dispatch = (int(), small_u32(), prop::option::of(small_u32()), int(), int(), int(), int(), limits)
+        .prop_map(
+            |(failure_limit, max_in_progress, per_profile, ttl, grace, stale_hb, stale, (pv, srl, kill))| {
+                DispatchConfig {
+                    failure_limit,
+                    max_in_progress,
+                    max_in_progress_per_profile: per_profile,
+                    claim_ttl_seconds: ttl,
+                    crash_grace_seconds: grace,
+                    heartbeat_stale_seconds: stale_hb,
+                    stale_timeout_seconds: stale,
+                    protocol_violation_limit: pv,
+                    stale_reclaim_limit: srl,
+                    kill_grace_seconds: kill,
+                }
+            },
+        );
     let goal =
-        (prop::option::of(command()), int()).prop_map(|(judge, max_turns)| GoalConfig { judge, max_turns });
+        (prop::option::of(command()), int(), int()).prop_map(|(judge, max_turns, judge_timeout_seconds)| {
+            GoalConfig { judge, max_turns, judge_timeout_seconds }
+        });
+    let review = prop::option::of(slugish()).prop_map(|reviewer| ReviewConfig { reviewer });
     (
         prop::option::of("\\PC{0,16}"),
         prop::option::of(path()),
@@ -121,13 +129,15 @@ fn board_config() -> impl Strategy<Value = BoardConfig> {
         prop::collection::btree_map(slugish(), profile(), 0..3),
         goal,
         prop::collection::vec(policy(), 0..3),
+        review,
     )
-        .prop_map(|(name, default_workdir, dispatch, profiles, goal, policies)| BoardConfig {
+        .prop_map(|(name, default_workdir, dispatch, profiles, goal, policies, review)| BoardConfig {
             board: BoardSection { name, default_workdir },
             dispatch,
             profiles,
             goal,
             policies,
+            review,
         })
 }
 
@@ -152,9 +162,12 @@ fn faults(c: &BoardConfig) -> Vec<String> {
         ("dispatch.claim_ttl_seconds", d.claim_ttl_seconds, 1),
         ("dispatch.heartbeat_stale_seconds", d.heartbeat_stale_seconds, 1),
         ("dispatch.protocol_violation_limit", d.protocol_violation_limit, 1),
+        ("dispatch.stale_reclaim_limit", d.stale_reclaim_limit, 1),
         ("goal.max_turns", c.goal.max_turns, 1),
+        ("goal.judge_timeout_seconds", c.goal.judge_timeout_seconds, 1),
         ("dispatch.crash_grace_seconds", d.crash_grace_seconds, 0),
         ("dispatch.stale_timeout_seconds", d.stale_timeout_seconds, 0),
+        ("dispatch.kill_grace_seconds", d.kill_grace_seconds, 0),
     ] {
         let is_duration = key.ends_with("_seconds");
         if v < min || (is_duration && v > MAX_DURATION_SECONDS) {
@@ -175,6 +188,9 @@ fn faults(c: &BoardConfig) -> Vec<String> {
     }
     if c.goal.judge.as_ref().is_some_and(|j| j.first().is_none_or(|c| c.trim().is_empty())) {
         bad.push("goal.judge".into());
+    }
+    if c.review.reviewer.as_ref().is_some_and(|r| !is_slug(r)) {
+        bad.push("review.reviewer".into());
     }
     for (i, p) in c.policies.iter().enumerate() {
         let plugin_ok = match p.plugin.split_once(':') {
@@ -460,7 +476,7 @@ proptest! {
         let root = kanban::store::NewTask {
             title: "root".into(),
             triage: true,
-            workspace_kind: "dir".into(),
+            workspace_kind: Some(kanban::model::WorkspaceKind::Dir),
             workspace_path: Some("/srv/root".into()),
             ..kanban::store::NewTask::default()
         };
@@ -498,6 +514,8 @@ const SUBCOMMANDS: &[&[&str]] = &[
     &["complete"],
     &["archive"],
     &["reclaim"],
+    &["review"],
+    &["request-changes"],
     &["reassign"],
     &["attach"],
     &["attachments"],

@@ -58,11 +58,17 @@ fn hostile_guards_are_bounded_recorded_and_fail_open() {
         assert_eq!(errors[0]["policy"], "hostile");
         assert_eq!(errors[0]["task_id"], id.as_str());
         assert!(errors[0]["error"].as_str().unwrap().contains(message), "{mode}: {}", errors[0]["error"]);
+        assert_eq!(errors[0]["error_kind"], kind, "{mode}: the report names the error's kind");
         assert_eq!(report["spawned"][0]["task_id"], id.as_str(), "{mode}: a failing guard allows");
-        assert_eq!(policy_error_kinds(&k, &id), [kind], "{mode}");
+        // A dry run records nothing: the card is as it was, with no event.
+        assert!(policy_error_kinds(&k, &id).is_empty(), "{mode}: a dry run wrote an event");
         let task = k.json(&["--board", "b", "show", &id, "--json"])["task"].clone();
         assert_eq!(task["status"], "ready");
         assert_eq!(task["consecutive_failures"], 0);
+        // A real tick records the typed failure on the card, and the guard's safe default spawns it.
+        let report = k.json(&["--board", "b", "dispatch", "--wait", "--json"]);
+        assert_eq!(report["spawned"][0]["task_id"], id.as_str(), "{mode}: {report}");
+        assert_eq!(policy_error_kinds(&k, &id), [kind], "{mode}");
     }
 }
 
@@ -192,10 +198,27 @@ fn the_docs_example_guard_changes_dispatch_on_its_board_only() {
 fn a_plugin_failing_three_ticks_in_a_row_is_quarantined_until_the_board_is_edited() {
     let k = Kanban::new();
     install(&k, &test_plugin("hostile"), "hostile");
-    board_with(&k, &hostile_guard("panic", ""));
+    // The worker exits 0 at once (a protocol violation, requeued): every tick asks the guard again.
+    board_with(&k, &format!("[dispatch]\nprotocol_violation_limit = 20\n\n{}", hostile_guard("panic", "")));
     k.create("card", &["--board", "b", "--assignee", "w"]);
+    // Dry runs report the failure but change no quarantine state, however many there are.
+    for _ in 0..4 {
+        let report = dry_run(&k);
+        assert_eq!(report["policy_errors"][0]["error_kind"], "panic", "{report}");
+    }
+    let events = k.json_lines(&["--board", "b", "events", "--json"]);
+    assert_eq!(
+        events.iter().filter(|e| e["kind"] == "policy_quarantined").count(),
+        0,
+        "a dry run quarantined"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e["kind"] == "policy_error").count(),
+        0,
+        "a dry run recorded an error"
+    );
     for _ in 0..3 {
-        dry_run(&k);
+        k.json(&["--board", "b", "dispatch", "--wait", "--json"]);
     }
     let events = k.json_lines(&["--board", "b", "events", "--json"]);
     assert_eq!(events.iter().filter(|e| e["kind"] == "policy_quarantined").count(), 1);

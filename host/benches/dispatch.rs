@@ -95,10 +95,10 @@ fn main() {
         let options = TickOptions { dry_run: true, wait: false };
         let mut runtime = kanban::policy::PolicyRuntime::new(&home);
         // The first tick compiles the built-in components; it is not what a daemon pays per tick.
-        tick(&home, &board, &mut runtime, options, now).unwrap();
+        tick(&home, &board, &mut runtime, options).unwrap();
         let in_process: Vec<Duration> = (0..runs)
             .map(|_| {
-                let (elapsed, report) = time(|| tick(&home, &board, &mut runtime, options, now).unwrap());
+                let (elapsed, report) = time(|| tick(&home, &board, &mut runtime, options).unwrap());
                 assert_eq!(report.spawned.len(), 8, "max_in_progress defaults to 8");
                 elapsed
             })

@@ -11,10 +11,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kanban::board::{Home, PolicyKind, write_atomic};
+use kanban::board::{Board, Home, PolicyKind, write_atomic};
 use kanban::policy::runtime::PolicyEngine;
-use kanban::policy::{LoadedPolicy, builtins, context};
+use kanban::policy::{BoardPolicies, Guard, Policy, PolicyContext, context};
 use kanban::store::NewTask;
+use kanban::store::Store;
 use support::{Report, Stats, run_kanban, us};
 
 fn main() {
@@ -34,7 +35,6 @@ fn main() {
     for i in 0..5 {
         store.add_comment(&task.id, Some("bench"), &format!("comment {i}"), now).unwrap();
     }
-    let spec = builtins::default_spec(PolicyKind::RespawnGuard);
     let cache = dir.path().join("cache/wasm");
     let mut report = Report::new("policy", "the built-in respawn guard on a board with one ready card");
 
@@ -47,10 +47,9 @@ fn main() {
         }
         let start = Instant::now();
         let mut engine = PolicyEngine::new(Some(cache.clone())).unwrap();
-        let mut guard = LoadedPolicy::load(&mut engine, &home, None, &spec).unwrap();
-        let ctx =
-            context::build(&board, &mut store, &task.id, &BTreeMap::new(), guard.config_json(), now).unwrap();
-        guard.decide(&engine, &ctx).unwrap();
+        let mut guard = guard_of(&mut engine, &home, &board);
+        let mut ctx = record(&board, &mut store, &task.id, now);
+        guard.decide(&engine, &mut ctx).unwrap();
         if round % 2 == 0 { cold_first.push(start.elapsed()) } else { warm_first.push(start.elapsed()) }
     }
     report.row(
@@ -64,15 +63,14 @@ fn main() {
 
     // One decision with the instance reused, as inside a tick (context built once, as the tick does per card).
     let mut engine = PolicyEngine::new(Some(cache.clone())).unwrap();
-    let mut guard = LoadedPolicy::load(&mut engine, &home, None, &spec).unwrap();
-    let ctx =
-        context::build(&board, &mut store, &task.id, &BTreeMap::new(), guard.config_json(), now).unwrap();
-    guard.decide(&engine, &ctx).unwrap();
+    let mut guard = guard_of(&mut engine, &home, &board);
+    let mut ctx = record(&board, &mut store, &task.id, now);
+    guard.decide(&engine, &mut ctx).unwrap();
     let batches: Vec<Duration> = (0..21)
         .map(|_| {
             let start = Instant::now();
             for _ in 0..1000 {
-                guard.decide(&engine, &ctx).unwrap();
+                guard.decide(&engine, &mut ctx).unwrap();
             }
             start.elapsed() / 1000
         })
@@ -85,8 +83,7 @@ fn main() {
         .map(|_| {
             let start = Instant::now();
             for _ in 0..100 {
-                context::build(&board, &mut store, &task.id, &BTreeMap::new(), guard.config_json(), now)
-                    .unwrap();
+                record(&board, &mut store, &task.id, now);
             }
             start.elapsed() / 100
         })
@@ -107,4 +104,15 @@ fn main() {
         .row("`kanban dispatch --dry-run`, one ready card, whole process, cache warm", Stats::of(warm).ms());
     report.row("`kanban dispatch --dry-run`, one ready card, whole process, no cache", Stats::of(cold).ms());
     report.publish();
+}
+
+/// The board's respawn guard (the built-in default), loaded.
+fn guard_of(engine: &mut PolicyEngine, home: &Home, board: &Board) -> Policy<Guard> {
+    BoardPolicies::load(engine, home, board, &[PolicyKind::RespawnGuard]).guards.remove(0)
+}
+
+/// A card's context record, from one bounded read, as the policy host builds it.
+fn record(board: &Board, store: &mut Store, id: &str, now: i64) -> PolicyContext {
+    let facts = store.card_facts(id, context::RUNS, context::EVENTS, context::COMMENTS).unwrap();
+    context::record(board, facts, &BTreeMap::new(), now)
 }

@@ -34,7 +34,7 @@ fn main() {
                 assignee: Some("coder".into()),
                 priority: (i % 7) as i64,
                 // Every 10th card is running so heartbeat/complete have realistic targets.
-                initial_status: (i % 10 == 0).then(|| "running".to_string()),
+                initial_status: (i % 10 == 0).then_some(kanban::model::Status::Running),
                 ..NewTask::default()
             };
             store.create_task(&new, now).unwrap();
@@ -65,7 +65,7 @@ fn main() {
     report.row(format!("list all {} cards (library)", count(listed)), ms(listing));
 
     let running: Vec<String> = store
-        .list_tasks(&TaskFilter { status: Some("running".into()), ..TaskFilter::default() })
+        .list_tasks(&TaskFilter { status: Some(kanban::model::Status::Running), ..TaskFilter::default() })
         .unwrap()
         .into_iter()
         .map(|t| t.id)

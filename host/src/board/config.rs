@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::{BUILTIN_POLICIES, OnError, PolicyKind};
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BoardConfig {
@@ -22,6 +24,16 @@ pub struct BoardConfig {
     pub goal: GoalConfig,
     #[serde(default)]
     pub policies: Vec<PolicySpec>,
+    #[serde(default)]
+    pub review: ReviewConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// The profile that reviews cards sent to review without `--reviewer`. Unset: such cards wait in the
+    /// review lane for a person (`kanban complete` approves, `kanban request-changes` sends back).
+    pub reviewer: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -45,6 +57,21 @@ pub struct DispatchConfig {
     /// 0 turns the stale-running requeue off.
     pub stale_timeout_seconds: i64,
     pub protocol_violation_limit: i64,
+    /// Requeues of a silent (wedged) worker in a row before the breaker trips.
+    pub stale_reclaim_limit: i64,
+    /// Seconds between SIGTERM and SIGKILL when a worker is stopped.
+    pub kill_grace_seconds: i64,
+}
+
+impl DispatchConfig {
+    /// The breaker's limits.
+    pub fn limits(&self) -> crate::breaker::BreakerLimits {
+        crate::breaker::BreakerLimits {
+            board_failure_limit: self.failure_limit,
+            protocol_violation_limit: self.protocol_violation_limit,
+            stale_reclaim_limit: self.stale_reclaim_limit,
+        }
+    }
 }
 
 impl Default for DispatchConfig {
@@ -58,6 +85,8 @@ impl Default for DispatchConfig {
             heartbeat_stale_seconds: 3600,
             stale_timeout_seconds: 14_400,
             protocol_violation_limit: 3,
+            stale_reclaim_limit: 3,
+            kill_grace_seconds: 5,
         }
     }
 }
@@ -78,21 +107,14 @@ pub struct Profile {
 pub struct GoalConfig {
     pub judge: Option<Vec<String>>,
     pub max_turns: i64,
+    /// How long the judge may take to rule on one turn; past it the card is blocked, saying so.
+    pub judge_timeout_seconds: i64,
 }
 
 impl Default for GoalConfig {
     fn default() -> Self {
-        GoalConfig { judge: None, max_turns: 20 }
+        GoalConfig { judge: None, max_turns: 20, judge_timeout_seconds: 600 }
     }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum PolicyKind {
-    RespawnGuard,
-    Diagnostics,
-    Routing,
-    Decompose,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -110,6 +132,13 @@ pub struct PolicySpec {
     pub memory_mib: Option<u32>,
     /// Respawn guards only: what a failing guard means, `"allow"` (default) or `"defer"` (fail closed).
     pub on_error: Option<String>,
+}
+
+impl PolicySpec {
+    /// What a failure of this policy means (validated at parse time: allow unless it says defer).
+    pub fn on_error(&self) -> OnError {
+        self.on_error.as_deref().and_then(OnError::parse).unwrap_or(OnError::Allow)
+    }
 }
 
 /// A `board.toml` problem, naming the file and the key at fault.
@@ -145,7 +174,9 @@ impl BoardConfig {
             ("dispatch.claim_ttl_seconds", d.claim_ttl_seconds),
             ("dispatch.heartbeat_stale_seconds", d.heartbeat_stale_seconds),
             ("dispatch.protocol_violation_limit", d.protocol_violation_limit),
+            ("dispatch.stale_reclaim_limit", d.stale_reclaim_limit),
             ("goal.max_turns", self.goal.max_turns),
+            ("goal.judge_timeout_seconds", self.goal.judge_timeout_seconds),
         ];
         for (key, value) in positive {
             if value < 1 {
@@ -155,6 +186,7 @@ impl BoardConfig {
         for (key, value) in [
             ("dispatch.crash_grace_seconds", d.crash_grace_seconds),
             ("dispatch.stale_timeout_seconds", d.stale_timeout_seconds),
+            ("dispatch.kill_grace_seconds", d.kill_grace_seconds),
         ] {
             if value < 0 {
                 return Err(format!("{key}: must not be negative, got {value}"));
@@ -165,6 +197,8 @@ impl BoardConfig {
             ("dispatch.heartbeat_stale_seconds", d.heartbeat_stale_seconds),
             ("dispatch.crash_grace_seconds", d.crash_grace_seconds),
             ("dispatch.stale_timeout_seconds", d.stale_timeout_seconds),
+            ("dispatch.kill_grace_seconds", d.kill_grace_seconds),
+            ("goal.judge_timeout_seconds", self.goal.judge_timeout_seconds),
         ] {
             if value > crate::clock::MAX_DURATION_SECONDS {
                 return Err(format!(
@@ -196,6 +230,11 @@ impl BoardConfig {
         {
             return Err("goal.judge: must name a program".into());
         }
+        if let Some(reviewer) = &self.review.reviewer
+            && !crate::board::is_valid_slug(reviewer)
+        {
+            return Err(format!("review.reviewer: '{reviewer}' is not a profile name"));
+        }
         for (i, policy) in self.policies.iter().enumerate() {
             validate_plugin_ref(&policy.plugin).map_err(|m| format!("policies[{i}].plugin: {m}"))?;
             if policy.fuel == Some(0) {
@@ -207,7 +246,8 @@ impl BoardConfig {
                 return Err(format!("policies[{i}].memory_mib: must be between 1 and 4096, got {mib}"));
             }
             match (policy.on_error.as_deref(), policy.kind) {
-                (None, _) | (Some("allow" | "defer"), PolicyKind::RespawnGuard) => {}
+                (None, _) => {}
+                (Some(v), PolicyKind::RespawnGuard) if OnError::parse(v).is_some() => {}
                 (Some(_), PolicyKind::RespawnGuard) => {
                     return Err(format!("policies[{i}].on_error: must be \"allow\" or \"defer\""));
                 }
@@ -232,7 +272,7 @@ fn validate_plugin_ref(plugin: &str) -> Result<(), String> {
         return Err(format!("'{plugin}' is not sha256: followed by 64 lowercase hex digits"));
     }
     if let Some(name) = plugin.strip_prefix("builtin:") {
-        let known: Vec<&str> = crate::policy::builtins::BUILTINS.iter().map(|(n, _, _)| *n).collect();
+        let known: Vec<&str> = BUILTIN_POLICIES.iter().map(|(n, _)| *n).collect();
         if !known.contains(&name) {
             return Err(format!(
                 "'{plugin}' is not a built-in plugin (built in: {})",
@@ -277,6 +317,8 @@ name = {name}
 # heartbeat_stale_seconds = 3600      # a live worker silent this long is reclaimed
 # stale_timeout_seconds = 14400       # requeue running cards with no heartbeat (0 = off)
 # protocol_violation_limit = 3        # exits 0 without complete/block in a row before the breaker trips
+# stale_reclaim_limit = 3             # requeues of a silent (wedged) worker in a row before it trips
+# kill_grace_seconds = 5              # SIGTERM, then SIGKILL after this long, when a worker is stopped
 
 ## An assignee is a profile of the board: the command a worker runs, in the card's workspace.
 # [profiles.coder]
@@ -287,6 +329,11 @@ name = {name}
 # [goal]
 # judge = ["/abs/judge"]              # required for --goal cards
 # max_turns = 20
+# judge_timeout_seconds = 600         # a judge slower than this blocks the card, saying so
+
+## Cards sent to review (`kanban review`) are dispatched to their reviewer profile.
+# [review]
+# reviewer = "reviewer"               # default reviewer profile (unset: a person reviews)
 
 ## Policies are WebAssembly plugins. With no [[policies]] the built-in respawn guard and diagnostics run
 ## with their defaults.

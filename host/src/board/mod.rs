@@ -10,7 +10,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub use config::{BoardConfig, ConfigError, DispatchConfig, PolicyKind, PolicySpec, Profile};
+pub use crate::model::PolicyKind;
+pub use config::{BoardConfig, ConfigError, DispatchConfig, PolicySpec, Profile};
 
 use crate::store::{Store, StoreError};
 
@@ -102,6 +103,47 @@ impl Home {
 
     fn current_file(&self) -> PathBuf {
         self.root.join("current")
+    }
+
+    /// This host's stable identity: `h_` + 16 hex, drawn once and kept in `<home>/host-id`, so it survives
+    /// hostname changes (a container restarted under a new name). Claims name it; a dispatcher acts on
+    /// (signals, reaps) only the claims of its own host.
+    pub fn host_id(&self) -> Result<String> {
+        let path = self.root.join("host-id");
+        let valid = |text: &str| {
+            let id = text.trim();
+            (id.len() == 18
+                && id.starts_with("h_")
+                && id[2..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+            .then(|| id.to_string())
+        };
+        if let Some(id) = fs::read_to_string(&path).ok().as_deref().and_then(valid) {
+            return Ok(id);
+        }
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(|e| BoardError::Invalid(format!("no random source: {e}")))?;
+        let id = format!("h_{}", hex::encode(bytes));
+        // create_new: two processes starting at once agree on whichever id was written first.
+        let created = fs::OpenOptions::new().write(true).create_new(true).open(&path);
+        match created {
+            Ok(mut file) => {
+                file.write_all(format!("{id}\n").as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(io(format!("cannot write {}", path.display())))?;
+                Ok(id)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text =
+                    fs::read_to_string(&path).map_err(io(format!("cannot read {}", path.display())))?;
+                valid(&text).ok_or_else(|| {
+                    BoardError::Invalid(format!(
+                        "{} holds no valid host id; remove it to draw a new one",
+                        path.display()
+                    ))
+                })
+            }
+            Err(e) => Err(BoardError::Io { context: format!("cannot create {}", path.display()), error: e }),
+        }
     }
 
     /// The board named by `board switch`, if it was set.
@@ -248,7 +290,7 @@ impl Home {
         let text =
             fs::read_to_string(&toml_path).map_err(io(format!("cannot read {}", toml_path.display())))?;
         let config = BoardConfig::parse(&text, &toml_path)?;
-        let config_hash = crate::policy::plugins::sha256_hex(text.as_bytes());
+        let config_hash = crate::digest::sha256_hex(text.as_bytes());
         Ok(Board { slug: slug.to_string(), dir, config, config_hash })
     }
 
@@ -347,6 +389,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.map_err(io(format!("cannot write {}", path.display())))
 }
 
+/// The files of one card (see [`Board::card_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardFiles {
+    /// The worker's stdout and stderr, appended turn after turn.
+    pub log: PathBuf,
+    /// The log's one rotated backup.
+    pub log_backup: PathBuf,
+    /// The context file handed to the worker (`KANBAN_CONTEXT`).
+    pub context: PathBuf,
+    /// The card's attachments folder.
+    pub attachments: PathBuf,
+    /// The card's scratch workspace.
+    pub scratch: PathBuf,
+}
+
 /// One board: its folder and parsed config.
 #[derive(Debug, Clone)]
 pub struct Board {
@@ -372,6 +429,22 @@ impl Board {
     }
     pub fn logs_dir(&self) -> PathBuf {
         self.dir.join("logs")
+    }
+    /// Every path that belongs to one card, named in this one place.
+    pub fn card_files(&self, task_id: &str) -> CardFiles {
+        let logs = self.logs_dir();
+        CardFiles {
+            log: logs.join(format!("{task_id}.log")),
+            log_backup: logs.join(format!("{task_id}.log.1")),
+            context: logs.join(format!("{task_id}.context.md")),
+            attachments: self.attachments_dir().join(task_id),
+            scratch: self.workspaces_dir().join(task_id),
+        }
+    }
+    /// The durable record of one run's worker exit, written by its supervisor before the store is told
+    /// (`<id>.run-<run>.exit` in the logs folder).
+    pub fn exit_file(&self, task_id: &str, run_id: i64) -> PathBuf {
+        self.logs_dir().join(format!("{task_id}.run-{run_id}.exit"))
     }
     pub fn name(&self) -> &str {
         self.config.board.name.as_deref().unwrap_or(&self.slug)

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::render;
-use super::{BoardCommand, Context};
+use super::{BoardCommand, Invocation};
 use crate::board::Board;
 use crate::clock;
 
@@ -29,8 +29,8 @@ struct BoardDetail<'a> {
     config: &'a crate::board::BoardConfig,
 }
 
-pub fn run(ctx: &Context, command: BoardCommand) -> anyhow::Result<()> {
-    let home = &ctx.home;
+pub fn run(inv: &Invocation, command: BoardCommand) -> anyhow::Result<()> {
+    let home = &inv.home;
     match command {
         BoardCommand::Create { slug, name, default_workdir } => {
             let board = home.create_board(&slug, name.as_deref(), default_workdir.as_deref())?;
@@ -70,7 +70,7 @@ pub fn run(ctx: &Context, command: BoardCommand) -> anyhow::Result<()> {
             Ok(())
         }
         BoardCommand::Show { slug, json } => {
-            let slug = slug.unwrap_or_else(|| home.pick_board(ctx.board_flag.as_deref()));
+            let slug = slug.unwrap_or_else(|| home.pick_board(inv.board_flag.as_deref()));
             let board = home.open_board(&slug)?;
             let stats = board.open_store()?.stats()?;
             show(&board, stats.by_status, json)
@@ -96,9 +96,9 @@ pub fn run(ctx: &Context, command: BoardCommand) -> anyhow::Result<()> {
             Ok(())
         }
         BoardCommand::Check { slug } => {
-            let slug = slug.unwrap_or_else(|| home.pick_board(ctx.board_flag.as_deref()));
+            let slug = slug.unwrap_or_else(|| home.pick_board(inv.board_flag.as_deref()));
             let board = home.open_board(&slug)?;
-            let checked = super::policies::check_policies(ctx, &board)?;
+            let checked = super::policies::check_policies(inv, &board)?;
             println!(
                 "{}: ok ({} profile(s), {checked} polic(ies) loaded and their config accepted)",
                 board.toml_path().display(),

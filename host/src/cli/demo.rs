@@ -64,7 +64,7 @@ pub fn run(home: &Home) -> anyhow::Result<()> {
     let board = home.create_board(&slug, Some("Demo"), None)?;
     let workers_dir = board.dir.join("demo-workers");
     std::fs::create_dir_all(&workers_dir)?;
-    let exe = std::env::current_exe().context("cannot find the kanban binary")?;
+    let exe = crate::worker::executable().context("cannot find the kanban binary")?;
     let mut profiles = String::new();
     for (name, script) in WORKERS {
         let path = workers_dir.join(format!("{name}.sh"));
@@ -109,9 +109,15 @@ rate_limit_cooldown_seconds = 3
     println!("Demo board '{slug}' at {}", board.dir.display());
     println!("Four cards, four workers: steady, throttled (exit 75), flaky (crashes), wedged (hangs).\n");
     let began = Instant::now();
+    // The demo tells the scratch-workspace tip as part of its story, not as a log line in the middle of it.
+    let marker = home.root().join(".scratch-tip-shown");
+    if !marker.exists() {
+        let _ = std::fs::write(&marker, b"shown\n");
+        println!("(Each card works in a scratch folder, deleted when the card completes.)\n");
+    }
     let mut runtime = crate::policy::PolicyRuntime::new(home);
     for n in 1..=120 {
-        let report = tick(home, &board, &mut runtime, TickOptions::default(), clock::now())?;
+        let report = tick(home, &board, &mut runtime, TickOptions::default())?;
         let mut said = Vec::new();
         for s in &report.spawned {
             said.push(format!("spawned {} ({})", titles[&s.task_id], s.assignee));
@@ -128,7 +134,12 @@ rate_limit_cooldown_seconds = 3
             }
         }
         for g in &report.respawn_guarded {
-            said.push(format!("deferred {}: {}", titles[&g.task_id], g.reason));
+            let why = g.reason.split([';', '(']).next().unwrap_or(&g.reason).trim();
+            let when = g
+                .retry_after
+                .map(|t| format!(", retry in {}", clock::span(t - clock::now())))
+                .unwrap_or_default();
+            said.push(format!("deferred {}: {why}{when}", titles[&g.task_id]));
         }
         if !said.is_empty() {
             println!("tick {n:>3} (+{:>2}s)  {}", began.elapsed().as_secs(), said.join("; "));
@@ -139,7 +150,10 @@ rate_limit_cooldown_seconds = 3
         std::thread::sleep(Duration::from_secs(1));
     }
     println!("\nBoard after {}s:\n", began.elapsed().as_secs());
-    print!("{}", super::render::task_table(&store.list_tasks(&TaskFilter::default())?));
+    print!("{}", super::render::task_header());
+    for task in store.list_tasks(&TaskFilter::default())? {
+        println!("{}", super::render::task_line(&task));
+    }
     println!("\nTimeline:\n");
     for event in store.events(None, None)? {
         let Some(task) = &event.task_id else { continue };

@@ -1,11 +1,11 @@
 //! `kanban gc`: print what [`crate::gc::run`] removed (or would remove).
 
-use super::{Context, render};
+use super::{Invocation, render};
 use crate::clock;
 
-pub fn run(ctx: &Context, older_than: i64, dry_run: bool, json: bool) -> anyhow::Result<()> {
-    let (board, mut store) = ctx.open()?;
-    let report = crate::gc::run(&board, &mut store, older_than, dry_run, clock::now())?;
+pub fn run(inv: &Invocation, older_than: i64, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let (board, mut store) = inv.open()?;
+    let report = crate::ops::gc::run(&board, &mut store, older_than, dry_run, clock::now())?;
     store.close()?;
     if json {
         return render::json(&report);

@@ -9,6 +9,7 @@ mod dispatch;
 mod gc;
 mod policies;
 mod render;
+mod scope;
 pub mod values;
 
 use std::path::PathBuf;
@@ -98,7 +99,8 @@ pub enum Command {
     Unlink { parent: String, child: String },
     /// Change a card's title, body or priority, or reset its failure counter
     Edit(EditArgs),
-    /// Block a card (sticky until `unblock`, except --kind transient)
+    /// Block a card (sticky until `unblock`; an operator's --kind transient may recover by itself). A running
+    /// card's worker is stopped first
     Block {
         id: String,
         reason: Option<String>,
@@ -127,7 +129,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Mark cards done (refused while a parent is open)
+    /// Mark cards done (refused while a parent is open); a running card's worker is stopped first. Approves a
+    /// card in review
     Complete {
         #[arg(required = true)]
         ids: Vec<String>,
@@ -136,7 +139,8 @@ pub enum Command {
         #[arg(long)]
         summary: Option<String>,
     },
-    /// Archive cards (soft delete); with --rm, delete archived cards for good
+    /// Archive cards (soft delete; a running card's worker is stopped first); with --rm, delete archived cards
+    /// for good
     Archive {
         #[arg(required = true)]
         ids: Vec<String>,
@@ -144,17 +148,33 @@ pub enum Command {
         #[arg(long)]
         rm: bool,
     },
-    /// Requeue a running card (ends its run as reclaimed; resets the failure counter)
+    /// Requeue a running card: ends its run as reclaimed, stops its worker, resets the failure counter
     Reclaim {
         id: String,
         #[arg(long)]
         reason: Option<String>,
+        /// Stop exactly this run (refused if it is no longer the card's current run) [default: the current run]
+        #[arg(long, value_name = "RUN")]
+        run: Option<i64>,
     },
+    /// Send a card to the review lane (a worker finishing its turn, or a person); its reviewer's worker is
+    /// dispatched with the card's context and this summary
+    Review {
+        id: String,
+        /// The profile that reviews it [default: the card's reviewer, else the board's [review] reviewer]
+        #[arg(long, value_name = "PROFILE")]
+        reviewer: Option<String>,
+        /// What was done, for the reviewer (stored as the card's result)
+        #[arg(long)]
+        summary: Option<String>,
+    },
+    /// Send a card in review back to its implementer (ready again; the failure counter is untouched)
+    RequestChanges { id: String, reason: String },
     /// Give a card to another profile (resets the failure counter)
     Reassign {
         id: String,
         profile: String,
-        /// Requeue the card first if it is running
+        /// Requeue the card first if it is running (its worker is stopped)
         #[arg(long)]
         reclaim: bool,
     },
@@ -402,8 +422,8 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::store::STATUSES))]
-    pub status: Option<String>,
+    #[arg(long, value_parser = parse_status, value_name = "STATUS")]
+    pub status: Option<crate::model::Status>,
     /// A profile name, or `none` for unassigned cards
     #[arg(long)]
     pub assignee: Option<String>,
@@ -430,6 +450,12 @@ pub struct EditArgs {
     /// Set the failure counter back to 0
     #[arg(long)]
     pub reset_failures: bool,
+}
+
+fn parse_status(text: &str) -> Result<crate::model::Status, String> {
+    crate::model::Status::parse(text).ok_or_else(|| {
+        format!("'{text}' is not a status (possible: {})", crate::model::Status::names().join(", "))
+    })
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -469,12 +495,12 @@ pub enum SortKey {
 }
 
 /// What every command needs: the home and which board was asked for.
-pub struct Context {
+pub struct Invocation {
     pub home: Home,
     pub board_flag: Option<String>,
 }
 
-impl Context {
+impl Invocation {
     pub fn board(&self) -> anyhow::Result<Board> {
         let slug = self.home.pick_board(self.board_flag.as_deref());
         Ok(self.home.open_board(&slug)?)
@@ -500,18 +526,18 @@ impl Context {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = Context { home: Home::resolve(cli.home)?, board_flag: cli.board.filter(|b| !b.is_empty()) };
-    cards::WorkerScope::check_command(&cli.command)?;
+    let inv = Invocation { home: Home::resolve(cli.home)?, board_flag: cli.board.filter(|b| !b.is_empty()) };
+    scope::WorkerScope::check_command(&cli.command)?;
     match cli.command {
-        Command::Board(cmd) => boards::run(&ctx, cmd),
+        Command::Board(cmd) => boards::run(&inv, cmd),
         cmd @ (Command::Dispatch { .. }
         | Command::Daemon { .. }
         | Command::Demo
-        | Command::Supervise { .. }) => dispatch::run(&ctx, cmd),
-        Command::Plugin(cmd) => policies::plugin(&ctx, cmd),
-        Command::Diagnostics { task, severity, json } => policies::diagnostics(&ctx, task, severity, json),
-        Command::Decompose { id, all, json } => policies::decompose(&ctx, id, all, json),
-        Command::Gc { older_than, dry_run, json } => gc::run(&ctx, older_than, dry_run, json),
-        other => cards::run(&ctx, other),
+        | Command::Supervise { .. }) => dispatch::run(&inv, cmd),
+        Command::Plugin(cmd) => policies::plugin(&inv, cmd),
+        Command::Diagnostics { task, severity, json } => policies::diagnostics(&inv, task, severity, json),
+        Command::Decompose { id, all, json } => policies::decompose(&inv, id, all, json),
+        Command::Gc { older_than, dry_run, json } => gc::run(&inv, older_than, dry_run, json),
+        other => cards::run(&inv, other),
     }
 }

@@ -1,22 +1,19 @@
 //! Policy commands: the plugin store, diagnostics, decomposition, and board check's config validation.
 //! These are the only card-level commands that build a wasmtime engine.
 
-use std::collections::BTreeMap;
-
-use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{Context, PluginCommand, UsageError, render};
-use crate::board::{Board, PolicyKind, PolicySpec};
+use super::{Invocation, PluginCommand, UsageError, render};
+use crate::board::Board;
 use crate::clock;
+use crate::model::{Finding, Severity, Status};
+use crate::ops::{self, Desk};
 use crate::policy::plugins::{self, Installed};
-use crate::policy::{
-    BoardPolicies, DecomposePlan, Finding, LoadedPolicy, PolicyError, PolicyRuntime, builtins, context,
-};
-use crate::store::{Store, TaskFilter};
+use crate::policy::{Loaded, PolicyError, PolicyRuntime};
+use crate::store::TaskFilter;
 
-pub fn plugin(ctx: &Context, command: PluginCommand) -> anyhow::Result<()> {
-    let home = &ctx.home;
+pub fn plugin(inv: &Invocation, command: PluginCommand) -> anyhow::Result<()> {
+    let home = &inv.home;
     match command {
         PluginCommand::Install { path, name } => {
             let mut runtime = PolicyRuntime::new(home);
@@ -31,13 +28,21 @@ pub fn plugin(ctx: &Context, command: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::List { json } => {
             let list = plugins::list(home)?;
             if json {
-                return render::json(&list);
+                return render::json(&plugins::with_builtins(list));
             }
-            if list.is_empty() {
-                println!("no plugins installed (built in: {})", builtin_names());
+            let none_installed = list.is_empty();
+            for p in plugins::with_builtins(list) {
+                println!(
+                    "{:<28} {:<14} {:<9} {:<8} sha256:{}",
+                    p.name,
+                    p.kind,
+                    p.source,
+                    p.version,
+                    &p.sha256[..16]
+                );
             }
-            for p in &list {
-                println!("{:<24} {:<14} {:<8} sha256:{}", p.name, p.kind, p.version, &p.sha256[..16]);
+            if none_installed {
+                println!("no plugins installed");
             }
             Ok(())
         }
@@ -81,10 +86,6 @@ pub fn plugin(ctx: &Context, command: PluginCommand) -> anyhow::Result<()> {
     }
 }
 
-fn builtin_names() -> String {
-    builtins::BUILTINS.iter().map(|(n, _, _)| format!("builtin:{n}")).collect::<Vec<_>>().join(", ")
-}
-
 fn print_installed(p: &Installed) {
     println!("{}", p.name);
     println!("  kind         {}", p.kind);
@@ -97,8 +98,8 @@ fn print_installed(p: &Installed) {
 
 /// `board check`: load every policy of the board and run its `validate-config`. The first failure is a
 /// config error naming the entry and the plugin's message (exit 2).
-pub fn check_policies(ctx: &Context, board: &Board) -> anyhow::Result<usize> {
-    let mut runtime = PolicyRuntime::new(&ctx.home);
+pub fn check_policies(inv: &Invocation, board: &Board) -> anyhow::Result<usize> {
+    let mut runtime = PolicyRuntime::new(&inv.home);
     let engine = runtime.engine()?;
     let now = clock::now();
     for (i, spec) in board.config.policies.iter().enumerate() {
@@ -106,7 +107,7 @@ pub fn check_policies(ctx: &Context, board: &Board) -> anyhow::Result<usize> {
             path: board.toml_path(),
             message: format!("policies[{i}] ({}): {e}", spec.plugin),
         };
-        let mut policy = LoadedPolicy::load(engine, &ctx.home, Some(i), spec).map_err(fail)?;
+        let mut policy = Loaded::load(engine, &inv.home, Some(i), spec).map_err(fail)?;
         policy.validate_config(engine, now).map_err(fail)?;
     }
     Ok(board.config.policies.len())
@@ -118,69 +119,28 @@ struct DiagnosticsJson<'a> {
     findings: &'a [Finding],
 }
 
-const SEVERITIES: &[&str] = &["info", "warning", "error", "critical"];
-
 pub fn diagnostics(
-    ctx: &Context,
+    inv: &Invocation,
     task: Option<String>,
     min_severity: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let (board, mut store) = ctx.open()?;
-    let now = clock::now();
-    let ids: Vec<String> = match &task {
-        Some(id) => {
-            store.require_task(id)?;
-            vec![id.clone()]
-        }
-        None => store.list_tasks(&TaskFilter::default())?.into_iter().map(|t| t.id).collect(),
+    let (board, mut store) = inv.open()?;
+    let host_id = inv.home.host_id()?;
+    let mut desk = Desk::new(&board, &mut store, &host_id);
+    let mut runtime = PolicyRuntime::new(&inv.home);
+    let findings = ops::policies::diagnose(&mut desk, &inv.home, &mut runtime, task.as_deref())?;
+    let checked = match &task {
+        Some(_) => 1,
+        None => desk.store.list_tasks(&TaskFilter::default())?.len(),
     };
-    let mut runtime = PolicyRuntime::new(&ctx.home);
-    let engine = runtime.engine()?;
-    let mut policies = BoardPolicies::load(engine, &ctx.home, &board, &[PolicyKind::Diagnostics]);
-    let running = running_counts(&mut store)?;
-    let mut findings: Vec<Finding> = Vec::new();
-    // A policy that cannot even load is one error finding naming it.
-    for failure in policies.failures.iter().filter(|f| f.kind == PolicyKind::Diagnostics) {
-        findings.push(error_finding(None, &failure.reference, &failure.error));
-    }
-    for id in &ids {
-        for policy in policies.of_kind(PolicyKind::Diagnostics) {
-            let ctx_record = context::build(&board, &mut store, id, &running, policy.config_json(), now)?;
-            match policy.diagnose(engine, &ctx_record) {
-                Ok(found) => findings.extend(found),
-                Err(error) => findings.push(error_finding(Some(id), policy.name(), &error)),
-            }
-        }
-    }
-    for crate::store::Quarantined { key, failures, since, last_error } in store.quarantined_policies()? {
-        let reference = key.split(':').skip(1).collect::<Vec<_>>();
-        let reference = reference[..reference.len().saturating_sub(1)].join(":");
-        findings.push(Finding {
-            task_id: None,
-            policy: reference.clone(),
-            rule: "plugin-quarantined".into(),
-            severity: "error".into(),
-            title: format!("plugin {reference} is quarantined on this board"),
-            detail: format!(
-                "it failed {failures} ticks in a row (since {}); last error: {}. The dispatcher applies its safe default until it is reinstalled or board.toml is edited.",
-                render::time(since),
-                last_error.unwrap_or_default()
-            ),
-            actions: vec![format!("kanban plugin install PATH --name {reference}"), "kanban board check".into()],
-        });
-    }
-    store.replace_findings(&ids, task.is_none(), &findings, now)?;
-    let floor = min_severity.as_deref().and_then(|s| SEVERITIES.iter().position(|x| *x == s)).unwrap_or(0);
-    let shown: Vec<Finding> = findings
-        .into_iter()
-        .filter(|f| SEVERITIES.iter().position(|x| *x == f.severity).unwrap_or(0) >= floor)
-        .collect();
+    let floor = min_severity.as_deref().and_then(Severity::parse).unwrap_or(Severity::Info);
+    let shown: Vec<Finding> = findings.into_iter().filter(|f| f.severity >= floor).collect();
     if json {
         return render::json(&DiagnosticsJson { board: &board.slug, findings: &shown });
     }
     if shown.is_empty() {
-        println!("no findings ({} card(s) checked)", ids.len());
+        println!("no findings ({checked} card(s) checked)");
     }
     for f in &shown {
         println!(
@@ -200,109 +160,43 @@ pub fn diagnostics(
     Ok(())
 }
 
-fn error_finding(task_id: Option<&String>, policy: &str, error: &PolicyError) -> Finding {
-    Finding {
-        task_id: task_id.cloned(),
-        policy: policy.to_string(),
-        rule: "policy-error".into(),
-        severity: "error".into(),
-        title: format!("diagnostics plugin {policy} failed"),
-        detail: format!("{policy} {error}"),
-        actions: vec!["kanban plugin verify".into(), "kanban board check".into()],
-    }
-}
-
-fn running_counts(store: &mut Store) -> anyhow::Result<BTreeMap<String, usize>> {
-    let mut running = BTreeMap::new();
-    for card in store.running_cards()? {
-        if let Some(a) = card.task.assignee {
-            *running.entry(a).or_default() += 1;
-        }
-    }
-    Ok(running)
-}
-
-#[derive(Serialize)]
-struct Decomposed {
-    task_id: String,
-    policy: String,
-    /// Child ids when split; empty when left in triage.
-    children: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    left: Option<String>,
-}
-
-pub fn decompose(ctx: &Context, id: Option<String>, all: bool, json: bool) -> anyhow::Result<()> {
-    let (board, mut store) = ctx.open()?;
-    let now = clock::now();
+pub fn decompose(inv: &Invocation, id: Option<String>, all: bool, json: bool) -> anyhow::Result<()> {
+    let (board, mut store) = inv.open()?;
+    let host_id = inv.home.host_id()?;
+    let mut desk = Desk::new(&board, &mut store, &host_id);
     let ids: Vec<String> = match (id, all) {
         (Some(id), false) => vec![id],
-        (None, true) => store
-            .list_tasks(&TaskFilter { status: Some("triage".into()), ..TaskFilter::default() })?
+        (None, true) => desk
+            .store
+            .list_tasks(&TaskFilter { status: Some(Status::Triage), ..TaskFilter::default() })?
             .into_iter()
             .map(|t| t.id)
             .collect(),
         _ => return Err(UsageError("give a card id or --all (not both)".into()).into()),
     };
-    let spec: PolicySpec = board
-        .config
-        .policies
-        .iter()
-        .find(|p| p.kind == PolicyKind::Decompose)
-        .cloned()
-        .unwrap_or_else(|| builtins::default_spec(PolicyKind::Decompose));
-    let index = board.config.policies.iter().position(|p| p.kind == PolicyKind::Decompose);
-    let mut runtime = PolicyRuntime::new(&ctx.home);
-    let engine = runtime.engine()?;
-    let mut policy = LoadedPolicy::load(engine, &ctx.home, index, &spec)
-        .with_context(|| format!("cannot load the decomposition policy {}", spec.plugin))?;
-    let running = running_counts(&mut store)?;
+    let mut runtime = PolicyRuntime::new(&inv.home);
+    let outcomes = ops::policies::decompose(&mut desk, &inv.home, &mut runtime, &ids)?;
     let mut results = Vec::new();
     let mut failed = 0;
-    for id in &ids {
-        let task = store.get_task(id)?;
-        if task.status != "triage" {
-            eprintln!("kanban: card {id} is {}; only triage cards are decomposed", task.status);
-            failed += 1;
-            continue;
-        }
-        let record = context::build(&board, &mut store, id, &running, policy.config_json(), now)?;
-        let outcome = match policy.decompose(engine, &record) {
-            Ok(DecomposePlan::Children(children)) => {
-                match store.apply_decomposition(id, &children, policy.name(), now) {
-                    Ok(child_ids) => Ok(child_ids),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-            Ok(DecomposePlan::Leave(reason)) => Err(reason),
-            Err(error) => {
-                store.record_event(Some(id), "policy_error", serde_json::json!({"policy": policy.name(), "error_kind": error.kind(), "error": error.to_string()}), now)?;
-                Err(format!("{} {error}", policy.name()))
-            }
-        };
+    for outcome in outcomes {
         match outcome {
-            Ok(children) => {
-                if !json {
-                    println!("Decomposed {id} into {} card(s): {}", children.len(), children.join(" "));
-                }
-                results.push(Decomposed {
-                    task_id: id.clone(),
-                    policy: policy.name().into(),
-                    children,
-                    left: None,
-                });
+            Err(message) => {
+                eprintln!("kanban: {message}");
+                failed += 1;
             }
-            Err(reason) => {
-                store.record_decompose_left(id, &reason, policy.name(), now)?;
+            Ok(result) => {
                 if !json {
-                    println!("Left {id} in triage: {reason}");
+                    match &result.left {
+                        None => println!(
+                            "Decomposed {} into {} card(s): {}",
+                            result.task_id,
+                            result.children.len(),
+                            result.children.join(" ")
+                        ),
+                        Some(reason) => println!("Left {} in triage: {reason}", result.task_id),
+                    }
                 }
-                results.push(Decomposed {
-                    task_id: id.clone(),
-                    policy: policy.name().into(),
-                    children: vec![],
-                    left: Some(reason),
-                });
+                results.push(result);
             }
         }
     }

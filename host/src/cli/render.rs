@@ -4,7 +4,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::store::{Attachment, Event, Run, Task};
+use crate::model::{Attachment, Event, Finding, Run, Status, Task};
+use crate::store::TaskDetail;
 
 /// Print one JSON document on stdout.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
@@ -14,20 +15,9 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// UTC `YYYY-MM-DD HH:MM:SS` for a unix timestamp (civil-from-days, no time-zone database needed).
+/// UTC `YYYY-MM-DD HH:MM:SS` for a unix timestamp.
 pub fn time(ts: i64) -> String {
-    let days = ts.div_euclid(86_400);
-    let secs = ts.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+    crate::clock::utc(ts)
 }
 
 pub fn opt(value: &Option<String>) -> &str {
@@ -45,14 +35,64 @@ pub fn task_line(task: &Task) -> String {
     )
 }
 
-pub fn task_table(tasks: &[Task]) -> String {
-    if tasks.is_empty() {
-        return "no cards\n".into();
+pub fn task_header() -> String {
+    format!("{:<10}  {:<9}  {:>4}  {:<12}  {}\n", "ID", "STATUS", "PRI", "ASSIGNEE", "TITLE")
+}
+
+/// `kanban show` for people.
+pub fn show(detail: &TaskDetail, findings: &[Finding]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let t = &detail.task;
+    let _ = writeln!(out, "{}  {}", t.id, t.title);
+    let block = match (&t.block_reason, t.status) {
+        (Some(r), Status::Blocked) => format!(" ({r}{})", if t.block_sticky { ", sticky" } else { "" }),
+        _ => String::new(),
+    };
+    let _ = writeln!(out, "  status     {}{block}", t.status);
+    let _ = writeln!(out, "  assignee   {}", opt(&t.assignee));
+    if let Some(reviewer) = &t.reviewer {
+        let _ = writeln!(out, "  reviewer   {reviewer}");
     }
-    let mut out = format!("{:<10}  {:<9}  {:>4}  {:<12}  {}\n", "ID", "STATUS", "PRI", "ASSIGNEE", "TITLE");
-    for task in tasks {
-        out.push_str(&task_line(task));
-        out.push('\n');
+    let _ = writeln!(out, "  priority   {}", t.priority);
+    let _ = writeln!(
+        out,
+        "  workspace  {}{}",
+        t.workspace_kind,
+        t.workspace_path.as_deref().map(|p| format!(":{p}")).unwrap_or_default()
+    );
+    let _ = writeln!(out, "  created    {} by {}", time(t.created_at), opt(&t.created_by));
+    if t.consecutive_failures > 0 {
+        let _ =
+            writeln!(out, "  failures   {} (last: {})", t.consecutive_failures, opt(&t.last_failure_error));
+    }
+    if let Some(result) = &t.result {
+        let _ = writeln!(out, "  result     {result}");
+    }
+    if !t.body.trim().is_empty() {
+        let _ = writeln!(out, "\n{}\n", t.body.trim_end());
+    }
+    for p in &detail.parents {
+        let _ = writeln!(out, "  parent     {}", task_line(p));
+    }
+    for c in &detail.children {
+        let _ = writeln!(out, "  child      {}", task_line(c));
+    }
+    for c in &detail.comments {
+        let _ = writeln!(out, "  comment    {} {}: {}", time(c.created_at), opt(&c.author), c.body);
+    }
+    for r in &detail.runs {
+        let _ = writeln!(out, "  {}", run_line(r));
+    }
+    for a in &detail.attachments {
+        let _ = writeln!(out, "  attachment {}", attachment_line(a));
+    }
+    for f in findings {
+        let _ = writeln!(out, "  finding    {} {}: {} [{}]", f.severity, f.policy, f.title, f.rule);
+    }
+    let _ = writeln!(out, "  events:");
+    for e in &detail.events {
+        let _ = writeln!(out, "    {}", event_line(e));
     }
     out
 }
@@ -78,7 +118,7 @@ pub fn run_line(run: &Run) -> String {
         run.id,
         time(run.started_at),
         run.status,
-        run.outcome.as_deref().unwrap_or("-"),
+        run.outcome.map_or("-", |o| o.as_str()),
         opt(&run.profile),
         run.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
         run.error.as_deref().map(|e| format!("  error={e}")).unwrap_or_default(),
@@ -93,16 +133,4 @@ pub fn attachment_line(att: &Attachment) -> String {
         att.size,
         &att.sha256[..att.sha256.len().min(16)]
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_time() {
-        assert_eq!(time(0), "1970-01-01 00:00:00");
-        assert_eq!(time(1_800_000_000), "2027-01-15 08:00:00");
-        assert_eq!(time(951_782_400), "2000-02-29 00:00:00");
-    }
 }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::model::WorkspaceKind;
+
 /// Seconds, or a number with one unit: `30s`, `5m`, `2h`, `1d`.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let text = text.trim();
@@ -28,7 +30,7 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkspaceSpec {
-    pub kind: String,
+    pub kind: WorkspaceKind,
     pub path: Option<PathBuf>,
 }
 
@@ -39,17 +41,18 @@ pub fn parse_workspace(text: &str) -> Result<WorkspaceSpec, String> {
         None => (text, None),
     };
     match (kind, path) {
-        ("scratch", None) => Ok(WorkspaceSpec { kind: "scratch".into(), path: None }),
-        ("worktree", None) => Ok(WorkspaceSpec { kind: "worktree".into(), path: None }),
+        ("scratch", None) => Ok(WorkspaceSpec { kind: WorkspaceKind::Scratch, path: None }),
+        ("worktree", None) => Ok(WorkspaceSpec { kind: WorkspaceKind::Worktree, path: None }),
         ("dir" | "worktree", Some(path)) => {
             let path = PathBuf::from(path);
             if !path.is_absolute() {
                 return Err(format!("'{}' must be an absolute path", path.display()));
             }
-            Ok(WorkspaceSpec { kind: kind.into(), path: Some(path) })
+            let kind = if kind == "dir" { WorkspaceKind::Dir } else { WorkspaceKind::Worktree };
+            Ok(WorkspaceSpec { kind, path: Some(path) })
         }
         // Without a path, `dir` takes the board's default_workdir (checked when the card is created).
-        ("dir", None) => Ok(WorkspaceSpec { kind: "dir".into(), path: None }),
+        ("dir", None) => Ok(WorkspaceSpec { kind: WorkspaceKind::Dir, path: None }),
         _ => Err(format!("'{text}' is not a workspace: use scratch, dir:PATH, worktree or worktree:PATH")),
     }
 }
@@ -72,11 +75,11 @@ mod tests {
 
     #[test]
     fn workspaces() {
-        assert_eq!(parse_workspace("scratch").unwrap().kind, "scratch");
+        assert_eq!(parse_workspace("scratch").unwrap().kind, WorkspaceKind::Scratch);
         assert_eq!(parse_workspace("dir:/srv/x").unwrap().path, Some(PathBuf::from("/srv/x")));
         assert_eq!(parse_workspace("worktree").unwrap().path, None);
-        assert_eq!(parse_workspace("worktree:/repo").unwrap().kind, "worktree");
-        assert_eq!(parse_workspace("dir").unwrap(), WorkspaceSpec { kind: "dir".into(), path: None });
+        assert_eq!(parse_workspace("worktree:/repo").unwrap().kind, WorkspaceKind::Worktree);
+        assert_eq!(parse_workspace("dir").unwrap(), WorkspaceSpec { kind: WorkspaceKind::Dir, path: None });
         for bad in ["dir:rel", "bogus", "scratch:/x", "worktree:rel"] {
             assert!(parse_workspace(bad).is_err(), "{bad}");
         }

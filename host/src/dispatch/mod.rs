@@ -1,38 +1,42 @@
-//! The dispatcher tick: turn ready cards into supervised workers, and keep flaky workers from wrecking the
-//! board.
+//! The dispatcher tick: turn dispatchable cards into supervised workers, and keep flaky workers from
+//! wrecking the board.
 //!
-//! One tick on one board, in this order (the order matters; see docs/dispatcher.md):
+//! One tick on one board reads like `docs/dispatcher.md`:
 //! 1. reap zombie children (done by the caller before any board is opened);
-//! 2. release stale claims: extend a live worker's claim while its heartbeat is fresh, reclaim the card of a
-//!    dead worker or of one whose heartbeat went stale;
-//! 3. detect crashed workers (supervisor and worker both gone) past the crash grace;
-//! 4. classify finished workers by exit code;
-//! 5. enforce `max_runtime`, and requeue running cards silent for the stale timeout;
-//! 6. recompute ready (todo → ready, non-sticky blocked cards under the failure limit recover);
-//! 7. plan spawns within the caps, asking the board's router and respawn guards; then, unless dry-run,
-//!    claim each planned card and start its supervisor.
+//! 2. **assess** every running card from one read of the running cards and one snapshot of the
+//!    processes ([`liveness::assess`], pure), then **act** on each verdict: extend a claim, request or
+//!    advance a stop (never waiting for one: stops escalate across ticks and in the supervisor), classify a
+//!    recorded exit, settle a vanished attempt;
+//! 3. recompute ready (todo → ready, non-sticky blocked cards under the failure limit recover);
+//! 4. **plan** the spawns within the caps, asking the board's router and respawn guards ([`plan::plan`]),
+//!    then **act**: claim each planned card and start its supervisor (a dry run stops after the plan).
 //!
-//! A per-board lock file makes concurrent ticks on one board skip rather than race; the compare-and-set
-//! in [`Store::claim_card`] means even two ticks that both ran could not spawn one card twice. The tick
-//! never holds a transaction across a spawn or a policy call.
+//! Every write takes the time at which it happens. A per-board lock file makes concurrent ticks on one
+//! board skip rather than race; the compare-and-set claim means even two ticks that both ran could not
+//! spawn one card twice. The tick never holds a transaction across a spawn or a policy call, and never
+//! signals a process of another host's claim.
+
+pub mod daemon;
+pub mod liveness;
+pub mod plan;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use serde::Serialize;
-use serde_json::json;
-
-mod policies;
 
 use crate::board::{Board, Home};
-use crate::policy::{GuardDecision, PolicyRuntime};
-use crate::process::ProcessId;
-use crate::store::{BreakerLimits, Outcome, RunningCard, Settled, Settlement, Store};
-use policies::TickPolicies;
-
-/// How long a worker gets between SIGTERM and SIGKILL.
-pub const KILL_GRACE: Duration = Duration::from_secs(5);
+use crate::clock;
+use crate::lifecycle::{self, Action};
+use crate::model::{GuardDecision, Lane, Outcome, PolicyKind, Status, Task, WorkspaceKind};
+use crate::ops::{self, Desk};
+use crate::policies::{PolicyFailure, PolicyHost};
+use crate::policy::{PolicyContext, PolicyRuntime};
+use crate::process::{ProcessId, ProcessTable};
+use crate::store::{RunningCard, Settled, Store};
+use liveness::{Assessment, Observed};
+pub use plan::{AutoAssigned, Capped, Guarded};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Spawned {
@@ -41,37 +45,8 @@ pub struct Spawned {
     pub workspace: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Guarded {
-    pub task_id: String,
-    pub reason: String,
-    pub policy: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AutoAssigned {
-    pub task_id: String,
-    pub assignee: String,
-    pub policy: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Capped {
-    pub task_id: String,
-    pub assignee: String,
-    pub running: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PolicyFailure {
-    pub policy: String,
-    /// The card being decided when the policy failed (none for a failure of the runtime itself).
-    pub task_id: Option<String>,
-    pub error: String,
+    /// `work` (from ready) or `review` (from review).
+    pub lane: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,12 +69,18 @@ pub struct TickReport {
     pub config_errors: Vec<String>,
     pub timed_out: Vec<String>,
     pub stale: Vec<String>,
+    /// Cards whose worker the host could not start (its own fault: requeued, not counted).
+    pub host_errors: Vec<String>,
     pub spawn_failed: Vec<SpawnFailure>,
     pub auto_blocked: Vec<String>,
+    /// Cards whose worker this tick decided to stop (they move on once it is gone).
+    pub stopping: Vec<String>,
     pub respawn_guarded: Vec<Guarded>,
     pub auto_assigned: Vec<AutoAssigned>,
     pub skipped_unassigned: Vec<String>,
     pub skipped_nonspawnable: Vec<String>,
+    /// Review cards with no reviewer profile: they wait for a person.
+    pub awaiting_review: Vec<String>,
     pub skipped_per_profile_capped: Vec<Capped>,
     /// Ready cards left for a later tick because the board-wide `max_in_progress` is reached.
     pub skipped_board_capped: Vec<String>,
@@ -113,23 +94,28 @@ pub struct TickReport {
 }
 
 impl TickReport {
+    /// File a decided outcome under its list (the report's lists are the outcomes, by name).
+    fn record_outcome(&mut self, id: &str, outcome: Outcome, gave_up: bool) {
+        let list = match outcome {
+            Outcome::ProtocolViolation => &mut self.protocol_violations,
+            Outcome::RateLimited => &mut self.rate_limited,
+            Outcome::ConfigError => &mut self.config_errors,
+            Outcome::Crashed => &mut self.crashed,
+            Outcome::TimedOut => &mut self.timed_out,
+            Outcome::Stale => &mut self.stale,
+            Outcome::Reclaimed | Outcome::SpawnLost => &mut self.reclaimed,
+            Outcome::HostError => &mut self.host_errors,
+            _ => return,
+        };
+        list.push(id.to_string());
+        if gave_up {
+            self.auto_blocked.push(id.to_string());
+        }
+    }
+
     fn record_settled(&mut self, settled: &Settled) {
-        if settled.status.is_none() {
-            return;
-        }
-        let id = settled.task_id.clone();
-        match settled.outcome {
-            Outcome::ProtocolViolation => self.protocol_violations.push(id.clone()),
-            Outcome::RateLimited => self.rate_limited.push(id.clone()),
-            Outcome::ConfigError => self.config_errors.push(id.clone()),
-            Outcome::Crashed => self.crashed.push(id.clone()),
-            Outcome::TimedOut => self.timed_out.push(id.clone()),
-            Outcome::Stale => self.stale.push(id.clone()),
-            Outcome::Reclaimed | Outcome::SpawnLost => self.reclaimed.push(id.clone()),
-            Outcome::SpawnFailed => {}
-        }
-        if settled.gave_up {
-            self.auto_blocked.push(id);
+        if settled.status.is_some() {
+            self.record_outcome(&settled.task_id, settled.outcome, settled.gave_up);
         }
     }
 
@@ -146,65 +132,30 @@ pub struct TickOptions {
     pub wait: bool,
 }
 
-/// Errors that stop a tick on one board (the daemon logs them and goes on with the next board).
+/// The board's tick lock could not be taken or made.
 #[derive(Debug, thiserror::Error)]
-pub enum DispatchError {
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error("cannot lock {path}: {error}")]
-    Lock { path: String, error: std::io::Error },
+#[error("cannot lock {path}: {error}")]
+pub struct LockError {
+    pub path: String,
+    pub error: std::io::Error,
 }
 
 /// Take the board's tick lock without waiting. `None` if another dispatcher holds it.
-fn try_lock(board: &Board) -> Result<Option<nix::fcntl::Flock<File>>, DispatchError> {
+fn try_lock(board: &Board) -> Result<Option<nix::fcntl::Flock<File>>, LockError> {
     let path = board.dir.join("dispatch.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|error| DispatchError::Lock { path: path.display().to_string(), error })?;
+        .map_err(|error| LockError { path: path.display().to_string(), error })?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(lock)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, errno)) => {
-            Err(DispatchError::Lock { path: path.display().to_string(), error: std::io::Error::from(errno) })
+            Err(LockError { path: path.display().to_string(), error: std::io::Error::from(errno) })
         }
     }
-}
-
-/// The claim string of this dispatcher process: `<host>:<pid>`.
-pub fn claim_lock() -> String {
-    format!("{}:{}", crate::process::hostname(), std::process::id())
-}
-
-/// Terminate the worker of a running card (its whole process group: SIGTERM, grace, SIGKILL), if its
-/// claim names this host and the recorded pid is still the process that was started. Used by the tick and
-/// by a manual `kanban reclaim`, so a requeued card never keeps its old worker.
-pub fn terminate_worker(card: &RunningCard) -> bool {
-    if !is_local(card.task.claim_lock.as_deref()) {
-        return false;
-    }
-    match worker_of(card) {
-        Some(worker) if worker.is_alive() => worker.terminate_group(KILL_GRACE),
-        _ => false,
-    }
-}
-
-fn is_local(claim: Option<&str>) -> bool {
-    let host = crate::process::hostname();
-    claim.and_then(|c| c.rsplit_once(':')).map(|(h, _)| h == host).unwrap_or(false)
-}
-
-fn identity(pid: Option<i64>, start: Option<i64>) -> Option<ProcessId> {
-    Some(ProcessId { pid: i32::try_from(pid?).ok()?, start: u64::try_from(start?).ok()? })
-}
-
-/// The worker's identity if recorded, else the supervisor's (a supervisor that has not started its worker
-/// yet stands for it).
-fn worker_of(card: &RunningCard) -> Option<ProcessId> {
-    identity(card.run.worker_pid, card.run.worker_start)
-        .or_else(|| identity(card.run.supervisor_pid, card.run.supervisor_start))
 }
 
 /// Run one tick on one board.
@@ -213,8 +164,7 @@ pub fn tick(
     board: &Board,
     runtime: &mut PolicyRuntime,
     options: TickOptions,
-    now: i64,
-) -> Result<TickReport, DispatchError> {
+) -> anyhow::Result<TickReport> {
     let mut report =
         TickReport { board: board.slug.clone(), dry_run: options.dry_run, ..TickReport::default() };
     let Some(_lock) = try_lock(board)? else {
@@ -222,125 +172,19 @@ pub fn tick(
         return Ok(report);
     };
     let mut store = board.open_store()?;
-    let d = &board.config.dispatch;
-    let limits = BreakerLimits {
-        board_failure_limit: d.failure_limit,
-        protocol_violation_limit: d.protocol_violation_limit,
-    };
+    let host_id = home.host_id()?;
+    let mut desk = Desk::new(board, &mut store, &host_id);
+    desk.store.touch_host(
+        &host_id,
+        &crate::process::hostname(),
+        i64::from(std::process::id()),
+        clock::now(),
+    )?;
 
-    // 2-5: walk the running cards once.
-    for card in store.running_cards()? {
-        let task_id = card.task.id.clone();
-        let run_id = card.run.id;
-        let local = is_local(card.task.claim_lock.as_deref());
-        let exited = card.run.status == "exited";
+    let still_running = assess_running(&mut desk, &mut report)?;
+    report.promoted = desk.store.recompute_ready(Some(board.config.dispatch.failure_limit), clock::now())?;
+    let children = spawn_phase(home, &mut desk, runtime, &still_running, &mut report, options)?;
 
-        // 4. A recorded exit is classified first: it is the most precise fact we have.
-        if exited {
-            report.record_settled(&settle_exit(&mut store, &card, limits, now)?);
-            continue;
-        }
-        let started = card.run.started_at;
-        let supervisor = identity(card.run.supervisor_pid, card.run.supervisor_start);
-        let worker = worker_of(&card);
-        let alive = local && worker.is_some_and(|w| w.is_alive());
-
-        // 2. Stale claims.
-        if local && card.task.claim_expires.is_some_and(|exp| exp < now) {
-            let heartbeat_age = card.task.last_heartbeat_at.map(|hb| now - hb);
-            let heartbeat_stale = heartbeat_age.is_some_and(|age| age > d.heartbeat_stale_seconds);
-            if alive && !heartbeat_stale {
-                if store.extend_claim(&task_id, run_id, now + d.claim_ttl_seconds, now)? {
-                    report.claims_extended.push(task_id);
-                }
-                continue;
-            }
-            if !alive && supervisor.is_some_and(|s| s.is_alive()) {
-                continue; // the worker just ended; its supervisor is recording the exit for the next tick
-            }
-            if alive && let Some(w) = worker {
-                w.terminate_group(KILL_GRACE);
-            }
-            // A claim lost before any supervisor was recorded (the dispatcher died mid-spawn) waits for the
-            // crash grace below; everything else is reclaimed now.
-            if supervisor.is_some() || worker.is_some() {
-                let settled = store.settle_run(&task_id, run_id, Settlement::new(Outcome::Reclaimed, if alive { "heartbeat stale" } else { "worker gone" }, json!({"heartbeat_stale": heartbeat_stale, "worker_alive": alive, "heartbeat_age": heartbeat_age})), limits, now)?;
-                report.record_settled(&settled);
-                continue;
-            }
-        }
-
-        // 3. Crash detection: supervisor and worker both gone, and the run is past its crash grace.
-        if local && now - started >= d.crash_grace_seconds {
-            let supervisor_alive = supervisor.is_some_and(|s| s.is_alive());
-            if supervisor.is_none() && worker.is_none() {
-                let settled = store.settle_run(
-                    &task_id,
-                    run_id,
-                    Settlement::new(
-                        Outcome::SpawnLost,
-                        "the dispatcher stopped before the supervisor started",
-                        json!({}),
-                    ),
-                    limits,
-                    now,
-                )?;
-                report.record_settled(&settled);
-                continue;
-            }
-            if !supervisor_alive && !alive {
-                let settled = store.settle_run(
-                    &task_id,
-                    run_id,
-                    Settlement::new(
-                        Outcome::Crashed,
-                        "the worker and its supervisor are gone without a recorded exit",
-                        json!({"supervisor_pid": card.run.supervisor_pid, "worker_pid": card.run.worker_pid}),
-                    ),
-                    limits,
-                    now,
-                )?;
-                report.record_settled(&settled);
-                continue;
-            }
-        }
-
-        // 5. max_runtime, then the stale-running requeue.
-        if let Some(max) = card.task.max_runtime_seconds
-            && now - started > max
-        {
-            if alive && let Some(w) = worker {
-                w.terminate_group(KILL_GRACE);
-            }
-            let settled = store.settle_run(
-                &task_id,
-                run_id,
-                Settlement::new(
-                    Outcome::TimedOut,
-                    format!("ran longer than max_runtime ({max}s)"),
-                    json!({"max_runtime_seconds": max, "ran_seconds": now - started}),
-                ),
-                limits,
-                now,
-            )?;
-            report.record_settled(&settled);
-            continue;
-        }
-        let silent_since = card.task.last_heartbeat_at.unwrap_or(started);
-        if d.stale_timeout_seconds > 0 && now - silent_since > d.stale_timeout_seconds {
-            if alive && let Some(w) = worker {
-                w.terminate_group(KILL_GRACE);
-            }
-            let settled = store.settle_run(&task_id, run_id, Settlement::new(Outcome::Stale, format!("no heartbeat for {}s", now - silent_since), json!({"silent_seconds": now - silent_since, "stale_timeout_seconds": d.stale_timeout_seconds})), limits, now)?;
-            report.record_settled(&settled);
-        }
-    }
-
-    // 6. Ready recomputation.
-    report.promoted = store.recompute_ready(Some(d.failure_limit), now)?;
-
-    // 7. Spawn within caps.
-    let children = spawn_phase(home, board, runtime, &mut store, &mut report, options, now)?;
     if options.wait && !children.is_empty() {
         for (task_id, mut child) in children {
             if let Err(e) = child.wait() {
@@ -348,256 +192,339 @@ pub fn tick(
             }
         }
         // Settle what the workers we waited for left behind (their supervisors recorded the exits).
-        let waited = tick_settle_only(&mut store, limits, now)?;
-        for settled in waited {
-            report.record_settled(&settled);
+        let mut waited = TickReport::default();
+        assess_running(&mut desk, &mut waited)?;
+        for (theirs, ours) in [
+            (&waited.crashed, &mut report.crashed),
+            (&waited.protocol_violations, &mut report.protocol_violations),
+            (&waited.rate_limited, &mut report.rate_limited),
+            (&waited.config_errors, &mut report.config_errors),
+            (&waited.timed_out, &mut report.timed_out),
+            (&waited.stale, &mut report.stale),
+            (&waited.reclaimed, &mut report.reclaimed),
+            (&waited.auto_blocked, &mut report.auto_blocked),
+        ] {
+            ours.extend(theirs.iter().cloned());
         }
     }
-    report.running = store.running_cards()?.len();
+    report.running = desk.store.running_cards()?.len();
     Ok(report)
 }
 
-/// Classify every recorded exit (used after `--wait`).
-fn tick_settle_only(
-    store: &mut Store,
-    limits: BreakerLimits,
-    now: i64,
-) -> Result<Vec<Settled>, DispatchError> {
-    let mut out = Vec::new();
-    for card in store.running_cards()? {
-        if card.run.status == "exited" {
-            out.push(settle_exit(store, &card, limits, now)?);
+/// Step 2: assess and act on every running card. Returns the cards still running, by profile.
+fn assess_running(desk: &mut Desk, report: &mut TickReport) -> anyhow::Result<BTreeMap<String, usize>> {
+    let d = &desk.board.config.dispatch;
+    let limits = d.limits();
+    let table = ProcessTable::snapshot();
+    let hosts: BTreeMap<String, i64> = desk.store.hosts()?.into_iter().map(|h| (h.id, h.last_seen)).collect();
+    let mut still_running: BTreeMap<String, usize> = BTreeMap::new();
+    for card in desk.store.running_cards()? {
+        let seen = observe(desk, &card, &table, &hosts);
+        let now = clock::now();
+        let id = card.task.id.clone();
+        let mut left_running = false;
+        match liveness::assess(&card.task, &card.run, &seen, d, now) {
+            Assessment::Nothing => {}
+            Assessment::Extend => {
+                if desk.store.extend_claim(&id, card.run.id, now + d.claim_ttl_seconds, now)? {
+                    report.claims_extended.push(id.clone());
+                }
+            }
+            Assessment::Advance => {
+                if let ops::stop::Advance::Finished(_) =
+                    ops::stop::advance(desk, &card, &table, seen.host_lost)?
+                {
+                    left_running = true;
+                }
+            }
+            Assessment::StopLeftovers => {
+                // Its supervisor is gone and already gave them SIGTERM and the grace, or died trying.
+                if let Some(session) = ops::stop::session_of(&card.run) {
+                    crate::process::signal_all(&table.members(session.leader), Signal::SIGKILL);
+                }
+            }
+            Assessment::RecoverExit => {
+                ops::supervise::recover_exit(desk, &id, card.run.id)?;
+                let run = desk.store.get_run(card.run.id)?;
+                if let Some(settled) = desk.store.settle(
+                    &id,
+                    run.id,
+                    lifecycle::settle_exit(&run),
+                    false,
+                    limits,
+                    clock::now(),
+                )? {
+                    report.record_settled(&settled);
+                    left_running = true;
+                }
+            }
+            Assessment::Classify => {
+                let verdict = lifecycle::settle_exit(&card.run);
+                if let Some(settled) = desk.store.settle(&id, card.run.id, verdict, false, limits, now)? {
+                    report.record_settled(&settled);
+                    left_running = true;
+                }
+            }
+            Assessment::Stop { verdict, reason } => {
+                let outcome = verdict.run_outcome().unwrap_or(Outcome::Reclaimed);
+                if ops::stop::request(desk, &card, verdict, &reason)? {
+                    report.record_outcome(&id, outcome, false);
+                    report.stopping.push(id.clone());
+                }
+            }
+            Assessment::Settle { verdict, unless_exited } => {
+                if let Some(settled) =
+                    desk.store.settle(&id, card.run.id, verdict, unless_exited, limits, now)?
+                {
+                    report.record_settled(&settled);
+                    left_running = true;
+                }
+            }
+        }
+        if !left_running && let Some(profile) = card.run.profile.clone() {
+            *still_running.entry(profile).or_default() += 1;
         }
     }
-    Ok(out)
+    Ok(still_running)
 }
 
-/// Settle a run whose supervisor recorded the worker's exit: the exit code decides the outcome.
-fn settle_exit(
-    store: &mut Store,
-    card: &RunningCard,
-    limits: BreakerLimits,
-    now: i64,
-) -> Result<Settled, DispatchError> {
-    let (code, signal) = (card.run.exit_code, card.run.exit_signal);
-    let outcome = Outcome::from_exit(code, signal);
-    let detail = json!({"exit_code": code, "signal": signal});
-    // The worker's last line says why it failed, in its own words; the auth/quota guard and `show` read it
-    // in the error. A rate-limited exit already says why by its code (and has its own cooldown, which the
-    // guard's longer auth window must not stretch): for it the line stays in the run's metadata and the
-    // `worker_exited` event. An exit 0 did not fail; the supervisor records no line for it.
-    let last_output = card.run.metadata.as_ref().and_then(|m| m["last_output"].as_str());
-    let error = match last_output {
-        Some(line) if matches!(outcome, Outcome::Crashed | Outcome::ConfigError) => {
-            format!("{}: {line}", exit_error(outcome, code, signal))
+/// What the tick can see of a running card's attempt outside the store.
+fn observe(desk: &Desk, card: &RunningCard, table: &ProcessTable, hosts: &BTreeMap<String, i64>) -> Observed {
+    let run = &card.run;
+    let claim_host = run.host_id.as_deref().or(card.task.claim_host.as_deref());
+    let local = desk.is_local(claim_host, card.task.claim_lock.as_deref());
+    let now = clock::now();
+    let claim_expired = card.task.claim_expires.is_some_and(|exp| exp < now);
+    let host_lost = !local
+        && claim_expired
+        && claim_host
+            .and_then(|h| hosts.get(h))
+            .is_none_or(|seen| *seen < card.task.claim_expires.unwrap_or(0));
+    let supervisor = ProcessId::from_parts(run.supervisor_pid, run.supervisor_start);
+    let (supervisor_alive, workers_alive) = match supervisor.filter(|_| local) {
+        Some(leader) => {
+            let members = table.members(leader);
+            (members.contains(&leader), members.iter().any(|p| *p != leader))
         }
-        _ => exit_error(outcome, code, signal),
+        None => (false, false),
     };
-    let settlement = Settlement::new(outcome, error, detail);
-    Ok(store.settle_run(&card.task.id, card.run.id, settlement, limits, now)?)
-}
-
-fn exit_error(outcome: Outcome, code: Option<i64>, signal: Option<i64>) -> String {
-    match (outcome, code, signal) {
-        (Outcome::ProtocolViolation, _, _) => "exited 0 without kanban complete or kanban block".into(),
-        (Outcome::RateLimited, _, _) => "exit 75: rate limited (EX_TEMPFAIL)".into(),
-        (Outcome::ConfigError, _, _) => "exit 78: configuration error (EX_CONFIG)".into(),
-        (_, _, Some(sig)) => format!("killed by signal {sig}"),
-        (_, Some(code), _) => format!("exit {code}"),
-        _ => "unknown exit".into(),
+    Observed {
+        local,
+        host_lost,
+        supervisor_known: supervisor.is_some(),
+        supervisor_alive,
+        workers_alive,
+        exit_file: local
+            && run.exit().is_none()
+            && crate::worker::read_exit_file(desk.board, &card.task.id, run.id).is_some(),
     }
 }
 
-/// One card the spawn plan decided to start.
-struct Planned {
-    task: crate::store::Task,
-    profile: String,
+/// The plan's questions, answered by the board's policies; one context record per card serves both.
+struct PolicyAsk<'h, 's> {
+    host: PolicyHost<'h>,
+    store: &'s mut Store,
+    /// The context of the card asked about last (routing, then guarding, ask about the same card).
+    cached: Option<PolicyContext>,
 }
 
+impl PolicyAsk<'_, '_> {
+    fn context(
+        &mut self,
+        task: &Task,
+        running: &BTreeMap<String, usize>,
+    ) -> anyhow::Result<&mut PolicyContext> {
+        let now = clock::now();
+        if self.cached.as_ref().is_none_or(|c| c.card.id != task.id) {
+            self.cached = Some(self.host.context(self.store, &task.id, running, now)?);
+        }
+        let ctx = self.cached.as_mut().expect("built above");
+        // The plan may have routed the card this tick, and the profiles' loads change as it plans.
+        self.host.refresh(ctx, task.assignee.as_deref(), running, now);
+        Ok(ctx)
+    }
+}
+
+impl plan::Ask for PolicyAsk<'_, '_> {
+    fn route(
+        &mut self,
+        task: &Task,
+        running: &BTreeMap<String, usize>,
+    ) -> anyhow::Result<Option<(String, String)>> {
+        if !self.host.has(PolicyKind::Routing) {
+            return Ok(None);
+        }
+        self.context(task, running)?;
+        let ctx = self.cached.as_mut().expect("built above");
+        Ok(self.host.route(self.store, ctx)?)
+    }
+
+    fn guard(
+        &mut self,
+        task: &Task,
+        running: &BTreeMap<String, usize>,
+    ) -> anyhow::Result<(GuardDecision, String)> {
+        self.context(task, running)?;
+        let ctx = self.cached.as_mut().expect("built above");
+        Ok(self.host.guard(self.store, ctx)?)
+    }
+}
+
+/// Step 4: plan the spawns, then (unless dry-run) claim and start them.
 fn spawn_phase(
     home: &Home,
-    board: &Board,
+    desk: &mut Desk,
     runtime: &mut PolicyRuntime,
-    store: &mut Store,
+    running: &BTreeMap<String, usize>,
     report: &mut TickReport,
     options: TickOptions,
-    now: i64,
-) -> Result<Vec<(String, std::process::Child)>, DispatchError> {
+) -> anyhow::Result<Vec<(String, std::process::Child)>> {
+    let board = desk.board;
     let d = &board.config.dispatch;
-    let mut policies = TickPolicies::new(runtime, home);
-    let running = store.running_cards()?;
-    let mut total = running.len();
-    let mut per_profile: BTreeMap<String, usize> = BTreeMap::new();
-    for card in &running {
-        if let Some(a) = &card.task.assignee {
-            *per_profile.entry(a.clone()).or_default() += 1;
+    let candidates: Vec<plan::Candidate> = desk
+        .store
+        .dispatch_candidates()?
+        .into_iter()
+        .map(|task| {
+            let (lane, profile) = match task.status {
+                Status::Review => {
+                    (Lane::Review, task.reviewer.clone().or_else(|| board.config.review.reviewer.clone()))
+                }
+                _ => (Lane::Work, task.assignee.clone()),
+            };
+            plan::Candidate { task, lane, profile }
+        })
+        .collect();
+    let caps = plan::Caps {
+        board: d.max_in_progress as usize,
+        profiles: board
+            .config
+            .profiles
+            .iter()
+            .map(|(name, p)| {
+                (name.clone(), p.max_in_progress.or(d.max_in_progress_per_profile).map(|c| c as usize))
+            })
+            .collect(),
+    };
+    let kinds = [PolicyKind::RespawnGuard, PolicyKind::Routing];
+    let host = PolicyHost::new(runtime, home, board, &kinds, options.dry_run);
+    let mut ask = PolicyAsk { host, store: desk.store, cached: None };
+    let planned = plan::plan(candidates, running, &caps, &mut ask)?;
+    report.policy_errors = ask.host.finish(ask.store, clock::now())?;
+    let plan::Plan {
+        start: starts,
+        auto_assigned,
+        blocked,
+        guarded,
+        skipped_unassigned,
+        skipped_nonspawnable,
+        awaiting_review,
+        skipped_per_profile_capped,
+        skipped_board_capped,
+        pending,
+    } = planned;
+    report.respawn_guarded = guarded;
+    report.skipped_unassigned = skipped_unassigned;
+    report.skipped_nonspawnable = skipped_nonspawnable;
+    report.awaiting_review = awaiting_review;
+    report.skipped_per_profile_capped = skipped_per_profile_capped;
+    report.skipped_board_capped = skipped_board_capped;
+    report.pending = pending;
+    let mut unrouted = std::collections::BTreeSet::new();
+    for a in auto_assigned {
+        if options.dry_run || desk.store.assign_by_policy(&a.task_id, &a.assignee, &a.policy, clock::now())? {
+            report.auto_assigned.push(a);
+        } else {
+            unrouted.insert(a.task_id); // the card changed under us; the next tick sees it fresh
         }
     }
-    let board_cap = d.max_in_progress as usize;
-    let mut plan: Vec<Planned> = Vec::new();
-    for (task_id, assignee) in store.dispatch_candidates()? {
-        // The board cap comes first: a capped card is reported and costs nothing more (no routing writes,
-        // no policy calls), which keeps a tick on a board with thousands of ready cards cheap.
-        if total >= board_cap {
-            report.skipped_board_capped.push(task_id);
-            report.pending += 1;
-            continue;
+    for (id, reason, policy) in blocked {
+        if options.dry_run || desk.store.block_by_policy(&id, &reason, &policy, clock::now())? {
+            report.auto_blocked.push(id);
         }
-        if let Some(a) = &assignee
-            && !board.config.profiles.contains_key(a)
-        {
-            report.skipped_nonspawnable.push(task_id);
-            continue;
-        }
-        let mut task = store.get_task(&task_id)?;
-        // Routing: an unassigned card goes to the board's router.
-        if task.assignee.is_none() {
-            match policies.route(board, store, &task, &per_profile, report, now)? {
-                Some((profile, policy)) => {
-                    if !board.config.profiles.contains_key(&profile) {
-                        report.policy_errors.push(PolicyFailure {
-                            policy,
-                            task_id: Some(task.id.clone()),
-                            error: format!("routed to '{profile}', which is not a profile of this board"),
-                        });
-                        report.skipped_unassigned.push(task.id.clone());
-                        continue;
-                    }
-                    if !options.dry_run && !store.assign_by_policy(&task.id, &profile, &policy, now)? {
-                        continue; // changed under us; the next tick sees it fresh
-                    }
-                    report.auto_assigned.push(AutoAssigned {
-                        task_id: task.id.clone(),
-                        assignee: profile.clone(),
-                        policy,
-                    });
-                    task.assignee = Some(profile);
-                }
-                None => {
-                    report.skipped_unassigned.push(task.id.clone());
-                    continue;
-                }
-            }
-        }
-        let profile = task.assignee.clone().unwrap_or_default();
-        let Some(profile_cfg) = board.config.profiles.get(&profile) else {
-            report.skipped_nonspawnable.push(task.id.clone());
-            continue;
-        };
-        // Per-profile caps: running cards from before this tick count, and so do the ones planned so far.
-        let cap = profile_cfg.max_in_progress.or(d.max_in_progress_per_profile).map(|c| c as usize);
-        let running_here = per_profile.get(&profile).copied().unwrap_or(0);
-        if cap.is_some_and(|c| running_here >= c) {
-            report.skipped_per_profile_capped.push(Capped {
-                task_id: task.id.clone(),
-                assignee: profile,
-                running: running_here,
-            });
-            report.pending += 1;
-            continue;
-        }
-        // Respawn guards: any defer or block wins; a failing guard is reported and allows (or defers, if
-        // the board made it fail closed).
-        let (verdict, by) = policies.guard(board, store, &task, &per_profile, report, now)?;
-        match verdict {
-            GuardDecision::Allow => {}
-            GuardDecision::Defer { reason, retry_after } => {
-                report.respawn_guarded.push(Guarded {
-                    task_id: task.id.clone(),
-                    reason,
-                    policy: by,
-                    retry_after,
-                });
-                report.pending += 1;
-                continue;
-            }
-            GuardDecision::Block { reason } => {
-                if options.dry_run || store.block_by_policy(&task.id, &reason, &by, now)? {
-                    report.auto_blocked.push(task.id.clone());
-                }
-                continue;
-            }
-        }
-        total += 1;
-        *per_profile.entry(profile.clone()).or_default() += 1;
-        plan.push(Planned { task, profile });
     }
-
-    policies.finish(board, store, now)?;
     let mut children = Vec::new();
-    let lock = claim_lock();
-    for Planned { task, profile } in plan {
-        let workspace =
-            crate::workspace::path_for(board, &task).map(|p| p.display().to_string()).unwrap_or_default();
-        if options.dry_run {
-            report.spawned.push(Spawned { task_id: task.id, assignee: profile, workspace, run_id: None });
+    let claim = desk.claim();
+    for plan::Start { task, lane, profile } in starts {
+        if unrouted.contains(&task.id) {
             continue;
         }
-        let Some(run_id) = store.claim_card(&task.id, &profile, &lock, d.claim_ttl_seconds, now)? else {
+        if options.dry_run {
+            let workspace =
+                crate::workspace::path_for(board, &task).map(|p| p.display().to_string()).unwrap_or_default();
+            report.spawned.push(Spawned {
+                task_id: task.id,
+                assignee: profile,
+                workspace,
+                run_id: None,
+                lane: lane.to_string(),
+            });
+            continue;
+        }
+        let now = clock::now();
+        let Some(run_id) = desk.store.claim_card(&task.id, &profile, &claim, d.claim_ttl_seconds, now)?
+        else {
             continue; // another dispatcher got it first
         };
-        match start(home, board, store, &task, run_id, now) {
+        match start(home, desk, &task, run_id) {
             Ok((child, workspace)) => {
                 report.spawned.push(Spawned {
                     task_id: task.id.clone(),
                     assignee: profile,
                     workspace: workspace.display().to_string(),
                     run_id: Some(run_id),
+                    lane: lane.to_string(),
                 });
                 children.push((task.id, child));
             }
-            Err(error) => {
-                let limits = BreakerLimits {
-                    board_failure_limit: d.failure_limit,
-                    protocol_violation_limit: d.protocol_violation_limit,
+            Err((outcome, error)) => {
+                if outcome == Outcome::HostError {
+                    tracing::error!(task = %task.id, %error, "the host could not start a worker; the card is requeued uncounted");
+                }
+                let verdict = Action::Settle {
+                    outcome,
+                    error: Some(error.clone()),
+                    detail: serde_json::json!({}),
+                    wedged: false,
                 };
-                let settled = store.settle_run(
-                    &task.id,
-                    run_id,
-                    Settlement::new(Outcome::SpawnFailed, &error, json!({})),
-                    limits,
-                    now,
-                )?;
+                if let Some(settled) =
+                    desk.store.settle(&task.id, run_id, verdict, false, d.limits(), clock::now())?
+                {
+                    report.record_settled(&settled);
+                }
                 report.spawn_failed.push(SpawnFailure { task_id: task.id.clone(), error });
-                report.record_settled(&settled);
             }
         }
     }
     Ok(children)
 }
 
-/// Prepare the workspace and start the supervisor for a claimed run.
+/// Prepare the workspace and start the supervisor for a claimed run. A workspace that cannot be made is
+/// the card's failure (`spawn_failed`, counted); a supervisor that cannot start is the host's
+/// (`host_error`, not counted).
 fn start(
     home: &Home,
-    board: &Board,
-    store: &mut Store,
-    task: &crate::store::Task,
+    desk: &mut Desk,
+    task: &Task,
     run_id: i64,
-    now: i64,
-) -> Result<(std::process::Child, std::path::PathBuf), String> {
-    let workspace = crate::workspace::prepare(board, task).map_err(|e| e.to_string())?;
-    if task.workspace_kind == "scratch" {
-        scratch_tip(home, store, &task.id, now);
+) -> Result<(std::process::Child, std::path::PathBuf), (Outcome, String)> {
+    let board = desk.board;
+    let workspace =
+        crate::workspace::prepare(board, task).map_err(|e| (Outcome::SpawnFailed, e.to_string()))?;
+    if task.workspace_kind == WorkspaceKind::Scratch {
+        ops::cards::scratch_tip(desk, home, &task.id);
     }
     let child = crate::worker::spawn_supervisor(home, board, &task.id, run_id)
-        .map_err(|e| format!("cannot start the supervisor: {e}"))?;
+        .map_err(|e| (Outcome::HostError, format!("cannot start the supervisor: {e}")))?;
     // The supervisor records itself too; recording here as well closes the window in which a dispatcher
     // crash would leave a live supervisor unknown to the board.
     if let Some(id) = ProcessId::of(child.id() as i32) {
-        let _ = store.record_supervision(run_id, Some((i64::from(id.pid), id.start as i64)), None, now);
+        let _ = desk.store.record_supervision(
+            run_id,
+            Some((i64::from(id.pid), id.start as i64)),
+            None,
+            clock::now(),
+        );
     }
     Ok((child, workspace))
-}
-
-/// The first scratch card of an install gets a one-time tip: its workspace is deleted on completion.
-fn scratch_tip(home: &Home, store: &mut Store, task_id: &str, now: i64) {
-    let marker = home.root().join(".scratch-tip-shown");
-    if marker.exists() {
-        return;
-    }
-    if std::fs::write(&marker, b"shown\n").is_ok() {
-        let tip = "scratch workspaces are deleted when the card completes or is archived; use --workspace dir:PATH or worktree to keep files";
-        tracing::warn!(task = %task_id, "tip: {tip}");
-        let _ = store.record_event(Some(task_id), "tip", json!({"tip": tip}), now);
-    }
 }

@@ -1,7 +1,8 @@
 //! The built-in policies: components from `plugins/`, compiled to wasm32-wasip2 by `build.rs` and
 //! embedded in the binary. They run in the same sandbox as any installed plugin.
 
-use crate::board::{PolicyKind, PolicySpec};
+use crate::board::PolicySpec;
+use crate::model::{BUILTIN_POLICIES, PolicyKind};
 
 /// `(name, kind, component bytes)` of every built-in, referenced in board.toml as `builtin:NAME`.
 pub const BUILTINS: &[(&str, PolicyKind, &[u8])] = &[
@@ -34,12 +35,8 @@ pub fn get(name: &str) -> Option<(PolicyKind, &'static [u8])> {
 /// The built-in a kind falls back to when the board lists none of that kind (and `kanban decompose` on a
 /// board without a decomposition policy).
 pub fn default_spec(kind: PolicyKind) -> PolicySpec {
-    let name = match kind {
-        PolicyKind::RespawnGuard => "respawn-guard",
-        PolicyKind::Diagnostics => "diagnostics",
-        PolicyKind::Routing => "default-assignee",
-        PolicyKind::Decompose => "checklist-decompose",
-    };
+    let name =
+        BUILTIN_POLICIES.iter().find(|(_, k)| *k == kind).map(|(n, _)| *n).expect("a built-in per kind");
     PolicySpec {
         kind,
         plugin: format!("builtin:{name}"),
@@ -47,5 +44,14 @@ pub fn default_spec(kind: PolicyKind) -> PolicySpec {
         fuel: None,
         memory_mib: None,
         on_error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_embedded_components_are_exactly_the_named_built_ins() {
+        let embedded: Vec<_> = super::BUILTINS.iter().map(|(n, k, _)| (*n, *k)).collect();
+        assert_eq!(embedded, crate::model::BUILTIN_POLICIES);
     }
 }

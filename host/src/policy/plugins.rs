@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::runtime::PolicyEngine;
-use super::{PolicyError, builtins, kind_name};
-use crate::board::{Home, PolicyKind, write_atomic};
+use super::{PolicyError, builtins};
+use crate::board::{Home, write_atomic};
+use crate::digest::sha256_hex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginStoreError {
@@ -76,10 +76,6 @@ fn write_index(home: &Home, index: &Index) -> Result<(), PluginStoreError> {
         .map_err(|e| PluginStoreError::Invalid(format!("cannot write the plugin index: {e}")))
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 fn builtin_sha(name: &str, bytes: &[u8]) -> String {
     static SHAS: OnceLock<std::sync::Mutex<BTreeMap<String, String>>> = OnceLock::new();
     let mut shas = SHAS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
@@ -132,15 +128,11 @@ pub fn install(
     let component = engine.component(&sha256, &bytes).map_err(&refuse)?;
     let shape = engine.shape(&component).map_err(&refuse)?;
     let mut policy =
-        super::LoadedPolicy::from_component(component, &sha256, shape.kind, &format!("sha256:{sha256}"));
+        super::Loaded::from_component(component, &sha256, shape.kind, &format!("sha256:{sha256}"), None);
     let info = policy.describe(engine, now).map_err(&refuse)?;
     if info.kind != shape.kind {
         return Err(refuse(PolicyError::BadOutput {
-            detail: format!(
-                "describe() says {} but it exports {}",
-                kind_name(info.kind),
-                kind_name(shape.kind)
-            ),
+            detail: format!("describe() says {} but it exports {}", info.kind, shape.kind),
         }));
     }
     let name = name.map(str::to_string).unwrap_or_else(|| info.name.clone());
@@ -158,7 +150,7 @@ pub fn install(
     let installed = Installed {
         name: name.clone(),
         sha256,
-        kind: kind_name(shape.kind).to_string(),
+        kind: shape.kind.as_str().to_string(),
         version: info.version,
         wit_version: shape.version,
         installed_at: now,
@@ -168,6 +160,48 @@ pub fn install(
     index.plugins.insert(name, installed.clone());
     write_index(home, &index)?;
     Ok(installed)
+}
+
+/// A plugin a board can name: built in, or installed.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PluginEntry {
+    /// `builtin:NAME` or the installed name.
+    pub name: String,
+    /// `builtin` or `installed`.
+    pub source: &'static str,
+    pub kind: String,
+    pub version: String,
+    pub wit_version: String,
+    pub sha256: String,
+    pub size: u64,
+    pub installed_at: Option<i64>,
+}
+
+/// The built-ins first, then the installed plugins.
+pub fn with_builtins(installed: Vec<Installed>) -> Vec<PluginEntry> {
+    let host = super::runtime::WIT_VERSION;
+    let builtins = builtins::BUILTINS.iter().map(|(name, kind, bytes)| PluginEntry {
+        name: format!("builtin:{name}"),
+        source: "builtin",
+        kind: kind.as_str().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        wit_version: format!("{}.{}.{}", host.0, host.1, host.2),
+        sha256: builtin_sha(name, bytes),
+        size: bytes.len() as u64,
+        installed_at: None,
+    });
+    builtins
+        .chain(installed.into_iter().map(|p| PluginEntry {
+            name: p.name,
+            source: "installed",
+            kind: p.kind,
+            version: p.version,
+            wit_version: p.wit_version,
+            sha256: p.sha256,
+            size: p.size,
+            installed_at: Some(p.installed_at),
+        }))
+        .collect()
 }
 
 pub fn list(home: &Home) -> Result<Vec<Installed>, PluginStoreError> {
@@ -214,15 +248,4 @@ pub fn verify(home: &Home) -> Result<Vec<Verified>, PluginStoreError> {
         out.push(Verified { name: p.name, sha256: p.sha256, status: status.into(), actual_sha256: actual });
     }
     Ok(out)
-}
-
-/// Parse a kind name as written in board.toml.
-pub fn kind_from_name(name: &str) -> Option<PolicyKind> {
-    match name {
-        "respawn-guard" => Some(PolicyKind::RespawnGuard),
-        "diagnostics" => Some(PolicyKind::Diagnostics),
-        "routing" => Some(PolicyKind::Routing),
-        "decompose" => Some(PolicyKind::Decompose),
-        _ => None,
-    }
 }

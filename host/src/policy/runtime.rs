@@ -25,7 +25,7 @@ use wasmtime_wasi::p2::{DynPollable, Pollable};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::PolicyError;
-use crate::board::PolicyKind;
+use crate::model::PolicyKind;
 
 /// Generated bindings, one module per world; all four share the `types` interface of the first.
 pub mod bindings {
@@ -99,6 +99,49 @@ pub struct Sandbox {
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The sandbox's randomness: a ChaCha20 generator the host reseeds before every call from the plugin's
+/// hash and the card being decided. A plugin that draws twice gets two different values, and the same
+/// plugin on the same card draws the same sequence every time.
+#[derive(Clone)]
+pub struct SharedRng(Arc<std::sync::Mutex<chacha20::ChaCha20Rng>>);
+
+impl Default for SharedRng {
+    fn default() -> Self {
+        use rand_core::SeedableRng;
+        SharedRng(Arc::new(std::sync::Mutex::new(chacha20::ChaCha20Rng::from_seed([0; 32]))))
+    }
+}
+
+impl SharedRng {
+    /// Start the stream for `plugin_sha256` deciding `seed` (a card id; empty for calls about no card).
+    pub fn reseed(&self, plugin_sha256: &str, seed: &str) {
+        use rand_core::SeedableRng;
+        let mut hasher = Sha256::new();
+        hasher.update(plugin_sha256.as_bytes());
+        hasher.update([0]);
+        hasher.update(seed.as_bytes());
+        let digest: [u8; 32] = hasher.finalize().into();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = chacha20::ChaCha20Rng::from_seed(digest);
+    }
+}
+
+impl rand_core::TryRng for SharedRng {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        use rand_core::Rng;
+        Ok(self.0.lock().unwrap_or_else(|p| p.into_inner()).next_u32())
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        use rand_core::Rng;
+        Ok(self.0.lock().unwrap_or_else(|p| p.into_inner()).next_u64())
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        use rand_core::Rng;
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).fill_bytes(dst);
+        Ok(())
     }
 }
 
@@ -287,7 +330,7 @@ impl PolicyEngine {
     }
 
     /// A fresh sandboxed store for one policy instance.
-    pub fn new_store(&self, limits: Limits, clock: Arc<AtomicI64>, seed: u64) -> Store<Sandbox> {
+    pub fn new_store(&self, limits: Limits, clock: Arc<AtomicI64>, rng: SharedRng) -> Store<Sandbox> {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
         let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
@@ -295,9 +338,9 @@ impl PolicyEngine {
         wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
             .wall_clock(PinnedWallClock(clock))
-            .secure_random(wasmtime_wasi::Deterministic::new(seed.to_le_bytes().repeat(4)))
-            .insecure_random(wasmtime_wasi::Deterministic::new(seed.to_be_bytes().repeat(4)))
-            .insecure_random_seed(u128::from(seed))
+            .secure_random(rng.clone())
+            .insecure_random(rng)
+            .insecure_random_seed(0)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -341,7 +384,16 @@ pub fn classify(err: wasmtime::Error, stderr: &str, limits: Limits) -> PolicyErr
     {
         return PolicyError::OutOfFuel { fuel: limits.fuel };
     }
-    let detail = format!("{err:#}");
+    // The error's chain without the wasm backtrace, which goes to the debug log with everything past the
+    // first line.
+    let full = format!("{err:#}");
+    let chain: Vec<String> = err
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
+        .collect();
+    tracing::debug!(error = %full, "policy call failed");
+    let detail = super::instance::first_line(&chain.join(": "));
     if let Some(at) = stderr.find("panicked at") {
         // "thread '<unnamed>' panicked at src/lib.rs:10:5:\nthe message"
         let after = &stderr[at..];
@@ -349,7 +401,7 @@ pub fn classify(err: wasmtime::Error, stderr: &str, limits: Limits) -> PolicyErr
         let message: String = message.lines().take(5).collect::<Vec<_>>().join("\n");
         return PolicyError::Panic { message: message.trim().chars().take(2000).collect() };
     }
-    let lower = detail.to_lowercase();
+    let lower = full.to_lowercase();
     if lower.contains("forcing trap when growing memory")
         || lower.contains("forcing a memory growth failure")
         || lower.contains("memory allocation of")
@@ -358,7 +410,7 @@ pub fn classify(err: wasmtime::Error, stderr: &str, limits: Limits) -> PolicyErr
     {
         return PolicyError::Memory { limit: limits.memory_bytes };
     }
-    PolicyError::Trap { detail: detail.chars().take(2000).collect() }
+    PolicyError::Trap { detail }
 }
 
 /// Is a plugin built against `version` loadable by this host? Same major; for 0.x, also the same minor.

@@ -8,11 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 
-use super::tasks::append_event;
+use super::cards::append_event;
 use super::{Result, Store};
 
 /// Event kinds that only say "still alive" or "this happened to the host": pruned on any card once old.
@@ -91,20 +90,14 @@ impl Store {
             Ok(prune)
         })
     }
-
-    /// A card's status, or `None` when no such card exists (never created, or deleted for good).
-    pub fn task_status(&mut self, id: &str) -> Result<Option<String>> {
-        self.read(|tx| {
-            Ok(tx
-                .query_row("SELECT status FROM tasks WHERE id = ?1", params![id], |r| r.get(0))
-                .optional()?)
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::breaker::BreakerLimits;
+    use crate::lifecycle::{Action, Actor};
+    use crate::model::Status;
     use crate::store::NewTask;
 
     fn store() -> (tempfile::TempDir, Store) {
@@ -126,7 +119,7 @@ mod tests {
         store.record_event(Some(&kept), "heartbeat", json!({}), 100).unwrap();
         store.record_event(Some(&kept), "heartbeat", json!({}), 5_000).unwrap(); // recent: stays
         store.record_event(None, "dispatcher_health", json!({}), 100).unwrap();
-        store.archive(&gone, 100).unwrap();
+        store.apply(&gone, Actor::Operator, &Action::Archive, BreakerLimits::default(), 100).unwrap();
         store.delete_archived(&gone, 200).unwrap();
 
         let dry = store.prune_events(1_000, 900, &FilesRemoved::default(), true, 6_000).unwrap();
@@ -161,7 +154,7 @@ mod tests {
     fn task_status_is_none_for_unknown_cards() {
         let (_dir, mut store) = store();
         let id = store.create_task(&NewTask { title: "x".into(), ..Default::default() }, 1).unwrap().0.id;
-        assert_eq!(store.task_status(&id).unwrap().as_deref(), Some("ready"));
+        assert_eq!(store.task_status(&id).unwrap(), Some(Status::Ready));
         assert_eq!(store.task_status("t_00000000").unwrap(), None);
     }
 }

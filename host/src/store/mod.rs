@@ -1,28 +1,38 @@
 //! The board's durable state: the only code that writes SQL.
 //!
-//! Every state change is one `BEGIN IMMEDIATE` transaction ([`Store::write`]) that loads the card, checks its
-//! precondition, writes the row(s) with a compare-and-set on the status it read, appends its event, and
-//! commits. Callers never hold a transaction across a process spawn or a plugin call. This module knows
-//! nothing of board.toml, processes or plugins: limits and "now" are passed in.
+//! Every state change is one `BEGIN IMMEDIATE` transaction ([`Store::write`]) that loads the card, asks the
+//! rules ([`crate::lifecycle`], [`crate::breaker`]) what the change is, writes it with a compare-and-set on
+//! what it read, appends its events, and commits. The store decides no rule itself: it loads, checks by
+//! compare-and-set, appends and commits. Callers never hold a transaction across a process spawn or a
+//! plugin call. This module knows nothing of board.toml, processes or plugins: limits and "now" are passed
+//! in.
 
+mod cards;
 mod conn;
-mod dispatch;
 mod gc;
-mod model;
 mod policy;
+pub(crate) mod rows;
+mod runs;
 mod schema;
-mod tasks;
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+pub use cards::{Applied, EditTask, ListSort, NewTask, Stats, TaskDetail, TaskFilter, new_task_id};
 pub use conn::{BUSY_TIMEOUT, check_not_torn, open_connection, quarantine};
-pub use dispatch::{BreakerLimits, Outcome, Quarantined, RunningCard, Settled, Settlement};
 pub use gc::{EventPrune, FilesRemoved};
-pub use model::*;
+pub use policy::{PolicyTick, Quarantined};
+pub use runs::{HostSeen, RunningCard, Settled};
 pub use schema::SCHEMA_VERSION;
-pub use tasks::{EditTask, ListSort, NewTask, PromoteOutcome, Stats, TaskDetail, TaskFilter, new_task_id};
+
+/// Who holds a claim: `lock` is `<hostname>:<pid>` of the dispatcher (for people), `host` the host id that
+/// decides whether a claim is this host's to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub lock: String,
+    pub host: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

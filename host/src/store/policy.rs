@@ -1,14 +1,138 @@
-//! Store operations for policy results: applying a decomposition, and keeping the latest findings.
+//! Store operations for policies: each policy's health on the board (failing ticks in a row, quarantine),
+//! the latest diagnostics findings, and applying a decomposition.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 
-use super::model::Task;
-use super::tasks::{append_event, insert_child, insert_link, load};
+use super::cards::{append_event, insert_link, load};
 use super::{Result, Store, StoreError};
-use crate::policy::{ChildSpec, Finding};
+use crate::model::{ChildSpec, Finding, PolicyKey, Status, Task, WorkspaceKind};
+
+/// A policy quarantined on a board.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    pub key: PolicyKey,
+    pub failures: i64,
+    pub since: i64,
+    pub last_error: Option<String>,
+}
+
+/// One policy's result for one tick: `None` when every call succeeded, else the first error.
+#[derive(Debug, Clone)]
+pub struct PolicyTick {
+    pub key: PolicyKey,
+    pub error: Option<String>,
+}
 
 impl Store {
+    /// Is the policy under `key` quarantined on this board? A quarantine set under another board.toml (the
+    /// board was edited since) no longer holds; with `lift` it is also deleted (a dry run passes false and
+    /// changes nothing).
+    pub fn policy_quarantined(
+        &mut self,
+        key: &PolicyKey,
+        config_hash: &str,
+        lift: bool,
+    ) -> Result<Option<i64>> {
+        let id = key.id();
+        let read = |tx: &rusqlite::Transaction| -> Result<Option<(i64, Option<i64>, String)>> {
+            Ok(tx
+                .query_row(
+                    "SELECT failures, quarantined_at, config_hash FROM policy_health WHERE id = ?1",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?)
+        };
+        let row = self.read(read)?;
+        match row {
+            Some((failures, Some(_), hash)) if hash == config_hash => Ok(Some(failures)),
+            Some((_, Some(_), _)) if lift => self.write(|tx| {
+                tx.execute(
+                    "DELETE FROM policy_health WHERE id = ?1 AND config_hash <> ?2",
+                    params![id, config_hash],
+                )?;
+                Ok(None)
+            }),
+            _ => Ok(None),
+        }
+    }
+
+    /// Record one tick's result for each policy asked, in one transaction. After `limit` failing ticks in a
+    /// row a policy is quarantined, with a `policy_quarantined` event. Returns the keys quarantined now.
+    pub fn record_policy_ticks(
+        &mut self,
+        ticks: &[PolicyTick],
+        limit: i64,
+        config_hash: &str,
+        now: i64,
+    ) -> Result<Vec<PolicyKey>> {
+        if ticks.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|tx| {
+            let mut quarantined = Vec::new();
+            for PolicyTick { key, error } in ticks {
+                let id = key.id();
+                let Some(error) = error else {
+                    tx.execute("DELETE FROM policy_health WHERE id = ?1 AND quarantined_at IS NULL", [&id])?;
+                    continue;
+                };
+                tx.execute(
+                    "INSERT INTO policy_health (id, failures, config_hash, last_error, updated_at, entry, reference, sha256)
+                     VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT(id) DO UPDATE SET failures = failures + 1, config_hash = ?2, last_error = ?3, updated_at = ?4",
+                    params![id, config_hash, error, now, key.entry.map(|e| e as i64), key.reference, key.sha256],
+                )?;
+                let failures: i64 =
+                    tx.query_row("SELECT failures FROM policy_health WHERE id = ?1", [&id], |r| r.get(0))?;
+                if failures >= limit {
+                    let n = tx.execute(
+                        "UPDATE policy_health SET quarantined_at = ?1 WHERE id = ?2 AND quarantined_at IS NULL",
+                        params![now, id],
+                    )?;
+                    if n == 1 {
+                        append_event(
+                            tx,
+                            None,
+                            None,
+                            "policy_quarantined",
+                            json!({"policy": key.reference, "key": id, "failures": failures, "last_error": error}),
+                            now,
+                        )?;
+                        quarantined.push(key.clone());
+                    }
+                }
+            }
+            Ok(quarantined)
+        })
+    }
+
+    /// Quarantined policies of this board.
+    pub fn quarantined_policies(&mut self) -> Result<Vec<Quarantined>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT entry, reference, sha256, failures, quarantined_at, last_error FROM policy_health
+                 WHERE quarantined_at IS NOT NULL ORDER BY id",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Quarantined {
+                        key: PolicyKey {
+                            entry: r.get::<_, Option<i64>>(0)?.map(|e| e as usize),
+                            reference: r.get(1)?,
+                            sha256: r.get(2)?,
+                        },
+                        failures: r.get(3)?,
+                        since: r.get(4)?,
+                        last_error: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+    }
+
     /// Split a triage card into children in one transaction: each child is created (inheriting the
     /// root's workspace kind and path unless it overrides them; an override keeps the root's path only
     /// when the kinds match), sibling dependencies are linked, and the root moves to `todo`, waiting on
@@ -22,22 +146,28 @@ impl Store {
     ) -> Result<Vec<String>> {
         self.write(|tx| {
             let root: Task = load(tx, root_id)?;
-            if root.status != "triage" {
+            if root.status != Status::Triage {
                 return Err(StoreError::Refused(format!("card {root_id} is {}; only triage cards are decomposed", root.status)));
             }
             let mut ids: Vec<String> = Vec::with_capacity(children.len());
             for (i, child) in children.iter().enumerate() {
-                let (kind, path) = match &child.workspace {
-                    None => (root.workspace_kind.clone(), root.workspace_path.clone()),
-                    Some((kind, Some(path))) => (kind.clone(), Some(path.clone())),
-                    Some((kind, None)) if *kind == root.workspace_kind => (kind.clone(), root.workspace_path.clone()),
-                    Some((kind, None)) => (kind.clone(), None),
-                };
-                if kind == "dir" && path.is_none() {
+                let (kind, path) = crate::lifecycle::child_workspace(&root, child);
+                if kind == WorkspaceKind::Dir && path.is_none() {
                     return Err(StoreError::Invalid(format!("child {i} asks for a dir workspace without a path")));
                 }
-                let status = if child.depends_on.is_empty() { "ready" } else { "todo" };
-                let id = insert_child(tx, &root, child, &kind, path.as_deref(), status, now)?;
+                let status = if child.depends_on.is_empty() { Status::Ready } else { Status::Todo };
+                let new = super::NewTask {
+                    title: child.title.clone(),
+                    body: child.body.clone(),
+                    assignee: child.assignee.clone().or_else(|| root.assignee.clone()),
+                    priority: child.priority,
+                    tenant: root.tenant.clone(),
+                    workspace_kind: Some(kind),
+                    workspace_path: path,
+                    created_by: Some(format!("decompose:{}", root.id)),
+                    ..super::NewTask::default()
+                };
+                let id = super::cards::insert_with_fresh_id(tx, &new, &new.title, kind, status, now)?;
                 for dep in &child.depends_on {
                     insert_link(tx, &ids[*dep], &id, now)?;
                 }
@@ -46,7 +176,7 @@ impl Store {
                     Some(&id),
                     None,
                     "created",
-                    json!({"status": status, "assignee": child.assignee, "decomposed_from": root_id, "policy": policy}),
+                    json!({"status": status, "assignee": new.assignee, "decomposed_from": root_id, "policy": policy}),
                     now,
                 )?;
                 ids.push(id);
@@ -150,7 +280,7 @@ mod tests {
             body: String::new(),
             assignee: None,
             priority: 0,
-            workspace: workspace.map(|(k, p)| (k.to_string(), p.map(str::to_string))),
+            workspace: workspace.map(|(k, p)| (WorkspaceKind::parse(k).unwrap(), p.map(str::to_string))),
             depends_on,
         }
     }
@@ -162,7 +292,7 @@ mod tests {
         let root = NewTask {
             title: "root".into(),
             triage: true,
-            workspace_kind: "dir".into(),
+            workspace_kind: Some(WorkspaceKind::Dir),
             workspace_path: Some("/srv/app".into()),
             assignee: Some("coder".into()),
             ..NewTask::default()
@@ -176,11 +306,11 @@ mod tests {
             child("scratch", Some(("scratch", None)), vec![]),
         ];
         let ids = store.apply_decomposition(&root.id, &children, "test", 2).unwrap();
-        let got: Vec<(String, Option<String>, String)> = ids
+        let got: Vec<(&str, Option<String>, &str)> = ids
             .iter()
             .map(|id| {
                 let t = store.get_task(id).unwrap();
-                (t.workspace_kind, t.workspace_path, t.status)
+                (t.workspace_kind.as_str(), t.workspace_path, t.status.as_str())
             })
             .collect();
         let want = [
@@ -191,7 +321,7 @@ mod tests {
             ("scratch", None, "ready"),
         ];
         for (got, want) in got.iter().zip(want) {
-            assert_eq!((got.0.as_str(), got.1.as_deref(), got.2.as_str()), want);
+            assert_eq!((got.0, got.1.as_deref(), got.2), want);
         }
         assert_eq!(
             store.get_task(&ids[0]).unwrap().assignee.as_deref(),
@@ -200,7 +330,7 @@ mod tests {
         );
         assert_eq!(store.parents(&ids[1]).unwrap()[0].id, ids[0], "sibling dependency");
         let root_after = store.get_task(&root.id).unwrap();
-        assert_eq!(root_after.status, "todo");
+        assert_eq!(root_after.status, Status::Todo);
         assert_eq!(store.parents(&root.id).unwrap().len(), 5, "the root waits on every child");
         // Not triage any more: a second decomposition is refused and changes nothing.
         assert!(store.apply_decomposition(&root.id, &children, "test", 3).is_err());
@@ -217,7 +347,7 @@ mod tests {
             .unwrap();
         let children = [child("fine", None, vec![]), child("no path", Some(("dir", None)), vec![])];
         assert!(store.apply_decomposition(&root.id, &children, "test", 2).is_err());
-        assert_eq!(store.get_task(&root.id).unwrap().status, "triage");
+        assert_eq!(store.get_task(&root.id).unwrap().status, Status::Triage);
         assert_eq!(
             store.list_tasks(&crate::store::TaskFilter::default()).unwrap().len(),
             1,

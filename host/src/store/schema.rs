@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever [`TABLES`] or [`INDEXES`] change. Files at this version skip the migration entirely, so
 /// opening a board stays cheap for the short-lived commands workers run.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 pub struct Table {
     pub name: &'static str,
@@ -69,6 +69,14 @@ pub const TABLES: &[Table] = &[
             ("block_sticky", "INTEGER NOT NULL DEFAULT 0"),
             // Exits 0 without complete/block, in a row (the protocol-violation breaker).
             ("protocol_violations", "INTEGER NOT NULL DEFAULT 0"),
+            // The host id of the dispatcher holding the claim (claim_lock names its hostname and pid).
+            ("claim_host", "TEXT"),
+            // Requeues of a silent (wedged) worker in a row (the wedged-worker breaker).
+            ("stale_reclaims", "INTEGER NOT NULL DEFAULT 0"),
+            // The profile the review lane dispatches the card to.
+            ("reviewer", "TEXT"),
+            // `promote --force` waived the open-parent check, completion included.
+            ("parents_waived", "INTEGER NOT NULL DEFAULT 0"),
         ],
     },
     Table {
@@ -125,6 +133,27 @@ pub const TABLES: &[Table] = &[
             ("exit_signal", "INTEGER"),
             ("exited_at", "INTEGER"),
             ("turn", "INTEGER NOT NULL DEFAULT 1"),
+            // The lane it was dispatched from (`work` from ready, `review` from review).
+            ("lane", "TEXT NOT NULL DEFAULT 'work'"),
+            // The directory the worker ran in, and the host that claimed it.
+            ("workspace", "TEXT"),
+            ("host_id", "TEXT"),
+            // A requested stop: when (real wall-clock seconds) and what the card does once the attempt's
+            // processes are gone (a lifecycle action as JSON).
+            ("stop_requested_at", "INTEGER"),
+            ("stop_action", "TEXT"),
+        ],
+    },
+    // The dispatchers working this board, by host id: their last sign of life. A claim naming a host whose
+    // sign of life is older than the claim's expiry is reclaimed by any live host.
+    Table {
+        name: "hosts",
+        key: Key::TextId,
+        columns: &[
+            ("hostname", "TEXT NOT NULL DEFAULT ''"),
+            ("pid", "INTEGER"),
+            ("started_at", "INTEGER NOT NULL DEFAULT 0"),
+            ("last_seen", "INTEGER NOT NULL DEFAULT 0"),
         ],
     },
     // Failing ticks in a row per policy (keyed by entry, reference and plugin hash), and quarantine.
@@ -134,6 +163,11 @@ pub const TABLES: &[Table] = &[
         columns: &[
             ("failures", "INTEGER NOT NULL DEFAULT 0"),
             ("quarantined_at", "INTEGER"),
+            // The policy it is about: its [[policies]] entry (NULL for an implicit default), its reference as
+            // written, and the sha256 of the bytes that ran.
+            ("entry", "INTEGER"),
+            ("reference", "TEXT NOT NULL DEFAULT ''"),
+            ("sha256", "TEXT NOT NULL DEFAULT ''"),
             ("config_hash", "TEXT NOT NULL DEFAULT ''"),
             ("last_error", "TEXT"),
             ("updated_at", "INTEGER NOT NULL DEFAULT 0"),

@@ -1,44 +1,49 @@
-//! Spawning and supervising workers.
+//! Starting worker processes: the supervisor (this same binary, hidden `supervise` command) in a session of
+//! its own, the worker in its own process group inside that session, the goal judge with a deadline, the
+//! worker's environment, its log, and the durable record of its exit.
 //!
-//! The dispatcher never runs a worker directly. It starts a supervisor (this same binary, hidden
-//! `supervise` command) in a new session; the supervisor starts the worker in its own process group with
-//! stdin closed and output appended to the card's log, records the worker's pid and start time, waits, and
-//! records the exit status into the run. A one-shot `kanban dispatch` can exit right after spawning and the
-//! next tick still classifies the exit exactly. For goal cards the supervisor also runs the judge between
-//! turns. It never decides an outcome: classification is the tick's job.
+//! Mechanism only. What a run's end means for its card (and who stops what) is the commands layer's
+//! (`crate::ops`), which the supervisor, the dispatcher and the CLI share.
 
 pub mod context;
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
 
 use crate::board::{Board, Home};
-use crate::process::ProcessId;
-use crate::store::{Store, Task};
+use crate::model::{Task, WorkspaceKind};
 
 /// A card's log is rotated (one backup kept) when it passes this size at the start of a turn.
 pub const LOG_ROTATE_BYTES: u64 = 2 * 1024 * 1024;
 
-pub fn log_path(board: &Board, task_id: &str) -> PathBuf {
-    board.logs_dir().join(format!("{task_id}.log"))
-}
-
-pub fn context_path(board: &Board, task_id: &str) -> PathBuf {
-    board.logs_dir().join(format!("{task_id}.context.md"))
-}
-
 /// Open the card's log for appending, rotating it first if it is over [`LOG_ROTATE_BYTES`].
 pub fn open_log(board: &Board, task_id: &str) -> std::io::Result<File> {
-    let path = log_path(board, task_id);
-    if std::fs::metadata(&path).map(|m| m.len() > LOG_ROTATE_BYTES).unwrap_or(false) {
-        std::fs::rename(&path, path.with_extension("log.1"))?;
+    let files = board.card_files(task_id);
+    if std::fs::metadata(&files.log).map(|m| m.len() > LOG_ROTATE_BYTES).unwrap_or(false) {
+        std::fs::rename(&files.log, &files.log_backup)?;
     }
     std::fs::create_dir_all(board.logs_dir())?;
-    OpenOptions::new().create(true).append(true).open(path)
+    OpenOptions::new().create(true).append(true).open(files.log)
+}
+
+/// The path of this binary, stable across upgrades: the path it was started from, not the (possibly
+/// replaced) file it was loaded from. When an upgrade renames a new binary over the old one, the kernel
+/// reports the running image as `<path> (deleted)`; the path itself now holds the new binary, which is
+/// what supervisors and workers should run.
+pub fn executable() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let text = exe.to_string_lossy();
+    Ok(match text.strip_suffix(" (deleted)") {
+        Some(path) => PathBuf::from(path),
+        None => exe,
+    })
 }
 
 /// Everything that goes into a worker's environment, built in one place.
@@ -52,10 +57,14 @@ pub struct WorkerEnv<'a> {
     pub context_file: &'a Path,
     pub goal_turn: Option<i64>,
     pub goal_feedback: Option<&'a str>,
+    /// The run reviews the card (dispatched from the review lane).
+    pub review: bool,
 }
 
 impl WorkerEnv<'_> {
-    pub fn vars(&self) -> Vec<(String, String)> {
+    /// The `KANBAN_*` variables, plus `PATH` with this binary's folder first so `kanban complete` works
+    /// however the dispatcher was started. `base_path` is the `PATH` the worker would otherwise get.
+    pub fn vars(&self, base_path: Option<&str>) -> Vec<(String, String)> {
         let t = self.task;
         let mut vars = vec![
             ("KANBAN_HOME".into(), self.home.root().display().to_string()),
@@ -67,10 +76,23 @@ impl WorkerEnv<'_> {
             ("KANBAN_WORKSPACE".into(), self.workspace.display().to_string()),
             ("KANBAN_CONTEXT".into(), self.context_file.display().to_string()),
         ];
-        if t.workspace_kind == "worktree" {
+        if let Ok(exe) = executable() {
+            if let Some(dir) = exe.parent() {
+                let path = match base_path.filter(|p| !p.is_empty()) {
+                    Some(base) => format!("{}:{base}", dir.display()),
+                    None => dir.display().to_string(),
+                };
+                vars.push(("PATH".into(), path));
+            }
+            vars.push(("KANBAN_BIN".into(), exe.display().to_string()));
+        }
+        if t.workspace_kind == WorkspaceKind::Worktree {
             vars.push(("KANBAN_BRANCH".into(), crate::workspace::branch_for(t)));
         } else if let Some(branch) = &t.branch_name {
             vars.push(("KANBAN_BRANCH".into(), branch.clone()));
+        }
+        if self.review {
+            vars.push(("KANBAN_REVIEW".into(), "1".into()));
         }
         if t.goal_mode {
             vars.push(("KANBAN_GOAL_MODE".into(), "1".into()));
@@ -88,14 +110,19 @@ pub fn goal_max_turns(board: &Board, task: &Task) -> i64 {
     task.goal_max_turns.unwrap_or(board.config.goal.max_turns)
 }
 
-/// Start the supervisor for a claimed run, in a new session, detached from the dispatcher's terminal.
+/// Start the supervisor for a claimed run, in a new session (its pid names the attempt's session),
+/// detached from the dispatcher's terminal. The binary is started by its stable path, so a daemon that
+/// outlived an upgrade starts the new version.
 pub fn spawn_supervisor(home: &Home, board: &Board, task_id: &str, run_id: i64) -> std::io::Result<Child> {
-    let exe = std::env::current_exe()?;
+    let exe = executable()?;
     let log = open_log(board, task_id)?;
     let mut cmd = Command::new(exe);
     cmd.arg("--home")
         .arg(home.root())
         .args(["--board", &board.slug, "supervise", task_id, "--run", &run_id.to_string()])
+        // A dispatcher started from inside a worker must not pass that worker's scope on.
+        .env_remove("KANBAN_TASK")
+        .env_remove("KANBAN_RUN_ID")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -113,7 +140,7 @@ pub const LAST_OUTPUT_CHARS: usize = 300;
 /// colour codes and control characters dropped and capped at [`LAST_OUTPUT_CHARS`]: why a worker failed,
 /// in its own words ("HTTP 401 Unauthorized", "cannot open ./worker.sh"). `None` if the turn wrote nothing.
 pub fn last_output_line(log: &Path, offset: u64) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
+    use std::io::{Seek, SeekFrom};
     let mut file = File::open(log).ok()?;
     let len = file.metadata().ok()?.len();
     let start = offset.max(len.saturating_sub(8192));
@@ -152,15 +179,38 @@ fn printable(line: &str) -> String {
     out
 }
 
-/// How a worker process ended.
-#[derive(Debug, Clone, Copy)]
+/// How a worker process ended, as kept in the run's exit file and in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exit {
     pub code: Option<i64>,
     pub signal: Option<i64>,
+    /// The last line a failed worker wrote (see [`last_output_line`]).
+    #[serde(default)]
+    pub last_output: Option<String>,
 }
 
-/// Start one worker turn: the profile's argv in the workspace, own process group, stdin closed, stdout and
-/// stderr appended to `log` (the card's log, from [`open_log`]).
+/// Write a run's exit next to its log, atomically, before the store is told: if the store cannot be
+/// reached (or the supervisor dies right after), the next tick reads it here instead of calling the run a
+/// crash.
+pub fn write_exit_file(board: &Board, task_id: &str, run_id: i64, exit: &Exit) -> anyhow::Result<()> {
+    let path = board.exit_file(task_id, run_id);
+    let text = serde_json::to_string(exit).expect("an exit serializes");
+    crate::board::write_atomic(&path, text.as_bytes())?;
+    Ok(())
+}
+
+/// A run's exit as its supervisor wrote it, if it did.
+pub fn read_exit_file(board: &Board, task_id: &str, run_id: i64) -> Option<Exit> {
+    let text = std::fs::read_to_string(board.exit_file(task_id, run_id)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+pub fn remove_exit_file(board: &Board, task_id: &str, run_id: i64) {
+    let _ = std::fs::remove_file(board.exit_file(task_id, run_id));
+}
+
+/// Start one worker turn: the profile's argv in the workspace, in its own process group (inside the
+/// supervisor's session), stdin closed, stdout and stderr appended to `log` (the card's log).
 pub fn start_worker(
     argv: &[String],
     profile_env: &[(String, String)],
@@ -168,6 +218,11 @@ pub fn start_worker(
     log: File,
 ) -> anyhow::Result<Child> {
     let log2 = log.try_clone()?;
+    let base_path = profile_env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("PATH").ok());
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(env.workspace)
@@ -176,13 +231,8 @@ pub fn start_worker(
         .stderr(log2)
         .process_group(0)
         .envs(profile_env.iter().cloned())
-        .envs(env.vars());
+        .envs(env.vars(base_path.as_deref()));
     cmd.spawn().with_context(|| format!("cannot start worker {:?} in {}", argv, env.workspace.display()))
-}
-
-pub fn wait_worker(child: &mut Child) -> std::io::Result<Exit> {
-    let status = child.wait()?;
-    Ok(Exit { code: status.code().map(i64::from), signal: status.signal().map(i64::from) })
 }
 
 /// The judge's verdict on a goal turn.
@@ -207,21 +257,27 @@ pub fn parse_verdict(stdout: &str) -> Option<Verdict> {
     }
 }
 
-/// Run the board's judge for a goal card. Its environment is the worker's (the profile's `env` plus the
-/// `KANBAN_*` variables); its stdin is the card's title
-/// and body. Any failure is a `Blocked` verdict naming it: a goal card never ends silently.
+/// Most bytes of the judge's stdout read (the verdict and its detail).
+const JUDGE_OUTPUT_CAP: u64 = 64 * 1024;
+
+/// Run the board's judge for a goal card, within `deadline`. Its environment is the worker's (the
+/// profile's `env` plus the `KANBAN_*` variables); its stdin is the card's title and body. Any failure is
+/// a `Blocked` verdict naming it, a judge past its deadline included (it is killed, its whole process
+/// group): a goal card never ends silently, and never waits forever.
 pub fn run_judge(
     judge: &[String],
     profile_env: &[(String, String)],
     env: &WorkerEnv,
     log: &mut File,
+    deadline: Duration,
 ) -> Verdict {
     use std::io::Write;
     let spawned = Command::new(&judge[0])
         .args(&judge[1..])
         .current_dir(env.workspace)
         .envs(profile_env.iter().cloned())
-        .envs(env.vars())
+        .envs(env.vars(std::env::var("PATH").ok().as_deref()))
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -233,14 +289,40 @@ pub fn run_judge(
     if let Some(mut stdin) = child.stdin.take() {
         let _ = write!(stdin, "{}\n\n{}\n", env.task.title, env.task.body);
     }
-    let out = match child.wait_with_output() {
-        Ok(out) => out,
-        Err(e) => return Verdict::Blocked(format!("the goal judge failed: {e}")),
+    // Read both pipes on threads so a chatty judge never blocks on a full pipe while we wait.
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(pipe) = pipe {
+                let _ = pipe.take(JUDGE_OUTPUT_CAP).read_to_end(&mut out);
+            }
+            out
+        })
     };
-    let _ = log.write_all(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Verdict::Blocked(format!("the goal judge exited with {}", out.status));
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() >= deadline => break None,
+            Ok(None) => std::thread::sleep(Duration::from_millis(25)),
+            Err(e) => return Verdict::Blocked(format!("the goal judge failed: {e}")),
+        }
+    };
+    let Some(status) = status else {
+        let group = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait();
+        return Verdict::Blocked(format!(
+            "the goal judge did not rule within {}s (goal.judge_timeout_seconds); it was stopped",
+            deadline.as_secs()
+        ));
+    };
+    let _ = log.write_all(&stderr.join().unwrap_or_default());
+    let stdout = String::from_utf8_lossy(&stdout.join().unwrap_or_default()).into_owned();
+    if !status.success() {
+        return Verdict::Blocked(format!("the goal judge exited with {status}"));
     }
     parse_verdict(&stdout).unwrap_or_else(|| {
         Verdict::Blocked(format!(
@@ -248,111 +330,6 @@ pub fn run_judge(
             stdout.trim()
         ))
     })
-}
-
-/// The hidden `supervise` command: run (and for goal cards, re-run) the worker of one claimed run.
-pub fn supervise(
-    home: &Home,
-    board: &Board,
-    store: &mut Store,
-    task_id: &str,
-    run_id: i64,
-) -> anyhow::Result<()> {
-    let me = ProcessId::current();
-    store.record_supervision(
-        run_id,
-        Some((i64::from(me.pid), me.start as i64)),
-        None,
-        crate::clock::now(),
-    )?;
-    let mut feedback: Option<String> = None;
-    let mut turn = 1;
-    loop {
-        let task = store.get_task(task_id)?;
-        if task.status != "running" || task.current_run_id != Some(run_id) {
-            return Ok(()); // reclaimed or settled while we were starting: nothing to run
-        }
-        let claim_lock = task.claim_lock.clone().unwrap_or_default();
-        let Some(profile) = task.assignee.as_ref().and_then(|a| board.config.profiles.get(a)) else {
-            store.record_exit(run_id, Some(127), None, None, crate::clock::now())?;
-            anyhow::bail!("card {task_id} has no spawnable profile");
-        };
-        let workspace = crate::workspace::path_for(board, &task)?;
-        let context_file = context_path(board, task_id);
-        std::fs::write(&context_file, context::render(board, store, &task)?)
-            .with_context(|| format!("cannot write {}", context_file.display()))?;
-        let env = WorkerEnv {
-            home,
-            board,
-            task: &task,
-            run_id,
-            claim_lock: &claim_lock,
-            workspace: &workspace,
-            context_file: &context_file,
-            goal_turn: Some(turn),
-            goal_feedback: feedback.as_deref(),
-        };
-        let profile_env: Vec<(String, String)> = profile.env.clone().into_iter().collect();
-        let log = open_log(board, task_id).context("cannot open the card's log")?;
-        // Where this turn's output begins (after any rotation open_log did).
-        let offset = log.metadata().map_or(0, |m| m.len());
-        let mut child = match start_worker(&profile.command, &profile_env, &env, log) {
-            Ok(child) => child,
-            Err(e) => {
-                eprintln!("kanban supervise: {e:#}");
-                let why = last_output_line(&log_path(board, task_id), offset);
-                store.record_exit(run_id, Some(127), None, why.as_deref(), crate::clock::now())?;
-                return Ok(());
-            }
-        };
-        if let Some(worker) = ProcessId::of(child.id() as i32) {
-            store.record_supervision(
-                run_id,
-                None,
-                Some((i64::from(worker.pid), worker.start as i64)),
-                crate::clock::now(),
-            )?;
-        }
-        let exit = wait_worker(&mut child)?;
-        let now = crate::clock::now();
-        let after = store.get_task(task_id)?;
-        let no_terminal_call = after.status == "running" && after.current_run_id == Some(run_id);
-        if task.goal_mode && no_terminal_call && exit.code == Some(0) {
-            let judge = board.config.goal.judge.clone();
-            let mut log = open_log(board, task_id)?;
-            let verdict = match &judge {
-                Some(judge) => run_judge(judge, &profile_env, &env, &mut log),
-                None => Verdict::Blocked("goal card, but the board has no [goal] judge configured".into()),
-            };
-            match verdict {
-                Verdict::Done(result) => {
-                    let result = (!result.is_empty()).then_some(result);
-                    store.complete(task_id, result.as_deref(), Some("goal judge ruled done"), None, now)?;
-                }
-                Verdict::Continue(next) => {
-                    let budget = goal_max_turns(board, &task);
-                    if turn >= budget {
-                        let reason = format!(
-                            "goal turn budget exhausted: {turn} of {budget} turns used without the judge ruling done; review needed"
-                        );
-                        store.block(task_id, Some(&reason), Some("goal_budget"), true, None, now)?;
-                    } else {
-                        turn += 1;
-                        store.record_goal_turn(task_id, run_id, turn, &next, now)?;
-                        feedback = Some(next);
-                        continue;
-                    }
-                }
-                Verdict::Blocked(reason) => {
-                    store.block(task_id, Some(&reason), Some("goal_judge"), true, None, now)?;
-                }
-            }
-        }
-        let why =
-            (exit.code != Some(0)).then(|| last_output_line(&log_path(board, task_id), offset)).flatten();
-        store.record_exit(run_id, exit.code, exit.signal, why.as_deref(), now)?;
-        return Ok(());
-    }
 }
 
 #[cfg(test)]
@@ -386,5 +363,12 @@ mod tests {
         assert_eq!(parse_verdict("blocked: needs a key"), Some(Verdict::Blocked("needs a key".into())));
         assert_eq!(parse_verdict("maybe"), None);
         assert_eq!(parse_verdict(""), None);
+    }
+
+    #[test]
+    fn an_upgraded_binary_is_started_by_its_path() {
+        // The running image's path, as the kernel reports it after the file was replaced.
+        let exe = executable().unwrap();
+        assert!(!exe.to_string_lossy().ends_with(" (deleted)"));
     }
 }

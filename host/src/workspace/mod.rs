@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::board::Board;
-use crate::store::Task;
+use crate::model::{Task, WorkspaceKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
@@ -23,7 +23,7 @@ pub enum WorkspaceError {
     #[error(
         "card {task} has a {kind} workspace but no path (set --workspace {kind}:/abs/path or the board's default_workdir)"
     )]
-    NoPath { task: String, kind: String },
+    NoPath { task: String, kind: WorkspaceKind },
     #[error("git worktree for {task} in {repo}: {message}")]
     Git { task: String, repo: PathBuf, message: String },
     #[error("refusing to delete {path}: {reason}")]
@@ -32,21 +32,19 @@ pub enum WorkspaceError {
 
 /// The directory a card's worker runs in (whether or not it exists yet).
 pub fn path_for(board: &Board, task: &Task) -> Result<PathBuf, WorkspaceError> {
-    match task.workspace_kind.as_str() {
-        "dir" => task
+    match task.workspace_kind {
+        WorkspaceKind::Dir => task
             .workspace_path
             .as_ref()
             .map(PathBuf::from)
-            .ok_or_else(|| WorkspaceError::NoPath { task: task.id.clone(), kind: "dir".into() }),
-        "worktree" => {
-            let repo = task
-                .workspace_path
-                .as_ref()
-                .map(PathBuf::from)
-                .ok_or_else(|| WorkspaceError::NoPath { task: task.id.clone(), kind: "worktree".into() })?;
+            .ok_or_else(|| WorkspaceError::NoPath { task: task.id.clone(), kind: WorkspaceKind::Dir }),
+        WorkspaceKind::Worktree => {
+            let repo = task.workspace_path.as_ref().map(PathBuf::from).ok_or_else(|| {
+                WorkspaceError::NoPath { task: task.id.clone(), kind: WorkspaceKind::Worktree }
+            })?;
             Ok(repo.join(".worktrees").join(&task.id))
         }
-        _ => Ok(board.workspaces_dir().join(&task.id)),
+        WorkspaceKind::Scratch => Ok(board.card_files(&task.id).scratch),
     }
 }
 
@@ -58,8 +56,8 @@ pub fn branch_for(task: &Task) -> String {
 /// Make sure the card's workspace exists and return it.
 pub fn prepare(board: &Board, task: &Task) -> Result<PathBuf, WorkspaceError> {
     let path = path_for(board, task)?;
-    match task.workspace_kind.as_str() {
-        "worktree" => {
+    match task.workspace_kind {
+        WorkspaceKind::Worktree => {
             if !path.exists() {
                 let repo = PathBuf::from(task.workspace_path.as_deref().unwrap_or_default());
                 add_worktree(&repo, &path, &branch_for(task), &task.id)?;
@@ -114,9 +112,9 @@ pub fn cleanup(board: &Board, task: &Task) -> Cleanup {
     if !path.exists() {
         return Cleanup::Nothing;
     }
-    match task.workspace_kind.as_str() {
-        "dir" => Cleanup::Kept { path, reason: "dir workspaces are never deleted".into() },
-        "worktree" => {
+    match task.workspace_kind {
+        WorkspaceKind::Dir => Cleanup::Kept { path, reason: "dir workspaces are never deleted".into() },
+        WorkspaceKind::Worktree => {
             let repo = PathBuf::from(task.workspace_path.as_deref().unwrap_or_default());
             match worktree_is_clean_and_pushed(&path) {
                 Ok(()) => match git(&repo, &["worktree", "remove", &path.to_string_lossy()]) {
@@ -126,7 +124,7 @@ pub fn cleanup(board: &Board, task: &Task) -> Cleanup {
                 Err(reason) => Cleanup::Kept { path, reason },
             }
         }
-        _ => match may_delete_scratch(board, &path) {
+        WorkspaceKind::Scratch => match may_delete_scratch(board, &path) {
             Ok(real) => match std::fs::remove_dir_all(&real) {
                 Ok(()) => Cleanup::Deleted(real),
                 Err(e) => Cleanup::Kept { path, reason: format!("delete failed: {e}") },

@@ -2,8 +2,9 @@
 //!
 //! - **Events**: liveness noise and the events of cards deleted for good ([`Store::prune_events`]); the
 //!   state-change history of every existing card is kept.
-//! - **Logs**: `logs/<id>.log`, `<id>.log.1` and `<id>.context.md` of cards that are done, archived or
-//!   deleted for good. Only regular files with exactly those names; anything else in `logs/` is not ours.
+//! - **Logs**: the card's log, its backup, its context file and its runs' exit files (named by
+//!   `Board::card_files` and `Board::exit_file`) of cards that are done, archived or deleted for good.
+//!   Only regular files with exactly those names; anything else in `logs/` is not ours.
 //! - **Workspaces**: `workspaces/<id>` of scratch cards that are done, archived or deleted for good (the
 //!   completion or archive cleanup should have removed them; gc retries). Every deletion goes through
 //!   [`workspace::may_delete_scratch`], the one function that decides what the host may delete.
@@ -16,8 +17,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use anyhow::Context as _;
+
 use crate::board::Board;
-use crate::store::{EventPrune, FilesRemoved, Store, StoreError};
+use crate::model::{Status, WorkspaceKind};
+use crate::store::{EventPrune, FilesRemoved, Store};
 use crate::workspace;
 
 /// One file or folder gc removed (or would remove).
@@ -50,8 +54,8 @@ pub struct GcReport {
 }
 
 /// Statuses whose leftovers gc may remove (`None`, a card deleted for good, counts too).
-fn finished(status: Option<&str>) -> bool {
-    matches!(status, None | Some("done") | Some("archived"))
+fn finished(status: Option<Status>) -> bool {
+    status.is_none_or(Status::is_closed)
 }
 
 /// `t_` + 8 lowercase hex: the only names gc considers.
@@ -61,10 +65,19 @@ fn task_id_of(name: &str) -> Option<&str> {
     hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()).then_some(id)
 }
 
-/// The card a log file belongs to, for exactly the names the host writes.
-fn log_owner(name: &str) -> Option<&str> {
+/// The card a file of the logs folder belongs to, for exactly the names the host writes there.
+fn log_owner<'a>(board: &Board, name: &'a str) -> Option<&'a str> {
     let id = task_id_of(name)?;
-    matches!(&name[10..], ".log" | ".log.1" | ".context.md").then_some(id)
+    let files = board.card_files(id);
+    let ours = [&files.log, &files.log_backup, &files.context]
+        .iter()
+        .any(|path| path.file_name().is_some_and(|n| n == name))
+        || name[10..]
+            .strip_prefix(".run-")
+            .and_then(|rest| rest.strip_suffix(".exit"))
+            .and_then(|run| run.parse::<i64>().ok())
+            .is_some_and(|run| board.exit_file(id, run).file_name().is_some_and(|n| n == name));
+    ours.then_some(id)
 }
 
 fn modified(meta: &std::fs::Metadata) -> i64 {
@@ -84,13 +97,11 @@ fn size_of(path: &Path) -> u64 {
 }
 
 /// Entries of a folder the host created, sorted by name; a missing folder has none.
-fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
+fn entries(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let read = match std::fs::read_dir(dir) {
         Ok(read) => read,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => {
-            return Err(StoreError::Io { context: format!("cannot read {}", dir.display()), error });
-        }
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", dir.display())),
     };
     let mut out: Vec<(String, PathBuf)> =
         read.flatten().filter_map(|e| e.file_name().to_str().map(|n| (n.to_string(), e.path()))).collect();
@@ -106,7 +117,7 @@ pub fn run(
     older_than: i64,
     dry_run: bool,
     now: i64,
-) -> Result<GcReport, StoreError> {
+) -> anyhow::Result<GcReport> {
     let cutoff = now.saturating_sub(older_than);
     let mut report = GcReport {
         board: board.slug.clone(),
@@ -122,9 +133,9 @@ pub fn run(
     };
 
     for (name, path) in entries(&board.logs_dir())? {
-        let Some(task) = log_owner(&name) else { continue };
+        let Some(task) = log_owner(board, &name) else { continue };
         let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-        if modified(&meta) >= cutoff || !finished(store.task_status(task)?.as_deref()) {
+        if modified(&meta) >= cutoff || !finished(store.task_status(task)?) {
             continue;
         }
         if !meta.is_file() {
@@ -146,8 +157,8 @@ pub fn run(
             continue;
         }
         match store.task_status(task)? {
-            status if !finished(status.as_deref()) => continue,
-            Some(_) if store.get_task(task)?.workspace_kind != "scratch" => {
+            status if !finished(status) => continue,
+            Some(_) if store.get_task(task)?.workspace_kind != WorkspaceKind::Scratch => {
                 report.kept.push(Kept { path, reason: "the card's workspace is not scratch".into() });
                 continue;
             }
@@ -167,7 +178,7 @@ pub fn run(
         let bytes = size_of(&real);
         if !dry_run {
             // Read again right before deleting: a card that came back (an id reused) keeps its files.
-            if !finished(store.task_status(task)?.as_deref()) {
+            if !finished(store.task_status(task)?) {
                 continue;
             }
             if let Err(e) = std::fs::remove_dir_all(&real) {
@@ -196,10 +207,17 @@ mod tests {
 
     #[test]
     fn only_the_names_the_host_writes_are_considered() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = crate::board::Home::resolve(Some(dir.path().to_path_buf())).unwrap();
+        let board = home.create_board("b", None, None).unwrap();
+        let log_owner = |name| log_owner(&board, name);
         assert_eq!(log_owner("t_0123abcd.log"), Some("t_0123abcd"));
         assert_eq!(log_owner("t_0123abcd.log.1"), Some("t_0123abcd"));
         assert_eq!(log_owner("t_0123abcd.context.md"), Some("t_0123abcd"));
+        assert_eq!(log_owner("t_0123abcd.run-12.exit"), Some("t_0123abcd"));
         for other in [
+            "t_0123abcd.run-x.exit",
+            "t_0123abcd.run-1.exit.tmp",
             "t_0123abcd.log.2",
             "t_0123ABCD.log",
             "t_0123abc.log",

@@ -1,0 +1,242 @@
+//! The daemon: tick every board (or one) until SIGINT or SIGTERM, idleness or a tick budget stops it.
+//!
+//! It reaps its exited children first on every loop, even when no board can be opened. It warns when
+//! spawnable cards go unspawned for several ticks. And it follows upgrades: on SIGHUP, or when the binary
+//! at its own path changes (an upgrade renamed a new file over it), it re-executes itself with the same
+//! arguments between two ticks. Workers keep running under their supervisors across the restart; the next
+//! tick of the new binary settles them as usual.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::{TickOptions, TickReport, tick};
+use crate::board::{Board, Home};
+use crate::clock;
+use crate::policy::PolicyRuntime;
+
+/// Consecutive ticks with spawnable cards waiting and nothing spawned before the health warning.
+const HEALTH_TICKS: u32 = 6;
+const HEALTH_EVERY: Duration = Duration::from_secs(300);
+
+/// Per-board memory the daemon keeps between ticks.
+#[derive(Default)]
+struct Health {
+    starved_ticks: u32,
+    last_warning: Option<Instant>,
+}
+
+/// How the daemon loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Signal,
+    Idle,
+    Budget,
+}
+
+/// What the daemon runs: which boards, how often, and when to stop.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// One board, or every board of the home.
+    pub board: Option<String>,
+    pub interval: Duration,
+    pub until_idle: bool,
+    pub max_ticks: Option<u64>,
+}
+
+/// The binary the daemon runs from, and its file identity when the daemon started.
+struct Binary {
+    path: PathBuf,
+    identity: Option<(u64, u64, i64)>,
+}
+
+impl Binary {
+    fn current() -> Binary {
+        let path = crate::worker::executable().unwrap_or_default();
+        let identity = Self::identity_of(&path);
+        Binary { path, identity }
+    }
+
+    fn identity_of(path: &PathBuf) -> Option<(u64, u64, i64)> {
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino(), m.mtime()))
+    }
+
+    /// The file at the daemon's path is no longer the one it started from.
+    fn replaced(&self) -> bool {
+        let now = Self::identity_of(&self.path);
+        now.is_some() && now != self.identity
+    }
+
+    /// Replace this process with the binary at its path, same arguments. Returns only on failure.
+    fn reexec(&self) -> anyhow::Error {
+        let path = match CString::new(self.path.as_os_str().as_bytes()) {
+            Ok(p) => p,
+            Err(e) => return e.into(),
+        };
+        let args: Vec<CString> =
+            std::env::args_os().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
+        match nix::unistd::execv(&path, &args) {
+            Err(errno) => anyhow::anyhow!("cannot restart as {}: {errno}", self.path.display()),
+            Ok(never) => match never {},
+        }
+    }
+}
+
+/// Tick the boards until a signal, idleness or the tick budget stops it. Returns the number of ticks.
+pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<(u64, Ended)> {
+    let binary = Binary::current();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (ticks, ended, restart) = rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        let mut health: BTreeMap<String, Health> = BTreeMap::new();
+        // One runtime for the daemon's life: components compile once, instances are per tick.
+        let mut runtime = PolicyRuntime::new(home);
+        let mut ticks = 0u64;
+        tracing::info!(interval = ?options.interval, "daemon started");
+        loop {
+            // Reap first, always, even if no board can be opened this tick.
+            crate::process::reap_zombies();
+            let idle = tick_all(home, options.board.as_deref(), &mut runtime, &mut health);
+            ticks += 1;
+            if options.until_idle && idle {
+                tracing::info!(ticks, "idle; stopping");
+                return anyhow::Ok((ticks, Ended::Idle, false));
+            }
+            if options.max_ticks.is_some_and(|m| ticks >= m) {
+                tracing::info!(ticks, "tick budget reached; stopping");
+                return Ok((ticks, Ended::Budget, false));
+            }
+            if binary.replaced() {
+                tracing::warn!(path = %binary.path.display(), "the kanban binary was replaced; restarting on it");
+                return Ok((ticks, Ended::Signal, true));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(options.interval) => {}
+                _ = sigint.recv() => { tracing::info!("SIGINT; stopping"); return Ok((ticks, Ended::Signal, false)); }
+                _ = sigterm.recv() => { tracing::info!("SIGTERM; stopping"); return Ok((ticks, Ended::Signal, false)); }
+                _ = sighup.recv() => {
+                    tracing::info!("SIGHUP; restarting on the binary at {}", binary.path.display());
+                    return Ok((ticks, Ended::Signal, true));
+                }
+            }
+        }
+    })?;
+    drop(rt);
+    if restart {
+        return Err(binary.reexec());
+    }
+    Ok((ticks, ended))
+}
+
+/// One tick on every board this daemon serves. Returns true when all of them are idle.
+fn tick_all(
+    home: &Home,
+    board: Option<&str>,
+    runtime: &mut PolicyRuntime,
+    health: &mut BTreeMap<String, Health>,
+) -> bool {
+    let slugs = match board {
+        Some(slug) => vec![slug.to_string()],
+        None => match home.board_slugs() {
+            Ok(slugs) => slugs,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list boards");
+                return false;
+            }
+        },
+    };
+    let mut idle = true;
+    for slug in slugs {
+        let board = match home.open_board(&slug) {
+            Ok(board) => board,
+            Err(e) => {
+                tracing::error!(board = %slug, error = %e, "cannot open board; skipping it this tick");
+                continue;
+            }
+        };
+        match tick(home, &board, runtime, TickOptions::default()) {
+            Ok(report) => {
+                log_report(&report);
+                idle &= report.is_idle() && !report.skipped_locked;
+                watch_health(&board, &report, health.entry(slug).or_default());
+            }
+            Err(e) => {
+                idle = false;
+                tracing::error!(board = %slug, error = %format!("{e:#}"), "tick failed");
+            }
+        }
+    }
+    idle
+}
+
+fn log_report(r: &TickReport) {
+    for s in &r.spawned {
+        tracing::info!(board = %r.board, task = %s.task_id, assignee = %s.assignee, lane = %s.lane, "spawned");
+    }
+    let settled = r.crashed.len()
+        + r.protocol_violations.len()
+        + r.rate_limited.len()
+        + r.config_errors.len()
+        + r.timed_out.len()
+        + r.stale.len()
+        + r.reclaimed.len()
+        + r.host_errors.len();
+    if settled > 0 || !r.auto_blocked.is_empty() {
+        tracing::info!(
+            board = %r.board,
+            crashed = ?r.crashed,
+            protocol_violations = ?r.protocol_violations,
+            rate_limited = ?r.rate_limited,
+            timed_out = ?r.timed_out,
+            stale = ?r.stale,
+            reclaimed = ?r.reclaimed,
+            host_errors = ?r.host_errors,
+            gave_up = ?r.auto_blocked,
+            "settled"
+        );
+    }
+    for e in &r.policy_errors {
+        tracing::warn!(board = %r.board, policy = %e.policy, task = e.task_id.as_deref().unwrap_or("-"), kind = %e.error_kind, error = %e.error, "policy error");
+    }
+}
+
+/// Warn when spawnable cards wait for [`HEALTH_TICKS`] ticks in a row with nothing spawned, at most once
+/// per [`HEALTH_EVERY`]. The warning is logged and recorded as a board event.
+fn watch_health(board: &Board, report: &TickReport, health: &mut Health) {
+    let waiting = report.pending > 0
+        || !report.skipped_unassigned.is_empty()
+        || !report.skipped_nonspawnable.is_empty();
+    if waiting && report.spawned.is_empty() {
+        health.starved_ticks += 1;
+    } else {
+        health.starved_ticks = 0;
+        return;
+    }
+    if health.starved_ticks < HEALTH_TICKS || health.last_warning.is_some_and(|t| t.elapsed() < HEALTH_EVERY)
+    {
+        return;
+    }
+    health.last_warning = Some(Instant::now());
+    let message = format!(
+        "ready cards have gone unspawned for {} ticks: {} waiting (capped or deferred), {} unassigned, {} with an assignee that is no profile",
+        health.starved_ticks,
+        report.pending,
+        report.skipped_unassigned.len(),
+        report.skipped_nonspawnable.len()
+    );
+    tracing::warn!(board = %board.slug, "{message}");
+    if let Ok(mut store) = board.open_store() {
+        let _ = store.record_event(
+            None,
+            "dispatcher_health",
+            serde_json::json!({"warning": message}),
+            clock::now(),
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! The spawn plan: which dispatchable cards the tick starts, from the candidates in dispatch order, the
+//! running counts, the caps and what the board's router and respawn guards say. Computed without touching
+//! the store or a process (the questions go through [`Ask`]), so a dry run plans exactly what a real tick
+//! does, and every cap rule is unit-tested.
+//!
+//! Two lanes share the board's `max_in_progress`: the work lane (ready cards, to their assignee) and the
+//! review lane (review cards, to their reviewer). While a review card is waiting for a reviewer the work
+//! lane leaves one slot of the cap free for it, so a long ready queue never starves reviews.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::model::{GuardDecision, Lane, Task};
+
+/// A dispatchable card and the profile its lane gives it to.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub task: Task,
+    pub lane: Lane,
+    /// Work lane: the assignee (none: ask the router). Review lane: the card's reviewer, else the board's.
+    pub profile: Option<String>,
+}
+
+/// The questions the plan asks the board's policies.
+pub trait Ask {
+    /// Who takes this unassigned card: `Some((profile, policy))` or none.
+    fn route(
+        &mut self,
+        task: &Task,
+        running: &BTreeMap<String, usize>,
+    ) -> anyhow::Result<Option<(String, String)>>;
+    /// May this card be spawned now, and which policy said so.
+    fn guard(
+        &mut self,
+        task: &Task,
+        running: &BTreeMap<String, usize>,
+    ) -> anyhow::Result<(GuardDecision, String)>;
+}
+
+/// The board's caps.
+#[derive(Debug, Clone, Default)]
+pub struct Caps {
+    pub board: usize,
+    /// Each profile of the board and its cap (none: uncapped).
+    pub profiles: BTreeMap<String, Option<usize>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Guarded {
+    pub task_id: String,
+    pub reason: String,
+    pub policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AutoAssigned {
+    pub task_id: String,
+    pub assignee: String,
+    pub policy: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Capped {
+    pub task_id: String,
+    pub assignee: String,
+    pub running: usize,
+}
+
+/// One card to start.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub task: Task,
+    pub lane: Lane,
+    pub profile: String,
+}
+
+/// What the plan decided.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub start: Vec<Start>,
+    pub auto_assigned: Vec<AutoAssigned>,
+    /// Guard blocks: (card, reason, policy).
+    pub blocked: Vec<(String, String, String)>,
+    pub guarded: Vec<Guarded>,
+    pub skipped_unassigned: Vec<String>,
+    pub skipped_nonspawnable: Vec<String>,
+    /// Review cards with no reviewer profile: they wait for a person.
+    pub awaiting_review: Vec<String>,
+    pub skipped_per_profile_capped: Vec<Capped>,
+    pub skipped_board_capped: Vec<String>,
+    /// Spawnable cards left waiting (capped or deferred).
+    pub pending: usize,
+}
+
+/// Plan the spawns. `running` counts the cards running per profile before the tick spawns anything.
+pub fn plan(
+    candidates: Vec<Candidate>,
+    running: &BTreeMap<String, usize>,
+    caps: &Caps,
+    ask: &mut impl Ask,
+) -> anyhow::Result<Plan> {
+    let mut plan = Plan::default();
+    let mut per_profile = running.clone();
+    let mut total: usize = running.values().sum();
+    // One slot is kept for the review lane while a review card can be dispatched.
+    let review_waiting = candidates
+        .iter()
+        .any(|c| c.lane == Lane::Review && c.profile.as_ref().is_some_and(|p| caps.profiles.contains_key(p)));
+    // (A board capped at one worker cannot keep a slot without stopping its work lane; it shares.)
+    let work_cap = if review_waiting && caps.board > 1 { caps.board - 1 } else { caps.board };
+    for Candidate { task, lane, profile } in candidates {
+        let id = task.id.clone();
+        if lane == Lane::Review && profile.is_none() {
+            plan.awaiting_review.push(id);
+            continue;
+        }
+        let cap = match lane {
+            Lane::Work => work_cap,
+            Lane::Review => caps.board,
+        };
+        // The board cap comes first: a capped card is reported and costs nothing more (no routing, no
+        // policy calls), which keeps a tick on a board with thousands of ready cards cheap.
+        if total >= cap {
+            plan.skipped_board_capped.push(id);
+            plan.pending += 1;
+            continue;
+        }
+        let profile = match (lane, profile) {
+            (_, Some(p)) if !caps.profiles.contains_key(&p) => {
+                plan.skipped_nonspawnable.push(id);
+                continue;
+            }
+            (_, Some(p)) => p,
+            (_, None) => match ask.route(&task, &per_profile)? {
+                Some((p, policy)) => {
+                    plan.auto_assigned.push(AutoAssigned {
+                        task_id: id.clone(),
+                        assignee: p.clone(),
+                        policy,
+                    });
+                    p
+                }
+                None => {
+                    plan.skipped_unassigned.push(id);
+                    continue;
+                }
+            },
+        };
+        // Per-profile caps: running cards from before this tick count, and so do the ones planned so far.
+        let running_here = per_profile.get(&profile).copied().unwrap_or(0);
+        if caps.profiles.get(&profile).copied().flatten().is_some_and(|c| running_here >= c) {
+            plan.skipped_per_profile_capped.push(Capped {
+                task_id: id,
+                assignee: profile,
+                running: running_here,
+            });
+            plan.pending += 1;
+            continue;
+        }
+        // Respawn guards: any defer or block wins.
+        let mut task = task;
+        if lane == Lane::Work {
+            task.assignee = Some(profile.clone());
+        }
+        match ask.guard(&task, &per_profile)? {
+            (GuardDecision::Allow, _) => {}
+            (GuardDecision::Defer { reason, retry_after }, policy) => {
+                plan.guarded.push(Guarded { task_id: id, reason, policy, retry_after });
+                plan.pending += 1;
+                continue;
+            }
+            (GuardDecision::Block { reason }, policy) => {
+                plan.blocked.push((id, reason, policy));
+                continue;
+            }
+        }
+        total += 1;
+        *per_profile.entry(profile.clone()).or_default() += 1;
+        plan.start.push(Start { task, lane, profile });
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::testing::task;
+
+    /// Allows everything, routes nobody, and counts the questions.
+    #[derive(Default)]
+    struct Yes {
+        guarded: usize,
+        defer: Vec<String>,
+    }
+
+    impl Ask for Yes {
+        fn route(
+            &mut self,
+            _: &Task,
+            _: &BTreeMap<String, usize>,
+        ) -> anyhow::Result<Option<(String, String)>> {
+            Ok(Some(("coder".into(), "router".into())))
+        }
+        fn guard(
+            &mut self,
+            t: &Task,
+            _: &BTreeMap<String, usize>,
+        ) -> anyhow::Result<(GuardDecision, String)> {
+            self.guarded += 1;
+            if self.defer.contains(&t.id) {
+                return Ok((
+                    GuardDecision::Defer { reason: "not now".into(), retry_after: None },
+                    "g".into(),
+                ));
+            }
+            Ok((GuardDecision::Allow, String::new()))
+        }
+    }
+
+    fn cand(id: &str, lane: Lane, profile: Option<&str>) -> Candidate {
+        Candidate { task: task(id), lane, profile: profile.map(str::to_string) }
+    }
+
+    fn caps(board: usize, coder: Option<usize>) -> Caps {
+        Caps { board, profiles: [("coder".to_string(), coder), ("reviewer".to_string(), None)].into() }
+    }
+
+    fn started(p: &Plan) -> Vec<&str> {
+        p.start.iter().map(|s| s.task.id.as_str()).collect()
+    }
+
+    #[test]
+    fn the_board_cap_counts_running_cards_and_capped_cards_cost_no_policy_call() {
+        let running = [("coder".to_string(), 2usize)].into();
+        let cands = (0..5).map(|i| cand(&format!("t_{i}"), Lane::Work, Some("coder"))).collect();
+        let mut ask = Yes::default();
+        let p = plan(cands, &running, &caps(3, None), &mut ask).unwrap();
+        assert_eq!(started(&p), ["t_0"]);
+        assert_eq!(p.skipped_board_capped, ["t_1", "t_2", "t_3", "t_4"]);
+        assert_eq!(ask.guarded, 1);
+        assert_eq!(p.pending, 4);
+    }
+
+    #[test]
+    fn per_profile_caps_count_planned_spawns_and_unknown_profiles_are_not_spawnable() {
+        let cands = vec![
+            cand("a", Lane::Work, Some("coder")),
+            cand("b", Lane::Work, Some("coder")),
+            cand("c", Lane::Work, Some("ghost")),
+            cand("d", Lane::Work, None),
+        ];
+        let p = plan(cands, &BTreeMap::new(), &caps(8, Some(1)), &mut Yes::default()).unwrap();
+        assert_eq!(started(&p), ["a"]);
+        assert_eq!(p.skipped_per_profile_capped[0].task_id, "b");
+        assert_eq!(p.skipped_nonspawnable, ["c"]);
+        assert_eq!(p.auto_assigned[0].task_id, "d");
+        assert_eq!(p.skipped_per_profile_capped[1].task_id, "d", "a routed card meets the same cap");
+    }
+
+    #[test]
+    fn a_waiting_review_keeps_one_slot_of_the_board_cap() {
+        let mut cands: Vec<Candidate> =
+            (0..4).map(|i| cand(&format!("w{i}"), Lane::Work, Some("coder"))).collect();
+        cands.push(cand("r0", Lane::Review, Some("reviewer")));
+        let p = plan(cands, &BTreeMap::new(), &caps(3, None), &mut Yes::default()).unwrap();
+        assert_eq!(started(&p), ["w0", "w1", "r0"], "two work slots, one kept for the review");
+        // Without a dispatchable review card the work lane has the whole cap.
+        let cands = (0..4).map(|i| cand(&format!("w{i}"), Lane::Work, Some("coder"))).collect();
+        let p = plan(cands, &BTreeMap::new(), &caps(3, None), &mut Yes::default()).unwrap();
+        assert_eq!(started(&p).len(), 3);
+        // A review card with no reviewer waits for a person and keeps nothing.
+        let mut cands: Vec<Candidate> =
+            (0..4).map(|i| cand(&format!("w{i}"), Lane::Work, Some("coder"))).collect();
+        cands.push(cand("r1", Lane::Review, None));
+        let p = plan(cands, &BTreeMap::new(), &caps(3, None), &mut Yes::default()).unwrap();
+        assert_eq!(started(&p).len(), 3);
+        assert_eq!(p.awaiting_review, ["r1"]);
+    }
+
+    #[test]
+    fn a_deferred_card_waits_and_the_next_one_takes_its_slot() {
+        let cands = vec![cand("a", Lane::Work, Some("coder")), cand("b", Lane::Work, Some("coder"))];
+        let mut ask = Yes { defer: vec!["a".into()], ..Yes::default() };
+        let p = plan(cands, &BTreeMap::new(), &caps(1, None), &mut ask).unwrap();
+        assert_eq!(started(&p), ["b"]);
+        assert_eq!(p.guarded[0].task_id, "a");
+        assert_eq!(p.pending, 1);
+    }
+}

@@ -1,0 +1,1201 @@
+//! Cards: create, read, edit, and move through the lifecycle. Every state change goes through
+//! [`Store::apply`], which asks [`crate::lifecycle::transition`] and writes its answer by compare-and-set in
+//! one transaction with its events; this file decides no rule of its own.
+
+use std::collections::BTreeMap;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::rows::{self, query_all, query_one};
+use super::{Result, Store, StoreError};
+use crate::breaker::{BreakerLimits, FailureLimit};
+use crate::lifecycle::{self, Action, Actor, Facts, Refusal, Transition};
+use crate::model::{Attachment, CardFacts, Comment, Event, Run, Status, Task, WorkspaceKind};
+
+/// A card to create. Defaults match `kanban create` with no flags.
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub title: String,
+    pub body: String,
+    pub assignee: Option<String>,
+    pub priority: i64,
+    pub parents: Vec<String>,
+    pub triage: bool,
+    pub tenant: Option<String>,
+    /// `None` means scratch.
+    pub workspace_kind: Option<WorkspaceKind>,
+    pub workspace_path: Option<String>,
+    pub branch_name: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub max_runtime_seconds: Option<i64>,
+    pub max_retries: Option<i64>,
+    pub goal_mode: bool,
+    pub goal_max_turns: Option<i64>,
+    /// `Running` or `Blocked` to create a card already in that state.
+    pub initial_status: Option<Status>,
+    pub created_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EditTask {
+    pub title: Option<String>,
+    pub body: Option<String>,
+    pub priority: Option<i64>,
+    pub reset_failures: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListSort {
+    #[default]
+    Created,
+    Priority,
+    Status,
+    Assignee,
+    Title,
+    Updated,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<Status>,
+    /// `Some("none")` selects unassigned cards.
+    pub assignee: Option<String>,
+    pub tenant: Option<String>,
+    pub include_archived: bool,
+    pub sort: ListSort,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stats {
+    pub total: i64,
+    pub by_status: BTreeMap<String, i64>,
+    pub by_assignee: BTreeMap<String, i64>,
+    pub events: i64,
+    pub runs: i64,
+    pub runs_by_outcome: BTreeMap<String, i64>,
+}
+
+/// Everything `kanban show` prints about a card, read in one snapshot.
+#[derive(Debug, Clone)]
+pub struct TaskDetail {
+    pub task: Task,
+    pub parents: Vec<Task>,
+    pub children: Vec<Task>,
+    pub comments: Vec<Comment>,
+    pub events: Vec<Event>,
+    pub runs: Vec<Run>,
+    pub attachments: Vec<Attachment>,
+}
+
+/// What [`Store::apply`] did: the card as it is now, the transition that was written, and the children it
+/// released.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub task: Task,
+    pub transition: Transition,
+    pub released: Vec<String>,
+}
+
+/// `t_` + 8 lowercase hex from the OS random source.
+pub fn new_task_id() -> String {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    format!("t_{}", hex::encode(bytes))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers used inside transactions.
+
+pub(crate) fn load(tx: &Transaction, id: &str) -> Result<Task> {
+    let sql = format!("SELECT {} FROM tasks WHERE id = ?1", rows::task_columns());
+    query_one!(tx, TaskReader, sql, [id]).ok_or_else(|| StoreError::NotFound(format!("card {id}")))
+}
+
+pub(crate) fn load_run(tx: &Transaction, id: i64) -> Result<Option<Run>> {
+    let sql = format!("SELECT {} FROM task_runs WHERE id = ?1", rows::run_columns());
+    Ok(query_one!(tx, RunReader, sql, [id]))
+}
+
+pub(crate) fn append_event(
+    tx: &Transaction,
+    task_id: Option<&str>,
+    run_id: Option<i64>,
+    kind: &str,
+    payload: Value,
+    now: i64,
+) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO task_events (task_id, run_id, kind, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![task_id, run_id, kind, payload.to_string(), now])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Ids of the card's parents that are neither done nor archived, oldest first.
+pub(crate) fn open_parent_ids(tx: &Transaction, id: &str) -> Result<Vec<String>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT p.id FROM task_links l JOIN tasks p ON p.id = l.parent_id
+         WHERE l.child_id = ?1 AND p.status NOT IN ('done', 'archived') ORDER BY p.created_at, p.id",
+    )?;
+    let ids = stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}
+
+/// Record `parent -> child`. Returns how many rows were added (0 if the link already existed).
+pub(crate) fn insert_link(tx: &Transaction, parent: &str, child: &str, now: i64) -> Result<usize> {
+    Ok(tx.execute(
+        "INSERT OR IGNORE INTO task_links (parent_id, child_id, created_at) VALUES (?1, ?2, ?3)",
+        params![parent, child, now],
+    )?)
+}
+
+/// Move a card from the status it was read in to `to`, and nothing else. The `status = from` guard is the
+/// compare-and-set: if anything changed the card since it was read, nothing is written and the caller is
+/// refused.
+fn set_status(tx: &Transaction, task: &Task, to: Status, now: i64) -> Result<()> {
+    let n = tx.execute(
+        "UPDATE tasks SET status = ?1, updated_at = ?2 WHERE id = ?3 AND status = ?4",
+        params![to, now, task.id, task.status],
+    )?;
+    if n != 1 {
+        return Err(StoreError::Refused(format!("card {} changed concurrently; try again", task.id)));
+    }
+    Ok(())
+}
+
+/// After a parent closed: every `todo` child with no open parent left becomes `ready`.
+fn release_children(tx: &Transaction, parent_id: &str, now: i64) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT {} FROM tasks WHERE status = 'todo' AND id IN (SELECT child_id FROM task_links WHERE parent_id = ?1)
+         ORDER BY created_at, id",
+        rows::task_columns()
+    );
+    let children: Vec<Task> = query_all!(tx, TaskReader, sql, [parent_id]);
+    let mut released = Vec::new();
+    for child in children {
+        if open_parent_ids(tx, &child.id)?.is_empty() {
+            set_status(tx, &child, Status::Ready, now)?;
+            append_event(
+                tx,
+                Some(&child.id),
+                None,
+                "ready",
+                json!({"from": "todo", "reason": "parents_done"}),
+                now,
+            )?;
+            released.push(child.id);
+        }
+    }
+    Ok(released)
+}
+
+/// Would linking `parent -> child` close a cycle? True when `parent` is already reachable from `child`.
+fn reaches(tx: &Transaction, from: &str, target: &str) -> Result<bool> {
+    Ok(tx.query_row(
+        "WITH RECURSIVE down(id) AS (
+            SELECT ?1
+            UNION
+            SELECT l.child_id FROM task_links l JOIN down d ON l.parent_id = d.id
+         )
+         SELECT EXISTS (SELECT 1 FROM down WHERE id = ?2)",
+        params![from, target],
+        |r| r.get(0),
+    )?)
+}
+
+fn non_blank(value: &str, what: &str) -> Result<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        Err(StoreError::Invalid(format!("{what} must not be blank")))
+    } else {
+        Ok(trimmed.to_string())
+    }
+}
+
+fn refusal(r: Refusal) -> StoreError {
+    match r {
+        Refusal::Refused(m) => StoreError::Refused(m),
+        Refusal::Invalid(m) => StoreError::Invalid(m),
+    }
+}
+
+/// The facts the transition table needs, read in the transaction.
+fn facts_of(tx: &Transaction, task: &Task) -> Result<(Vec<String>, Option<Run>)> {
+    let open = open_parent_ids(tx, &task.id)?;
+    let run = match task.current_run_id {
+        Some(id) => load_run(tx, id)?,
+        None => None,
+    };
+    Ok((open, run))
+}
+
+/// Decide a transition on the card as read in this transaction.
+pub(crate) fn decide(
+    tx: &Transaction,
+    task: &Task,
+    actor: Actor,
+    action: &Action,
+    limits: BreakerLimits,
+) -> Result<Transition> {
+    let (open, run) = facts_of(tx, task)?;
+    lifecycle::transition(task, &Facts { open_parents: &open, run: run.as_ref() }, actor, action, limits)
+        .map_err(refusal)
+}
+
+/// Write a decided transition: end the run, compare-and-set the card, append the events, release the
+/// children. `task` is the card the transition was decided on.
+pub(crate) fn write_transition(
+    tx: &Transaction,
+    task: &Task,
+    t: &Transition,
+    now: i64,
+) -> Result<Vec<String>> {
+    let run_id = t.end_run.as_ref().map(|e| e.run_id);
+    if let Some(end) = &t.end_run {
+        tx.prepare_cached(
+            "UPDATE task_runs SET status = 'ended', outcome = ?1, error = COALESCE(?2, error),
+                summary = COALESCE(?3, summary), ended_at = ?4 WHERE id = ?5 AND status <> 'ended'",
+        )?
+        .execute(params![end.outcome, end.error, end.summary, now, end.run_id])?;
+    }
+    let c = &t.changes;
+    let mut sets: Vec<(&str, SqlValue)> =
+        vec![("status", SqlValue::Text(t.to.as_str().into())), ("updated_at", SqlValue::Integer(now))];
+    let text = |v: &Option<String>| v.clone().map_or(SqlValue::Null, SqlValue::Text);
+    if let Some(result) = &c.result {
+        sets.push(("result", text(result)));
+    }
+    if c.completed {
+        sets.push(("completed_at", SqlValue::Integer(now)));
+    }
+    for (column, value) in [
+        ("consecutive_failures", c.failures),
+        ("protocol_violations", c.violations),
+        ("stale_reclaims", c.stale_reclaims),
+    ] {
+        if let Some(v) = value {
+            sets.push((column, SqlValue::Integer(v)));
+        }
+    }
+    if let Some(error) = &c.last_failure_error {
+        sets.push(("last_failure_error", text(error)));
+    }
+    if let Some(block) = &c.block {
+        let (kind, reason, sticky) = match block {
+            Some(b) => (text(&b.kind), text(&b.reason), b.sticky),
+            None => (SqlValue::Null, SqlValue::Null, false),
+        };
+        sets.extend([("block_kind", kind), ("block_reason", reason), ("block_sticky", sticky.into())]);
+    }
+    if c.clear_claim {
+        for column in ["claim_lock", "claim_host", "claim_expires", "worker_pid", "current_run_id"] {
+            sets.push((column, SqlValue::Null));
+        }
+    }
+    if let Some(assignee) = &c.assignee {
+        sets.push(("assignee", text(assignee)));
+    }
+    if let Some(reviewer) = &c.reviewer {
+        sets.push(("reviewer", text(reviewer)));
+    }
+    if let Some(waived) = c.parents_waived {
+        sets.push(("parents_waived", waived.into()));
+    }
+    let assignments: Vec<String> =
+        sets.iter().enumerate().map(|(i, (col, _))| format!("{col} = ?{}", i + 1)).collect();
+    let n = sets.len();
+    let sql = format!(
+        "UPDATE tasks SET {} WHERE id = ?{} AND status = ?{} AND current_run_id IS ?{}",
+        assignments.join(", "),
+        n + 1,
+        n + 2,
+        n + 3
+    );
+    let mut values: Vec<SqlValue> = sets.into_iter().map(|(_, v)| v).collect();
+    values.push(SqlValue::Text(task.id.clone()));
+    values.push(SqlValue::Text(task.status.as_str().into()));
+    values.push(task.current_run_id.map_or(SqlValue::Null, SqlValue::Integer));
+    if tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(values))? != 1 {
+        return Err(StoreError::Refused(format!("card {} changed concurrently; try again", task.id)));
+    }
+    for e in &t.events {
+        append_event(
+            tx,
+            Some(&task.id),
+            if e.on_run { run_id } else { None },
+            e.kind,
+            e.payload.clone(),
+            now,
+        )?;
+    }
+    if t.release_children { release_children(tx, &task.id, now) } else { Ok(Vec::new()) }
+}
+
+// Reads shared by the single-item methods and [`Store::task_detail`] (one snapshot).
+
+fn related_tasks(tx: &Transaction, id: &str, ids_sql: &str) -> Result<Vec<Task>> {
+    let sql =
+        format!("SELECT {} FROM tasks WHERE id IN ({ids_sql}) ORDER BY created_at, id", rows::task_columns());
+    Ok(query_all!(tx, TaskReader, sql, [id]))
+}
+
+fn parents_of(tx: &Transaction, id: &str) -> Result<Vec<Task>> {
+    related_tasks(tx, id, "SELECT parent_id FROM task_links WHERE child_id = ?1")
+}
+
+fn children_of(tx: &Transaction, id: &str) -> Result<Vec<Task>> {
+    related_tasks(tx, id, "SELECT child_id FROM task_links WHERE parent_id = ?1")
+}
+
+pub(crate) fn comments_of(tx: &Transaction, id: &str, newest: Option<i64>) -> Result<Vec<Comment>> {
+    let cols = rows::comment_columns();
+    let mut comments = match newest {
+        Some(limit) => query_all!(
+            tx,
+            CommentReader,
+            format!("SELECT {cols} FROM task_comments WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2"),
+            params![id, limit]
+        ),
+        None => {
+            query_all!(
+                tx,
+                CommentReader,
+                format!("SELECT {cols} FROM task_comments WHERE task_id = ?1 ORDER BY id"),
+                [id]
+            )
+        }
+    };
+    if newest.is_some() {
+        comments.reverse();
+    }
+    Ok(comments)
+}
+
+pub(crate) fn events_of(tx: &Transaction, task: Option<&str>, since: Option<i64>) -> Result<Vec<Event>> {
+    // Two statements rather than `?1 IS NULL OR task_id = ?1`, which would defeat the index.
+    let since = since.unwrap_or(0);
+    let cols = rows::event_columns();
+    Ok(match task {
+        Some(task) => query_all!(
+            tx,
+            EventReader,
+            format!("SELECT {cols} FROM task_events WHERE task_id = ?1 AND id > ?2 ORDER BY id"),
+            params![task, since]
+        ),
+        None => query_all!(
+            tx,
+            EventReader,
+            format!("SELECT {cols} FROM task_events WHERE id > ?1 ORDER BY id"),
+            params![since]
+        ),
+    })
+}
+
+/// The newest `limit` events of a card, in id order.
+pub(crate) fn newest_events_of(tx: &Transaction, task: &str, limit: i64) -> Result<Vec<Event>> {
+    let cols = rows::event_columns();
+    let mut events = query_all!(
+        tx,
+        EventReader,
+        format!("SELECT {cols} FROM task_events WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2"),
+        params![task, limit]
+    );
+    events.reverse();
+    Ok(events)
+}
+
+/// A card's runs in id order, or with `newest`, only the newest that many, newest first.
+pub(crate) fn runs_of(tx: &Transaction, id: &str, newest: Option<i64>) -> Result<Vec<Run>> {
+    let cols = rows::run_columns();
+    Ok(match newest {
+        Some(limit) => query_all!(
+            tx,
+            RunReader,
+            format!("SELECT {cols} FROM task_runs WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2"),
+            params![id, limit]
+        ),
+        None => query_all!(
+            tx,
+            RunReader,
+            format!("SELECT {cols} FROM task_runs WHERE task_id = ?1 ORDER BY id"),
+            [id]
+        ),
+    })
+}
+
+fn attachments_of(tx: &Transaction, id: &str) -> Result<Vec<Attachment>> {
+    let sql =
+        format!("SELECT {} FROM task_attachments WHERE task_id = ?1 ORDER BY id", rows::attachment_columns());
+    Ok(query_all!(tx, AttachmentReader, sql, [id]))
+}
+
+pub(crate) fn insert_with_fresh_id(
+    tx: &Transaction,
+    new: &NewTask,
+    title: &str,
+    kind: WorkspaceKind,
+    status: Status,
+    now: i64,
+) -> Result<String> {
+    // A random 32-bit id can collide on a big board; the primary key catches it and we draw again.
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO tasks (id, title, body, status, assignee, priority, tenant, created_by, created_at,
+            updated_at, started_at, workspace_kind, workspace_path, branch_name, idempotency_key,
+            max_runtime_seconds, max_retries, goal_mode, goal_max_turns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?;
+    for _ in 0..16 {
+        let id = new_task_id();
+        let inserted = stmt.execute(params![
+            id,
+            title,
+            new.body,
+            status,
+            new.assignee,
+            new.priority,
+            new.tenant,
+            new.created_by,
+            now,
+            (status == Status::Running).then_some(now),
+            kind,
+            new.workspace_path,
+            new.branch_name,
+            new.idempotency_key,
+            new.max_runtime_seconds,
+            new.max_retries,
+            new.goal_mode,
+            new.goal_max_turns,
+        ])?;
+        if inserted == 1 {
+            return Ok(id);
+        }
+    }
+    Err(StoreError::Refused("could not draw a free card id after 16 tries".into()))
+}
+
+/// Open a run for a card that is (now) running, and point the card at it.
+pub(crate) fn open_run(
+    tx: &Transaction,
+    task: &Task,
+    lane: crate::model::Lane,
+    profile: Option<&str>,
+    claim: Option<&super::Claim>,
+    now: i64,
+) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO task_runs (task_id, profile, status, claim_lock, host_id, lane, started_at)
+         VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![task.id, profile, claim.map(|c| &c.lock), claim.map(|c| &c.host), lane, now])?;
+    let run_id = tx.last_insert_rowid();
+    tx.prepare_cached(
+        "UPDATE tasks SET current_run_id = ?1, started_at = COALESCE(started_at, ?2), updated_at = ?2 WHERE id = ?3",
+    )?
+    .execute(params![run_id, now, task.id])?;
+    append_event(
+        tx,
+        Some(&task.id),
+        Some(run_id),
+        "run_started",
+        json!({"profile": profile, "claim_lock": claim.map(|c| &c.lock), "lane": lane}),
+        now,
+    )?;
+    Ok(run_id)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Operations.
+
+impl Store {
+    /// Create a card. Returns the card and whether it is new: an idempotency key already held by a card that
+    /// is not archived returns that card unchanged.
+    pub fn create_task(&mut self, new: &NewTask, now: i64) -> Result<(Task, bool)> {
+        let title = non_blank(&new.title, "title")?;
+        if let Some(key) = &new.idempotency_key {
+            non_blank(key, "idempotency key")?;
+        }
+        let kind = new.workspace_kind.unwrap_or(WorkspaceKind::Scratch);
+        if let Some(s) = new.initial_status
+            && !matches!(s, Status::Running | Status::Blocked)
+        {
+            return Err(StoreError::Invalid(format!("initial status must be running or blocked, not '{s}'")));
+        }
+        self.write(|tx| {
+            if let Some(key) = &new.idempotency_key {
+                let sql = format!(
+                    "SELECT {} FROM tasks WHERE idempotency_key = ?1 AND status <> 'archived'",
+                    rows::task_columns()
+                );
+                if let Some(task) = query_one!(tx, TaskReader, sql, [key]) {
+                    return Ok((task, false));
+                }
+            }
+            let mut open_parents = 0;
+            for parent in &new.parents {
+                if !load(tx, parent)?.is_closed() {
+                    open_parents += 1;
+                }
+            }
+            let status = if new.triage {
+                Status::Triage
+            } else if let Some(s) = new.initial_status {
+                s
+            } else if open_parents > 0 {
+                Status::Todo
+            } else {
+                Status::Ready
+            };
+            let id = insert_with_fresh_id(tx, new, &title, kind, status, now)?;
+            for parent in &new.parents {
+                insert_link(tx, parent, &id, now)?;
+            }
+            append_event(
+                tx,
+                Some(&id),
+                None,
+                "created",
+                json!({"status": status, "assignee": new.assignee, "parents": new.parents, "created_by": new.created_by}),
+                now,
+            )?;
+            if status == Status::Running {
+                let task = load(tx, &id)?;
+                open_run(tx, &task, crate::model::Lane::Work, new.assignee.as_deref(), None, now)?;
+            }
+            if status == Status::Blocked {
+                tx.execute(
+                    "UPDATE tasks SET block_sticky = 1, block_reason = 'created blocked' WHERE id = ?1",
+                    [&id],
+                )?;
+            }
+            Ok((load(tx, &id)?, true))
+        })
+    }
+
+    /// Create many cards in one transaction (each with its own `created` event). For imports and
+    /// benchmarks: one fsync for the lot instead of one per card. Idempotency keys are not supported here.
+    pub fn create_tasks(&mut self, batch: &[NewTask], now: i64) -> Result<Vec<String>> {
+        for new in batch {
+            non_blank(&new.title, "title")?;
+            if new.idempotency_key.is_some() || !new.parents.is_empty() || new.initial_status.is_some() {
+                return Err(StoreError::Invalid(
+                    "batch create takes plain cards only (no idempotency key, parents or initial status)"
+                        .into(),
+                ));
+            }
+        }
+        self.write(|tx| {
+            let mut ids = Vec::with_capacity(batch.len());
+            for new in batch {
+                let status = if new.triage { Status::Triage } else { Status::Ready };
+                let kind = new.workspace_kind.unwrap_or(WorkspaceKind::Scratch);
+                let id = insert_with_fresh_id(tx, new, new.title.trim(), kind, status, now)?;
+                append_event(
+                    tx,
+                    Some(&id),
+                    None,
+                    "created",
+                    json!({"status": status, "assignee": new.assignee}),
+                    now,
+                )?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+    }
+
+    pub fn get_task(&mut self, id: &str) -> Result<Task> {
+        self.read(|tx| load(tx, id))
+    }
+
+    pub fn get_run(&mut self, id: i64) -> Result<Run> {
+        self.read(|tx| load_run(tx, id)?.ok_or_else(|| StoreError::NotFound(format!("run {id}"))))
+    }
+
+    fn list_sql(filter: &TaskFilter) -> (String, Vec<String>) {
+        let mut sql = format!("SELECT {} FROM tasks WHERE 1 = 1", rows::task_columns());
+        let mut args: Vec<String> = Vec::new();
+        if let Some(status) = filter.status {
+            args.push(status.as_str().to_string());
+            sql.push_str(&format!(" AND status = ?{}", args.len()));
+        } else if !filter.include_archived {
+            sql.push_str(" AND status <> 'archived'");
+        }
+        match filter.assignee.as_deref() {
+            Some("none") => sql.push_str(" AND assignee IS NULL"),
+            Some(a) => {
+                args.push(a.to_string());
+                sql.push_str(&format!(" AND assignee = ?{}", args.len()));
+            }
+            None => {}
+        }
+        if let Some(tenant) = &filter.tenant {
+            args.push(tenant.clone());
+            sql.push_str(&format!(" AND tenant = ?{}", args.len()));
+        }
+        let status_rank = Status::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("WHEN '{s}' THEN {i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        match filter.sort {
+            // rowid keeps insertion order among cards created in the same second (ids are random).
+            ListSort::Created => sql.push_str(" ORDER BY created_at, rowid"),
+            ListSort::Priority => sql.push_str(" ORDER BY priority DESC, created_at, rowid"),
+            ListSort::Assignee => sql.push_str(" ORDER BY assignee IS NULL, assignee, created_at, id"),
+            ListSort::Title => sql.push_str(" ORDER BY title COLLATE NOCASE, created_at, id"),
+            ListSort::Updated => sql.push_str(" ORDER BY updated_at DESC, created_at, id"),
+            ListSort::Status => {
+                sql.push_str(&format!(" ORDER BY CASE status {status_rank} ELSE 99 END, created_at, id"))
+            }
+        }
+        (sql, args)
+    }
+
+    pub fn list_tasks(&mut self, filter: &TaskFilter) -> Result<Vec<Task>> {
+        let mut out = Vec::new();
+        self.for_each_task(filter, |t| {
+            out.push(t);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Stream the cards a filter selects, in its order, without collecting them (a big board's listing
+    /// goes straight to the writer). An error from `each` stops the listing and is returned.
+    pub fn for_each_task(
+        &mut self,
+        filter: &TaskFilter,
+        mut each: impl FnMut(Task) -> std::result::Result<(), StoreError>,
+    ) -> Result<()> {
+        let (sql, args) = Self::list_sql(filter);
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let reader = rows::TaskReader::new(&stmt)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+            while let Some(row) = rows.next()? {
+                each(reader.read(row)?)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn parents(&mut self, id: &str) -> Result<Vec<Task>> {
+        self.read(|tx| parents_of(tx, id))
+    }
+
+    pub fn children(&mut self, id: &str) -> Result<Vec<Task>> {
+        self.read(|tx| children_of(tx, id))
+    }
+
+    pub fn comments(&mut self, id: &str) -> Result<Vec<Comment>> {
+        self.read(|tx| comments_of(tx, id, None))
+    }
+
+    /// Events in id order, optionally for one card and after a given event id.
+    pub fn events(&mut self, task: Option<&str>, since: Option<i64>) -> Result<Vec<Event>> {
+        self.read(|tx| events_of(tx, task, since))
+    }
+
+    /// The id of the newest event (0 on an empty board).
+    pub fn last_event_id(&mut self) -> Result<i64> {
+        self.read(|tx| Ok(tx.query_row("SELECT COALESCE(max(id), 0) FROM task_events", [], |r| r.get(0))?))
+    }
+
+    pub fn runs(&mut self, id: &str) -> Result<Vec<Run>> {
+        self.read(|tx| runs_of(tx, id, None))
+    }
+
+    pub fn attachments(&mut self, id: &str) -> Result<Vec<Attachment>> {
+        self.read(|tx| attachments_of(tx, id))
+    }
+
+    /// A card with everything around it, in one read transaction.
+    pub fn task_detail(&mut self, id: &str) -> Result<TaskDetail> {
+        self.read(|tx| {
+            Ok(TaskDetail {
+                task: load(tx, id)?,
+                parents: parents_of(tx, id)?,
+                children: children_of(tx, id)?,
+                comments: comments_of(tx, id, None)?,
+                events: events_of(tx, Some(id), None)?,
+                runs: runs_of(tx, id, None)?,
+                attachments: attachments_of(tx, id)?,
+            })
+        })
+    }
+
+    /// What a policy may know about a card, in one snapshot bounded by `LIMIT`s: the newest `runs` runs,
+    /// `events` events and `comments` comments, and the parents.
+    pub fn card_facts(&mut self, id: &str, runs: i64, events: i64, comments: i64) -> Result<CardFacts> {
+        self.read(|tx| {
+            Ok(CardFacts {
+                task: load(tx, id)?,
+                runs: runs_of(tx, id, Some(runs))?,
+                events: newest_events_of(tx, id, events)?,
+                comments: comments_of(tx, id, Some(comments))?,
+                parents: parents_of(tx, id)?,
+            })
+        })
+    }
+
+    pub fn require_task(&mut self, id: &str) -> Result<()> {
+        self.get_task(id).map(|_| ())
+    }
+
+    /// A card's status, or `None` when no such card exists (never created, or deleted for good).
+    pub fn task_status(&mut self, id: &str) -> Result<Option<Status>> {
+        self.read(|tx| {
+            Ok(tx
+                .query_row("SELECT status FROM tasks WHERE id = ?1", params![id], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    /// The one write path of the lifecycle: load the card and its facts, ask the transition table, and
+    /// write its answer by compare-and-set with its events, in one transaction.
+    pub fn apply(
+        &mut self,
+        id: &str,
+        actor: Actor,
+        action: &Action,
+        limits: BreakerLimits,
+        now: i64,
+    ) -> Result<Applied> {
+        self.write(|tx| {
+            let task = load(tx, id)?;
+            let transition = decide(tx, &task, actor, action, limits)?;
+            let released = write_transition(tx, &task, &transition, now)?;
+            Ok(Applied { task: load(tx, id)?, transition, released })
+        })
+    }
+
+    /// What [`Store::apply`] would do, without writing: the same checks, refused the same way.
+    pub fn check(
+        &mut self,
+        id: &str,
+        actor: Actor,
+        action: &Action,
+        limits: BreakerLimits,
+    ) -> Result<Transition> {
+        self.read(|tx| {
+            let task = load(tx, id)?;
+            decide(tx, &task, actor, action, limits)
+        })
+    }
+
+    /// Assign an unassigned dispatchable card on a routing policy's decision, recording which policy chose.
+    /// `false` when the card changed meanwhile (assigned, or no longer dispatchable).
+    pub fn assign_by_policy(&mut self, id: &str, profile: &str, policy: &str, now: i64) -> Result<bool> {
+        self.write(|tx| {
+            let task = load(tx, id)?;
+            if task.assignee.is_some() || !task.status.is_dispatchable() {
+                return Ok(false);
+            }
+            let action = Action::Assign { assignee: Some(profile.to_string()), source: policy.to_string() };
+            let t = decide(tx, &task, Actor::Operator, &action, BreakerLimits::default())?;
+            write_transition(tx, &task, &t, now)?;
+            Ok(true)
+        })
+    }
+
+    /// Block a dispatchable card on a respawn guard's decision (not counted as a failure; sticky until
+    /// `unblock`). `false` when the card is no longer dispatchable.
+    pub fn block_by_policy(&mut self, id: &str, reason: &str, policy: &str, now: i64) -> Result<bool> {
+        self.write(|tx| {
+            let task = load(tx, id)?;
+            if !task.status.is_dispatchable() {
+                return Ok(false);
+            }
+            let action =
+                Action::Block { reason: Some(reason.to_string()), kind: Some("policy".into()), sticky: true };
+            let mut t = decide(tx, &task, Actor::Operator, &action, BreakerLimits::default())?;
+            t.events[0].payload["policy"] = json!(policy);
+            write_transition(tx, &task, &t, now)?;
+            Ok(true)
+        })
+    }
+
+    pub fn add_comment(&mut self, id: &str, author: Option<&str>, body: &str, now: i64) -> Result<Comment> {
+        let body = non_blank(body, "comment")?;
+        self.write(|tx| {
+            load(tx, id)?;
+            tx.execute(
+                "INSERT INTO task_comments (task_id, author, body, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, author, body, now],
+            )?;
+            let comment_id = tx.last_insert_rowid();
+            append_event(
+                tx,
+                Some(id),
+                None,
+                "commented",
+                json!({"comment_id": comment_id, "author": author}),
+                now,
+            )?;
+            Ok(Comment {
+                id: comment_id,
+                task_id: id.to_string(),
+                author: author.map(str::to_string),
+                body,
+                created_at: now,
+            })
+        })
+    }
+
+    pub fn link(&mut self, parent: &str, child: &str, now: i64) -> Result<()> {
+        if parent == child {
+            return Err(StoreError::Refused(format!("cannot link card {parent} to itself")));
+        }
+        self.write(|tx| {
+            let parent_task = load(tx, parent)?;
+            let child_task = load(tx, child)?;
+            if !parent_task.is_closed() && (child_task.status == Status::Running || child_task.is_closed()) {
+                return Err(StoreError::Refused(format!(
+                    "card {child} is {}; it cannot start waiting on the open parent {parent}",
+                    child_task.status
+                )));
+            }
+            if reaches(tx, child, parent)? {
+                return Err(StoreError::Refused(format!(
+                    "linking {parent} -> {child} would make a cycle ({child} already leads to {parent})"
+                )));
+            }
+            if insert_link(tx, parent, child, now)? == 0 {
+                return Err(StoreError::Refused(format!("{parent} is already a parent of {child}")));
+            }
+            append_event(tx, Some(child), None, "linked", json!({"parent": parent}), now)?;
+            if child_task.status == Status::Ready && !parent_task.is_closed() && !child_task.parents_waived {
+                set_status(tx, &child_task, Status::Todo, now)?;
+                append_event(
+                    tx,
+                    Some(child),
+                    None,
+                    "waiting",
+                    json!({"from": "ready", "parent": parent}),
+                    now,
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn unlink(&mut self, parent: &str, child: &str, now: i64) -> Result<()> {
+        self.write(|tx| {
+            load(tx, parent)?;
+            let child_task = load(tx, child)?;
+            let removed = tx.execute(
+                "DELETE FROM task_links WHERE parent_id = ?1 AND child_id = ?2",
+                params![parent, child],
+            )?;
+            if removed == 0 {
+                return Err(StoreError::Refused(format!("{parent} is not a parent of {child}")));
+            }
+            append_event(tx, Some(child), None, "unlinked", json!({"parent": parent}), now)?;
+            if child_task.status == Status::Todo && open_parent_ids(tx, child)?.is_empty() {
+                set_status(tx, &child_task, Status::Ready, now)?;
+                append_event(
+                    tx,
+                    Some(child),
+                    None,
+                    "ready",
+                    json!({"from": "todo", "reason": "unlinked"}),
+                    now,
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn edit(&mut self, id: &str, edit: &EditTask, now: i64) -> Result<Task> {
+        let title = edit.title.as_deref().map(|t| non_blank(t, "title")).transpose()?;
+        self.write(|tx| {
+            let task = load(tx, id)?;
+            let mut changed = serde_json::Map::new();
+            if let Some(title) = &title {
+                tx.execute("UPDATE tasks SET title = ?1 WHERE id = ?2", params![title, id])?;
+                changed.insert("title".into(), json!(title));
+            }
+            if let Some(body) = &edit.body {
+                tx.execute("UPDATE tasks SET body = ?1 WHERE id = ?2", params![body, id])?;
+                changed.insert("body".into(), json!(true));
+            }
+            if let Some(priority) = edit.priority {
+                tx.execute("UPDATE tasks SET priority = ?1 WHERE id = ?2", params![priority, id])?;
+                changed.insert("priority".into(), json!(priority));
+            }
+            if edit.reset_failures {
+                tx.execute(
+                    "UPDATE tasks SET consecutive_failures = 0, protocol_violations = 0, stale_reclaims = 0 WHERE id = ?1",
+                    [id],
+                )?;
+                changed.insert("reset_failures".into(), json!(task.consecutive_failures));
+            }
+            if changed.is_empty() {
+                return Err(StoreError::Invalid(
+                    "nothing to edit: pass --title, --body, --priority or --reset-failures".into(),
+                ));
+            }
+            tx.execute("UPDATE tasks SET updated_at = ?1 WHERE id = ?2", params![now, id])?;
+            append_event(tx, Some(id), None, "edited", Value::Object(changed), now)?;
+            load(tx, id)
+        })
+    }
+
+    /// Delete an archived card for good, with its links, comments, runs and attachment rows. Returns the
+    /// attachments so the caller can remove their files after the commit.
+    pub fn delete_archived(&mut self, id: &str, now: i64) -> Result<Vec<Attachment>> {
+        self.write(|tx| {
+            let task = load(tx, id)?;
+            if task.status != Status::Archived {
+                return Err(StoreError::Refused(format!(
+                    "card {id} is {}; only archived cards can be deleted",
+                    task.status
+                )));
+            }
+            let attachments = attachments_of(tx, id)?;
+            let children: Vec<String> = {
+                let mut stmt = tx.prepare_cached("SELECT child_id FROM task_links WHERE parent_id = ?1")?;
+                stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+            };
+            for sql in [
+                "DELETE FROM task_links WHERE parent_id = ?1 OR child_id = ?1",
+                "DELETE FROM task_comments WHERE task_id = ?1",
+                "DELETE FROM task_runs WHERE task_id = ?1",
+                "DELETE FROM task_attachments WHERE task_id = ?1",
+                "DELETE FROM task_findings WHERE task_id = ?1",
+                "DELETE FROM tasks WHERE id = ?1",
+            ] {
+                tx.execute(sql, [id])?;
+            }
+            append_event(
+                tx,
+                Some(id),
+                None,
+                "deleted",
+                json!({"title": task.title, "children": children}),
+                now,
+            )?;
+            Ok(attachments)
+        })
+    }
+
+    /// A worker's heartbeat on its run: stamps the card and run and extends the claim.
+    pub fn heartbeat(
+        &mut self,
+        id: &str,
+        note: Option<&str>,
+        claim_ttl: i64,
+        attempt: Option<i64>,
+        now: i64,
+    ) -> Result<Task> {
+        self.write(|tx| {
+            let task = load(tx, id)?;
+            if let Some(run) = attempt {
+                let (_, current) = facts_of(tx, &task)?;
+                lifecycle::check_attempt(&task, current.as_ref(), run).map_err(refusal)?;
+            }
+            if task.status != Status::Running {
+                return Err(StoreError::Refused(format!(
+                    "cannot heartbeat card {id} while it is {}",
+                    task.status
+                )));
+            }
+            let n = tx.execute(
+                "UPDATE tasks SET last_heartbeat_at = ?1, claim_expires = ?2, updated_at = ?1
+                 WHERE id = ?3 AND status = 'running' AND current_run_id IS ?4",
+                params![now, now + claim_ttl, id, task.current_run_id],
+            )?;
+            if n != 1 {
+                return Err(StoreError::Refused(format!("card {id} changed concurrently; try again")));
+            }
+            if let Some(run) = task.current_run_id {
+                tx.execute("UPDATE task_runs SET last_heartbeat_at = ?1 WHERE id = ?2", params![now, run])?;
+            }
+            append_event(tx, Some(id), task.current_run_id, "heartbeat", json!({"note": note}), now)?;
+            load(tx, id)
+        })
+    }
+
+    /// Record an attachment whose file is already in place under `stored_name`.
+    pub fn add_attachment(
+        &mut self,
+        id: &str,
+        name: &str,
+        stored_name: &str,
+        size: i64,
+        sha256: &str,
+        now: i64,
+    ) -> Result<Attachment> {
+        self.write(|tx| {
+            load(tx, id)?;
+            tx.execute(
+                "INSERT INTO task_attachments (task_id, name, stored_name, size, sha256, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, name, stored_name, size, sha256, now],
+            )?;
+            let att_id = tx.last_insert_rowid();
+            append_event(
+                tx,
+                Some(id),
+                None,
+                "attached",
+                json!({"attachment_id": att_id, "name": stored_name, "size": size}),
+                now,
+            )?;
+            Ok(Attachment {
+                id: att_id,
+                task_id: id.into(),
+                name: name.into(),
+                stored_name: stored_name.into(),
+                size,
+                sha256: sha256.into(),
+                created_at: now,
+            })
+        })
+    }
+
+    /// Remove an attachment row; returns it so the caller can delete the file after the commit.
+    /// `only_task` (a worker's scope) refuses attachments of any other card.
+    pub fn remove_attachment(
+        &mut self,
+        attachment_id: i64,
+        only_task: Option<&str>,
+        now: i64,
+    ) -> Result<Attachment> {
+        self.write(|tx| {
+            let sql = format!("SELECT {} FROM task_attachments WHERE id = ?1", rows::attachment_columns());
+            let att = query_one!(tx, AttachmentReader, sql, [attachment_id])
+                .ok_or_else(|| StoreError::NotFound(format!("attachment {attachment_id}")))?;
+            if let Some(task) = only_task
+                && att.task_id != task
+            {
+                return Err(StoreError::Refused(format!(
+                    "worker is scoped to task {task}; refusing to modify {} (attachment {attachment_id})",
+                    att.task_id
+                )));
+            }
+            tx.execute("DELETE FROM task_attachments WHERE id = ?1", [attachment_id])?;
+            append_event(
+                tx,
+                Some(&att.task_id),
+                None,
+                "attachment_removed",
+                json!({"attachment_id": attachment_id, "name": att.stored_name}),
+                now,
+            )?;
+            Ok(att)
+        })
+    }
+
+    pub fn stats(&mut self) -> Result<Stats> {
+        self.read(|tx| {
+            let group = |sql: &str| -> Result<BTreeMap<String, i64>> {
+                let mut stmt = tx.prepare_cached(sql)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(rows)
+            };
+            let by_status = group("SELECT status, count(*) FROM tasks GROUP BY status")?;
+            Ok(Stats {
+                total: by_status.values().sum(),
+                by_status,
+                by_assignee: group(
+                    "SELECT COALESCE(assignee, 'none'), count(*) FROM tasks WHERE status <> 'archived' GROUP BY 1",
+                )?,
+                events: tx.query_row("SELECT count(*) FROM task_events", [], |r| r.get(0))?,
+                runs: tx.query_row("SELECT count(*) FROM task_runs", [], |r| r.get(0))?,
+                runs_by_outcome: group("SELECT COALESCE(outcome, status), count(*) FROM task_runs GROUP BY 1")?,
+            })
+        })
+    }
+
+    /// Recompute what is ready: `todo` cards whose parents are all closed become `ready`, and `blocked`
+    /// cards recover when their block is not sticky and their failure count is below the limit (the card's
+    /// `max_retries`, else `board_failure_limit`, else the default). Recovery never resets the counter.
+    /// Returns the ids that changed, in the order they changed.
+    pub fn recompute_ready(&mut self, board_failure_limit: Option<i64>, now: i64) -> Result<Vec<String>> {
+        self.write(|tx| {
+            let mut changed = Vec::new();
+            let sql = format!(
+                "SELECT {} FROM tasks t WHERE status = 'todo' AND NOT EXISTS (
+                    SELECT 1 FROM task_links l JOIN tasks p ON p.id = l.parent_id
+                    WHERE l.child_id = t.id AND p.status NOT IN ('done', 'archived'))
+                 ORDER BY created_at, id",
+                rows::task_columns()
+            );
+            let todo: Vec<Task> = query_all!(tx, TaskReader, sql, []);
+            for task in todo {
+                set_status(tx, &task, Status::Ready, now)?;
+                append_event(
+                    tx,
+                    Some(&task.id),
+                    None,
+                    "ready",
+                    json!({"from": "todo", "reason": "parents_done"}),
+                    now,
+                )?;
+                changed.push(task.id);
+            }
+            let sql = format!(
+                "SELECT {} FROM tasks WHERE status = 'blocked' AND block_sticky = 0 ORDER BY created_at, id",
+                rows::task_columns()
+            );
+            let blocked: Vec<Task> = query_all!(tx, TaskReader, sql, []);
+            for task in blocked {
+                let limit = FailureLimit::resolve(task.max_retries, board_failure_limit);
+                if task.consecutive_failures >= limit {
+                    continue;
+                }
+                let to = if open_parent_ids(tx, &task.id)?.is_empty() || task.parents_waived {
+                    Status::Ready
+                } else {
+                    Status::Todo
+                };
+                set_status(tx, &task, to, now)?;
+                tx.execute(
+                    "UPDATE tasks SET block_kind = NULL, block_reason = NULL WHERE id = ?1",
+                    [&task.id],
+                )?;
+                append_event(
+                    tx,
+                    Some(&task.id),
+                    None,
+                    "recovered",
+                    json!({"to": to, "consecutive_failures": task.consecutive_failures, "limit": limit}),
+                    now,
+                )?;
+                changed.push(task.id);
+            }
+            Ok(changed)
+        })
+    }
+
+    /// Append a free-standing event (policy errors, tips, health warnings).
+    pub fn record_event(
+        &mut self,
+        task_id: Option<&str>,
+        kind: &str,
+        payload: Value,
+        now: i64,
+    ) -> Result<i64> {
+        self.write(|tx| append_event(tx, task_id, None, kind, payload, now))
+    }
+
+    /// Write many free-standing events in one transaction.
+    pub fn record_events(&mut self, events: &[(Option<String>, &str, Value)], now: i64) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            for (task, kind, payload) in events {
+                append_event(tx, task.as_deref(), None, kind, payload.clone(), now)?;
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,484 @@
+//! Runs: claim a card, record what its supervisor saw (its own process, the worker's, the exit), extend
+//! the claim, settle the run's outcome, and stop it in two steps (request, then finish once its processes
+//! are gone). Each is one transaction with its event; the rules come from [`crate::lifecycle`].
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, params};
+use serde_json::json;
+
+use super::cards::{Applied, append_event, decide, load, load_run, open_run, write_transition};
+use super::rows::{self, query_all};
+use super::{Claim, Result, Store, StoreError};
+use crate::breaker::BreakerLimits;
+use crate::lifecycle::{self, Action, Actor};
+use crate::model::{Lane, Outcome, Run, RunStatus, Status, Task};
+
+/// A running card with its current run.
+#[derive(Debug, Clone)]
+pub struct RunningCard {
+    pub task: Task,
+    pub run: Run,
+}
+
+/// What settlement did to the card.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    pub task_id: String,
+    pub run_id: i64,
+    pub outcome: Outcome,
+    /// Where the card went; `None` if it had moved on (the run was only closed).
+    pub status: Option<Status>,
+    pub gave_up: bool,
+}
+
+impl Settled {
+    fn from_applied(task_id: &str, run_id: i64, outcome: Outcome, applied: &Applied) -> Settled {
+        Settled {
+            task_id: task_id.to_string(),
+            run_id,
+            outcome,
+            status: Some(applied.transition.to),
+            gave_up: applied.transition.judgement.as_ref().is_some_and(|j| j.gave_up),
+        }
+    }
+}
+
+/// A host working this board, and its last sign of life.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HostSeen {
+    pub id: String,
+    pub hostname: String,
+    pub pid: Option<i64>,
+    pub started_at: i64,
+    pub last_seen: i64,
+}
+
+impl Store {
+    /// Every running card with its current run, oldest first: two queries, whatever the count.
+    pub fn running_cards(&mut self) -> Result<Vec<RunningCard>> {
+        self.read(|tx| {
+            let sql = format!(
+                "SELECT {} FROM tasks WHERE status = 'running' AND current_run_id IS NOT NULL ORDER BY started_at, id",
+                rows::task_columns()
+            );
+            let tasks: Vec<Task> = query_all!(tx, TaskReader, sql, []);
+            let sql = format!(
+                "SELECT {} FROM task_runs WHERE id IN (SELECT current_run_id FROM tasks WHERE status = 'running')",
+                rows::run_columns()
+            );
+            let mut runs: HashMap<i64, Run> =
+                query_all!(tx, RunReader, sql, []).into_iter().map(|r: Run| (r.id, r)).collect();
+            Ok(tasks
+                .into_iter()
+                .filter_map(|task| {
+                    let run = runs.remove(&task.current_run_id?)?;
+                    Some(RunningCard { task, run })
+                })
+                .collect())
+        })
+    }
+
+    /// The dispatchable cards (ready and review) in dispatch order: priority first, then oldest.
+    pub fn dispatch_candidates(&mut self) -> Result<Vec<Task>> {
+        self.read(|tx| {
+            let sql = format!(
+                "SELECT {} FROM tasks WHERE status IN ('ready', 'review') ORDER BY priority DESC, created_at, rowid",
+                rows::task_columns()
+            );
+            Ok(query_all!(tx, TaskReader, sql, []))
+        })
+    }
+
+    /// Claim a dispatchable card for a worker: compare-and-set on its status, its assignee (or reviewer, in
+    /// the review lane) and on there being no claim, in the same transaction that opens its run. Returns the
+    /// run id, or `None` if someone else got it or the card changed.
+    pub fn claim_card(
+        &mut self,
+        task_id: &str,
+        profile: &str,
+        claim: &Claim,
+        ttl: i64,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        self.write(|tx| {
+            let task = load(tx, task_id)?;
+            // The work lane goes to the assignee; the review lane to the reviewer (a card with none takes the
+            // board's default reviewer, named by the caller, and keeps it).
+            let (lane, allowed) = match task.status {
+                Status::Ready => (Lane::Work, task.assignee.as_deref() == Some(profile)),
+                Status::Review => (Lane::Review, task.reviewer.as_deref().is_none_or(|r| r == profile)),
+                _ => return Ok(None),
+            };
+            if !allowed || task.claim_lock.is_some() {
+                return Ok(None);
+            }
+            let n = tx.execute(
+                "UPDATE tasks SET status = 'running', claim_lock = ?1, claim_host = ?2, claim_expires = ?3,
+                    updated_at = ?4, last_heartbeat_at = NULL,
+                    reviewer = CASE WHEN ?7 = 'review' THEN ?8 ELSE reviewer END
+                 WHERE id = ?5 AND status = ?6 AND claim_lock IS NULL",
+                params![claim.lock, claim.host, now + ttl, now, task_id, task.status, lane, profile],
+            )?;
+            if n != 1 {
+                return Ok(None);
+            }
+            let run_id = open_run(tx, &task, lane, Some(profile), Some(claim), now)?;
+            append_event(
+                tx,
+                Some(task_id),
+                Some(run_id),
+                "claimed",
+                json!({"claim_lock": claim.lock, "host_id": claim.host, "from": task.status}),
+                now,
+            )?;
+            Ok(Some(run_id))
+        })
+    }
+
+    /// Record that a supervisor (and, once started, its worker) is running this run. `false` when the run
+    /// has ended meanwhile (settled or stopped before it began): the supervisor then starts nothing.
+    pub fn record_supervision(
+        &mut self,
+        run_id: i64,
+        supervisor: Option<(i64, i64)>,
+        worker: Option<(i64, i64)>,
+        now: i64,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let Some(run) = load_run(tx, run_id)? else { return Ok(false) };
+            if run.status == RunStatus::Ended {
+                return Ok(false);
+            }
+            if let Some((pid, start)) = supervisor {
+                tx.execute(
+                    "UPDATE task_runs SET supervisor_pid = ?1, supervisor_start = ?2 WHERE id = ?3",
+                    params![pid, start, run_id],
+                )?;
+            }
+            if let Some((pid, start)) = worker {
+                tx.execute(
+                    "UPDATE task_runs SET worker_pid = ?1, worker_start = ?2 WHERE id = ?3",
+                    params![pid, start, run_id],
+                )?;
+                tx.execute(
+                    "UPDATE tasks SET worker_pid = ?1, updated_at = ?2 WHERE current_run_id = ?3 AND status = 'running'",
+                    params![pid, now, run_id],
+                )?;
+                append_event(tx, Some(&run.task_id), Some(run_id), "worker_started", json!({"pid": pid}), now)?;
+            }
+            Ok(run.status != RunStatus::Stopping)
+        })
+    }
+
+    /// Record where a run's worker works: the run's directory, and on the card the scratch path or the
+    /// worktree branch it really used.
+    pub fn record_workspace(&mut self, run_id: i64, dir: &str, branch: Option<&str>) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("UPDATE task_runs SET workspace = ?1 WHERE id = ?2", params![dir, run_id])?;
+            tx.execute(
+                "UPDATE tasks SET
+                    workspace_path = CASE WHEN workspace_kind = 'scratch' THEN ?1 ELSE workspace_path END,
+                    branch_name = COALESCE(?2, branch_name)
+                 WHERE current_run_id = ?3",
+                params![dir, branch, run_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Record how the worker of a run ended. The run moves to `exited` (the tick classifies it) unless it
+    /// already ended or is being stopped, in which case only the exit status is kept. `last_output` is the
+    /// last line it wrote (for a failed exit), kept in the run's metadata. Returns false for an unknown run.
+    pub fn record_exit(
+        &mut self,
+        run_id: i64,
+        exit_code: Option<i64>,
+        signal: Option<i64>,
+        last_output: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let task: Option<String> = tx
+                .query_row("SELECT task_id FROM task_runs WHERE id = ?1", [run_id], |r| r.get(0))
+                .optional()?;
+            let Some(task) = task else { return Ok(false) };
+            tx.execute(
+                "UPDATE task_runs SET exit_code = ?1, exit_signal = ?2, exited_at = COALESCE(exited_at, ?3),
+                    status = CASE WHEN status = 'running' THEN 'exited' ELSE status END,
+                    metadata = CASE WHEN ?5 IS NULL THEN metadata
+                               ELSE json_set(COALESCE(metadata, '{}'), '$.last_output', ?5) END
+                 WHERE id = ?4",
+                params![exit_code, signal, now, run_id, last_output],
+            )?;
+            let mut payload = json!({"exit_code": exit_code, "signal": signal});
+            if let Some(line) = last_output {
+                payload["last_output"] = json!(line);
+            }
+            append_event(tx, Some(&task), Some(run_id), "worker_exited", payload, now)?;
+            Ok(true)
+        })
+    }
+
+    /// Mark the start of another goal-mode turn on the same run. Refused unless the run is still the card's
+    /// current, live run.
+    pub fn record_goal_turn(
+        &mut self,
+        task_id: &str,
+        run_id: i64,
+        turn: i64,
+        feedback: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let task = load(tx, task_id)?;
+            let run = load_run(tx, run_id)?;
+            lifecycle::check_attempt(&task, run.as_ref(), run_id)
+                .map_err(|r| StoreError::Refused(r.message().into()))?;
+            if task.status != Status::Running {
+                return Err(StoreError::Refused(format!("card {task_id} is {}; no next turn", task.status)));
+            }
+            tx.execute("UPDATE task_runs SET turn = ?1 WHERE id = ?2", params![turn, run_id])?;
+            tx.execute(
+                "UPDATE tasks SET goal_turn = ?1, updated_at = ?2 WHERE id = ?3",
+                params![turn, now, task_id],
+            )?;
+            append_event(
+                tx,
+                Some(task_id),
+                Some(run_id),
+                "goal_continue",
+                json!({"turn": turn, "feedback": feedback}),
+                now,
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Extend a live worker's claim (its heartbeat is fresh, or it has not sent one yet).
+    pub fn extend_claim(&mut self, task_id: &str, run_id: i64, until: i64, now: i64) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE tasks SET claim_expires = ?1 WHERE id = ?2 AND status = 'running' AND current_run_id = ?3",
+                params![until, task_id, run_id],
+            )?;
+            if n == 1 {
+                append_event(tx, Some(task_id), Some(run_id), "claim_extended", json!({"until": until}), now)?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    /// Settle a run with the dispatcher's verdict (an [`Action::Settle`]): end it, apply the breaker, and
+    /// requeue or block the card, all in one transaction.
+    ///
+    /// The verdict was reached on a snapshot; this re-reads the run. With `unless_exited` (a verdict that
+    /// presumes the worker never reported an exit: gone, crashed, lost), an exit recorded meanwhile wins and
+    /// the run is classified by it instead. A run that is being stopped is left to its stop; a run that is no
+    /// longer the card's current one is only closed.
+    pub fn settle(
+        &mut self,
+        task_id: &str,
+        run_id: i64,
+        verdict: Action,
+        unless_exited: bool,
+        limits: BreakerLimits,
+        now: i64,
+    ) -> Result<Option<Settled>> {
+        self.write(|tx| {
+            let task = load(tx, task_id)?;
+            let Some(run) = load_run(tx, run_id)? else { return Ok(None) };
+            let mut verdict = verdict;
+            if unless_exited && run.exit().is_some() {
+                verdict = lifecycle::settle_exit(&run);
+            }
+            let Some(outcome) = verdict.run_outcome() else {
+                return Err(StoreError::Invalid("settle takes a settle action".into()));
+            };
+            let current = task.status == Status::Running && task.current_run_id == Some(run_id);
+            if !current {
+                if run.status.is_open() && run.status != RunStatus::Stopping {
+                    tx.execute(
+                        "UPDATE task_runs SET status = 'ended', outcome = COALESCE(outcome, ?1), ended_at = ?2
+                         WHERE id = ?3 AND status <> 'ended'",
+                        params![outcome, now, run_id],
+                    )?;
+                }
+                return Ok(None);
+            }
+            if run.status == RunStatus::Stopping {
+                return Ok(None);
+            }
+            let t = decide(tx, &task, Actor::Dispatcher(run_id), &verdict, limits)?;
+            let released = write_transition(tx, &task, &t, now)?;
+            let applied = Applied { task: load(tx, task_id)?, transition: t, released };
+            Ok(Some(Settled::from_applied(task_id, run_id, outcome, &applied)))
+        })
+    }
+
+    /// First step of stopping a run: decide how it ends. The run becomes `stopping` with the outcome of
+    /// `action` (so no concurrent tick can call it a crash, and its worker's reports are refused), and the
+    /// action is kept on the run for [`Store::finish_stop`]. Refused, writing nothing, unless `run_id` is the
+    /// card's current, live run and `action` would be allowed once the run is stopped.
+    pub fn request_stop(
+        &mut self,
+        task_id: &str,
+        run_id: i64,
+        action: &Action,
+        reason: &str,
+        requested_at: i64,
+        now: i64,
+    ) -> Result<Run> {
+        let Some(outcome) = action.run_outcome() else {
+            return Err(StoreError::Invalid(format!("{} does not end a run", action.verb())));
+        };
+        self.write(|tx| {
+            let task = load(tx, task_id)?;
+            let Some(mut run) = load_run(tx, run_id)? else {
+                return Err(StoreError::NotFound(format!("run {run_id}")));
+            };
+            if task.status != Status::Running || task.current_run_id != Some(run_id) {
+                return Err(StoreError::Refused(format!(
+                    "run {run_id} of card {task_id} is no longer current ({}); nothing was stopped",
+                    task.current_run_id
+                        .map(|r| format!("card is on run {r}"))
+                        .unwrap_or_else(|| format!("card is {}", task.status))
+                )));
+            }
+            if run.status == RunStatus::Stopping {
+                return Err(StoreError::Refused(format!(
+                    "run {run_id} of card {task_id} is already being stopped ({})",
+                    run.outcome.map_or("?", |o| o.as_str())
+                )));
+            }
+            // Would the action be allowed once the run is stopped? Check before any signal is sent.
+            let mut stopping = run.clone();
+            stopping.status = RunStatus::Stopping;
+            let open = super::cards::open_parent_ids(tx, task_id)?;
+            lifecycle::transition(
+                &task,
+                &lifecycle::Facts { open_parents: &open, run: Some(&stopping) },
+                Actor::Stop(run_id),
+                action,
+                BreakerLimits::default(),
+            )
+            .map_err(|r| match r {
+                lifecycle::Refusal::Refused(m) => StoreError::Refused(m),
+                lifecycle::Refusal::Invalid(m) => StoreError::Invalid(m),
+            })?;
+            let stored = serde_json::to_string(action).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            tx.execute(
+                "UPDATE task_runs SET status = 'stopping', outcome = ?1, error = COALESCE(error, ?2),
+                    stop_requested_at = ?3, stop_action = ?4
+                 WHERE id = ?5 AND status IN ('running', 'exited')",
+                params![outcome, reason, requested_at, stored, run_id],
+            )?;
+            append_event(
+                tx,
+                Some(task_id),
+                Some(run_id),
+                "stop_requested",
+                json!({"outcome": outcome, "reason": reason, "action": action.verb()}),
+                now,
+            )?;
+            run.status = RunStatus::Stopping;
+            run.outcome = Some(outcome);
+            run.stop_requested_at = Some(requested_at);
+            Ok(run)
+        })
+    }
+
+    /// Second step: the run's processes are confirmed gone; apply the action kept on it. If the action is
+    /// refused by then (the card's parents changed, say), the card is requeued instead, uncounted, and the
+    /// refusal is the run's error.
+    pub fn finish_stop(
+        &mut self,
+        task_id: &str,
+        run_id: i64,
+        limits: BreakerLimits,
+        now: i64,
+    ) -> Result<Option<Applied>> {
+        self.write(|tx| {
+            let task = load(tx, task_id)?;
+            let Some(run) = load_run(tx, run_id)? else { return Ok(None) };
+            if run.status != RunStatus::Stopping || task.current_run_id != Some(run_id) {
+                return Ok(None);
+            }
+            let action: Action = run
+                .stop_action
+                .clone()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or(Action::Reclaim { reason: "stopped".into() });
+            let t = match decide(tx, &task, Actor::Stop(run_id), &action, limits) {
+                Ok(t) => t,
+                Err(StoreError::Refused(why) | StoreError::Invalid(why)) => {
+                    let fallback = Action::Settle {
+                        outcome: Outcome::Reclaimed,
+                        error: Some(format!("{} was refused once the worker stopped: {why}", action.verb())),
+                        detail: json!({"refused": action.verb()}),
+                        wedged: false,
+                    };
+                    decide(tx, &task, Actor::Stop(run_id), &fallback, limits)?
+                }
+                Err(other) => return Err(other),
+            };
+            let released = write_transition(tx, &task, &t, now)?;
+            append_event(tx, Some(task_id), Some(run_id), "stopped", json!({"to": t.to}), now)?;
+            Ok(Some(Applied { task: load(tx, task_id)?, transition: t, released }))
+        })
+    }
+
+    /// Record (once per stop) that a stopped run's processes could not be confirmed gone, so the card waits.
+    pub fn record_stop_pending(
+        &mut self,
+        task_id: &str,
+        run_id: i64,
+        detail: serde_json::Value,
+        now: i64,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let already: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM task_events WHERE run_id = ?1 AND kind = 'stop_pending')",
+                [run_id],
+                |r| r.get(0),
+            )?;
+            if !already {
+                append_event(tx, Some(task_id), Some(run_id), "stop_pending", detail, now)?;
+            }
+            Ok(!already)
+        })
+    }
+
+    /// This host is alive and working the board.
+    pub fn touch_host(&mut self, id: &str, hostname: &str, pid: i64, now: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO hosts (id, hostname, pid, started_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT(id) DO UPDATE SET hostname = ?2, pid = ?3, last_seen = ?4",
+            )?
+            .execute(params![id, hostname, pid, now])?;
+            Ok(())
+        })
+    }
+
+    /// The hosts that worked this board, most recently seen first.
+    pub fn hosts(&mut self) -> Result<Vec<HostSeen>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, hostname, pid, started_at, last_seen FROM hosts ORDER BY last_seen DESC, id",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(HostSeen {
+                        id: r.get(0)?,
+                        hostname: r.get(1)?,
+                        pid: r.get(2)?,
+                        started_at: r.get(3)?,
+                        last_seen: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+    }
+}

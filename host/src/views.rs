@@ -1,0 +1,54 @@
+//! The JSON documents the host shows people and scripts, shared by every front end (the CLI's `--json`,
+//! the HTTP API). Records serialize as themselves (their internal columns are skipped by decision in
+//! `model`); documents that combine records are built here, once.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::board::Board;
+use crate::model::{Attachment, Comment, Event, Finding, Run, Task};
+use crate::store::TaskDetail;
+
+/// An attachment with the path of its file.
+#[derive(Debug, Serialize)]
+pub struct AttachmentView<'a> {
+    #[serde(flatten)]
+    pub attachment: &'a Attachment,
+    pub path: PathBuf,
+}
+
+impl<'a> AttachmentView<'a> {
+    pub fn new(board: &Board, attachment: &'a Attachment) -> Self {
+        AttachmentView { path: crate::ops::attachments::path_of(board, attachment), attachment }
+    }
+}
+
+/// `show --json`: a card with everything around it.
+#[derive(Debug, Serialize)]
+pub struct ShowView<'a> {
+    pub task: &'a Task,
+    pub parents: &'a [Task],
+    pub children: &'a [Task],
+    pub comments: &'a [Comment],
+    pub events: &'a [Event],
+    pub runs: &'a [Run],
+    pub attachments: Vec<AttachmentView<'a>>,
+    /// From the latest `kanban diagnostics` run (stored; `show` never runs a policy itself).
+    pub findings: &'a [Finding],
+}
+
+impl<'a> ShowView<'a> {
+    pub fn new(board: &Board, detail: &'a TaskDetail, findings: &'a [Finding]) -> Self {
+        ShowView {
+            task: &detail.task,
+            parents: &detail.parents,
+            children: &detail.children,
+            comments: &detail.comments,
+            events: &detail.events,
+            runs: &detail.runs,
+            attachments: detail.attachments.iter().map(|a| AttachmentView::new(board, a)).collect(),
+            findings,
+        }
+    }
+}
