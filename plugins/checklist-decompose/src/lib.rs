@@ -9,25 +9,25 @@
 
 mod list;
 
-wit_bindgen::generate!({ path: "../../wit", world: "decompose-policy" });
-
-use exports::kanban::policy::decompose::{Child, Plan};
-use kanban::policy::types::{Context, PluginInfo, PolicyKind};
+use kanban_policy::Context;
+use kanban_policy::config::{ConfigError, non_blank, positive};
+use kanban_policy::decompose::{Child, Decomposer, Plan};
 use list::{ListKind, find_list};
-use plugin_support::Config;
-
-const KNOWN_KEYS: &[&str] = &["chain", "assignee", "max_children"];
+use serde::Deserialize;
 
 /// The longest child title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Each child waits on the previous one.
     pub chain: bool,
     /// The children's assignee; `None` gives them the root's.
+    #[serde(deserialize_with = "non_blank")]
     pub assignee: Option<String>,
     /// More entries than this leave the card in triage.
+    #[serde(deserialize_with = "positive")]
     pub max_children: i64,
 }
 
@@ -38,15 +38,6 @@ impl Default for Settings {
 }
 
 impl Settings {
-    pub fn from_config(json: &str) -> Result<Settings, String> {
-        let config = Config::parse(json, KNOWN_KEYS)?;
-        Ok(Settings {
-            chain: config.bool("chain", false)?,
-            assignee: config.non_blank_string("assignee")?,
-            max_children: config.positive_int("max_children", Settings::default().max_children)?,
-        })
-    }
-
     /// The children for the card in `ctx`, or why it stays in triage.
     pub fn plan(&self, ctx: &Context) -> Plan {
         let root = &ctx.card;
@@ -106,66 +97,45 @@ fn title_of(text: &str) -> (String, bool) {
 
 struct ChecklistDecompose;
 
-impl exports::kanban::policy::plugin::Guest for ChecklistDecompose {
-    fn describe() -> PluginInfo {
-        PluginInfo {
-            name: "checklist-decompose".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PolicyKind::Decompose,
-        }
+impl Decomposer for ChecklistDecompose {
+    type Config = Settings;
+
+    fn decompose(settings: &Settings, ctx: &Context) -> Plan {
+        settings.plan(ctx)
     }
 
-    fn validate_config(config: String) -> Result<(), String> {
-        Settings::from_config(&config).map(drop)
-    }
-}
-
-impl exports::kanban::policy::decompose::Guest for ChecklistDecompose {
-    fn decompose(ctx: Context) -> Plan {
-        // A config the host should have refused at load leaves the card in triage, saying why.
-        match Settings::from_config(&ctx.config) {
-            Ok(settings) => settings.plan(&ctx),
-            Err(err) => Plan::Leave(err),
-        }
+    /// A config the host should have refused at load leaves the card in triage, saying why.
+    fn config_error(error: ConfigError) -> Plan {
+        Plan::Leave(error.to_string())
     }
 }
 
-export!(ChecklistDecompose);
+kanban_policy::export_decomposer!(ChecklistDecompose, name = "checklist-decompose");
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kanban::policy::types::{BoardFacts, Card};
+    use kanban_policy::testing::ContextBuilder;
 
     fn context(body: &str) -> Context {
-        Context {
-            card: Card {
-                id: "t_0000abcd".into(),
-                title: "Ship the billing page".into(),
-                body: body.into(),
-                status: "triage".into(),
-                assignee: Some("coder".into()),
-                priority: 3,
-                tenant: None,
-                workspace_kind: "worktree".into(),
-                workspace_path: Some("/srv/web".into()),
-                consecutive_failures: 0,
-                last_failure_error: None,
-                max_retries: None,
-                block_kind: None,
-                block_reason: None,
-                block_sticky: false,
-                created_at: 0,
-                updated_at: 0,
-            },
-            runs: Vec::new(),
-            events: Vec::new(),
-            comments: Vec::new(),
-            parents: Vec::new(),
-            board: BoardFacts { slug: "web".into(), profiles: Vec::new(), failure_limit: 2 },
-            now: 1_800_000_000,
-            config: "{}".into(),
-        }
+        ContextBuilder::new(1_800_000_000)
+            .card(|c| {
+                c.id("t_0000abcd")
+                    .title("Ship the billing page")
+                    .body(body)
+                    .status("triage")
+                    .assignee("coder")
+                    .priority(3)
+                    .workspace("worktree", Some("/srv/web"))
+                    .created_at(0)
+                    .updated_at(0)
+            })
+            .board("web")
+            .build()
+    }
+
+    fn from_config(json: &str) -> Result<Settings, String> {
+        kanban_policy::config::parse(json).map_err(String::from)
     }
 
     fn children(plan: Plan) -> Vec<Child> {
@@ -204,7 +174,7 @@ mod tests {
     #[test]
     fn a_numbered_list_is_the_fallback_and_chain_links_siblings() {
         let ctx = context("1. one\n2) two\n3. three\n");
-        let settings = Settings::from_config(r#"{"chain": true, "assignee": " writer "}"#).unwrap();
+        let settings = from_config(r#"{"chain": true, "assignee": " writer "}"#).unwrap();
         let kids = children(settings.plan(&ctx));
         assert_eq!(kids.iter().map(|k| k.title.as_str()).collect::<Vec<_>>(), ["one", "two", "three"]);
         assert_eq!(kids.iter().map(|k| k.depends_on.clone()).collect::<Vec<_>>(), [vec![], vec![0], vec![1]]);
@@ -247,23 +217,27 @@ mod tests {
 
     #[test]
     fn config_is_validated() {
-        assert_eq!(Settings::from_config("{}").unwrap(), Settings::default());
+        assert_eq!(from_config("{}").unwrap(), Settings::default());
         assert!(
-            Settings::from_config(r#"{"chain": "yes"}"#)
+            from_config(r#"{"chain": "yes"}"#)
                 .unwrap_err()
                 .starts_with("config.chain: must be true or false")
         );
+        assert!(from_config(r#"{"max_children": 0}"#).unwrap_err().starts_with("config.max_children:"));
         assert!(
-            Settings::from_config(r#"{"max_children": 0}"#).unwrap_err().starts_with("config.max_children:")
-        );
-        assert!(
-            Settings::from_config(r#"{"assignee": 1}"#)
-                .unwrap_err()
-                .starts_with("config.assignee: must be a string")
+            from_config(r#"{"assignee": 1}"#).unwrap_err().starts_with("config.assignee: must be a string")
         );
         assert_eq!(
-            Settings::from_config(r#"{"split": true}"#).unwrap_err(),
+            from_config(r#"{"split": true}"#).unwrap_err(),
             "config.split: unknown key (known: chain, assignee, max_children)"
         );
+    }
+
+    #[test]
+    fn a_config_that_does_not_read_at_call_time_leaves_the_card_in_triage() {
+        let mut ctx = context("- [ ] a\n");
+        ctx.config = r#"{"chain": "yes"}"#.into();
+        let reason = leave(kanban_policy::decompose::decompose::<ChecklistDecompose>(&ctx));
+        assert!(reason.starts_with("config.chain: must be true or false"), "{reason}");
     }
 }

@@ -4,47 +4,44 @@
 //! The plugin does not check that the profile exists: the host reports a card routed to an unknown profile as
 //! `skipped_nonspawnable`, which makes the mistake visible where the operator looks.
 
-wit_bindgen::generate!({ path: "../../wit", world: "routing-policy" });
+use kanban_policy::Context;
+use kanban_policy::config::non_blank;
+use kanban_policy::routing::Router;
+use serde::Deserialize;
 
-use kanban::policy::types::{Context, PluginInfo, PolicyKind};
-use plugin_support::Config;
-
-const KNOWN_KEYS: &[&str] = &["assignee"];
-
-/// The profile to route every card to, if any.
-fn assignee_from_config(config: &str) -> Result<Option<String>, String> {
-    Config::parse(config, KNOWN_KEYS)?.non_blank_string("assignee")
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The profile to route every card to, if any.
+    #[serde(deserialize_with = "non_blank")]
+    pub assignee: Option<String>,
 }
 
 struct DefaultAssignee;
 
-impl exports::kanban::policy::plugin::Guest for DefaultAssignee {
-    fn describe() -> PluginInfo {
-        PluginInfo {
-            name: "default-assignee".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PolicyKind::Routing,
-        }
-    }
+impl Router for DefaultAssignee {
+    type Config = Settings;
 
-    fn validate_config(config: String) -> Result<(), String> {
-        assignee_from_config(&config).map(drop)
+    fn route(settings: &Settings, _: &Context) -> Option<String> {
+        // A config that fails to parse panics (the SDK's default): the host validated it when it loaded the
+        // board, so this is a host bug, and a trap is recorded as a policy error (the card stays
+        // unassigned: the routing safe default).
+        settings.assignee.clone()
     }
 }
 
-impl exports::kanban::policy::routing::Guest for DefaultAssignee {
-    fn route(ctx: Context) -> Option<String> {
-        // The host validated the config when it loaded the board; failing here is a host bug, and a trap is
-        // recorded as a policy error (the card stays unassigned: the routing safe default).
-        assignee_from_config(&ctx.config).unwrap_or_else(|err| panic!("{err}"))
-    }
-}
-
-export!(DefaultAssignee);
+kanban_policy::export_router!(DefaultAssignee, name = "default-assignee");
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The profile to route every card to, if any.
+    fn assignee_from_config(config: &str) -> Result<Option<String>, String> {
+        kanban_policy::config::parse::<Settings>(config)
+            .map(|settings| settings.assignee)
+            .map_err(String::from)
+    }
 
     #[test]
     fn missing_or_blank_assignee_is_none() {
@@ -64,5 +61,14 @@ mod tests {
         assert!(err.starts_with("config.assignee: must be a string"), "{err}");
         let err = assignee_from_config(r#"{"asignee": "coder"}"#).unwrap_err();
         assert_eq!(err, "config.asignee: unknown key (known: assignee)");
+    }
+
+    #[test]
+    fn every_card_goes_to_the_configured_profile() {
+        use kanban_policy::testing::ContextBuilder;
+        let ctx = ContextBuilder::new(0).config(r#"{"assignee": "coder"}"#).build();
+        assert_eq!(kanban_policy::routing::route::<DefaultAssignee>(&ctx).as_deref(), Some("coder"));
+        let ctx = ContextBuilder::new(0).build();
+        assert_eq!(kanban_policy::routing::route::<DefaultAssignee>(&ctx), None);
     }
 }

@@ -13,39 +13,55 @@
 //! `disabled_rules` (a list of rule ids) turns rules off. The plugin only reads the context: it has no
 //! clock but `context.now`.
 
-wit_bindgen::generate!({ path: "../../wit", world: "diagnostics-policy" });
-
-use exports::kanban::policy::diagnostics::{Finding, Severity};
-use kanban::policy::types::{Context, Event, PluginInfo, PolicyKind};
-use plugin_support::{Config, excerpt};
+use kanban_policy::config::{non_negative, positive, string_list};
+use kanban_policy::diagnostics::{Diagnostics, Finding, Severity};
+use kanban_policy::text::{duration, excerpt};
+use kanban_policy::{Context, Outcome};
+use serde::Deserialize;
 
 /// One rule: at most one finding.
-type Check = fn(&Rules, &Facts) -> Option<Finding>;
+type Check = fn(&Rules, &Context) -> Option<Finding>;
 
 /// Every rule id with its check, in the order findings are reported.
-const CHECKS: [(&str, Check); 6] = [
-    ("repeated-failures", Rules::check_repeated_failures),
-    ("repeated-crashes", Rules::check_repeated_crashes),
-    ("stuck-in-blocked", Rules::check_stuck_in_blocked),
-    ("block-unblock-cycling", Rules::check_block_unblock_cycling),
-    ("stranded-in-ready", Rules::check_stranded_in_ready),
-    ("running-with-open-parents", Rules::check_running_with_open_parents),
+const CHECKS: [(Rule, Check); 6] = [
+    (Rule::RepeatedFailures, Rules::check_repeated_failures),
+    (Rule::RepeatedCrashes, Rules::check_repeated_crashes),
+    (Rule::StuckInBlocked, Rules::check_stuck_in_blocked),
+    (Rule::BlockUnblockCycling, Rules::check_block_unblock_cycling),
+    (Rule::StrandedInReady, Rules::check_stranded_in_ready),
+    (Rule::RunningWithOpenParents, Rules::check_running_with_open_parents),
 ];
+
+/// A rule, named in config (`disabled_rules`) by its id: the variant in kebab case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    RepeatedFailures,
+    RepeatedCrashes,
+    StuckInBlocked,
+    BlockUnblockCycling,
+    StrandedInReady,
+    RunningWithOpenParents,
+}
+
+impl Rule {
+    /// The rule's id, as findings and the config name it.
+    pub fn id(self) -> &'static str {
+        match self {
+            Rule::RepeatedFailures => "repeated-failures",
+            Rule::RepeatedCrashes => "repeated-crashes",
+            Rule::StuckInBlocked => "stuck-in-blocked",
+            Rule::BlockUnblockCycling => "block-unblock-cycling",
+            Rule::StrandedInReady => "stranded-in-ready",
+            Rule::RunningWithOpenParents => "running-with-open-parents",
+        }
+    }
+}
 
 /// Every rule id, in the order findings are reported.
 pub fn rule_ids() -> Vec<&'static str> {
-    CHECKS.iter().map(|(id, _)| *id).collect()
+    CHECKS.iter().map(|(rule, _)| rule.id()).collect()
 }
-
-const KNOWN_KEYS: &[&str] = &[
-    "repeated_failures",
-    "repeated_crashes",
-    "blocked_stuck_seconds",
-    "cycle_count",
-    "cycle_window_seconds",
-    "stranded_ready_seconds",
-    "disabled_rules",
-];
 
 /// Event kinds that put a card in `blocked`.
 const BLOCKING_KINDS: &[&str] = &["blocked", "gave_up"];
@@ -66,15 +82,23 @@ const READYING_KINDS: &[&str] = &[
 ];
 
 /// The thresholds, from the config.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Rules {
+    #[serde(deserialize_with = "positive")]
     pub repeated_failures: i64,
+    #[serde(deserialize_with = "positive")]
     pub repeated_crashes: i64,
+    #[serde(deserialize_with = "non_negative")]
     pub blocked_stuck_seconds: i64,
+    #[serde(deserialize_with = "positive")]
     pub cycle_count: i64,
+    #[serde(deserialize_with = "non_negative")]
     pub cycle_window_seconds: i64,
+    #[serde(deserialize_with = "non_negative")]
     pub stranded_ready_seconds: i64,
-    pub disabled_rules: Vec<String>,
+    #[serde(deserialize_with = "string_list")]
+    pub disabled_rules: Vec<Rule>,
 }
 
 impl Default for Rules {
@@ -92,37 +116,18 @@ impl Default for Rules {
 }
 
 impl Rules {
-    pub fn from_config(json: &str) -> Result<Rules, String> {
-        let config = Config::parse(json, KNOWN_KEYS)?;
-        let d = Rules::default();
-        Ok(Rules {
-            repeated_failures: config.positive_int("repeated_failures", d.repeated_failures)?,
-            repeated_crashes: config.positive_int("repeated_crashes", d.repeated_crashes)?,
-            blocked_stuck_seconds: config
-                .non_negative_int("blocked_stuck_seconds", d.blocked_stuck_seconds)?,
-            cycle_count: config.positive_int("cycle_count", d.cycle_count)?,
-            cycle_window_seconds: config.non_negative_int("cycle_window_seconds", d.cycle_window_seconds)?,
-            stranded_ready_seconds: config
-                .non_negative_int("stranded_ready_seconds", d.stranded_ready_seconds)?,
-            disabled_rules: config.string_list_of("disabled_rules", &rule_ids())?,
-        })
-    }
-
     /// The findings for `ctx`, in the order of [`rule_ids`].
     pub fn diagnose(&self, ctx: &Context) -> Vec<Finding> {
-        let mut events: Vec<&Event> = ctx.events.iter().collect();
-        events.sort_by_key(|event| event.id);
-        let facts = Facts { ctx, events };
         CHECKS
             .iter()
-            .filter(|(id, _)| !self.disabled_rules.iter().any(|disabled| disabled == id))
-            .filter_map(|(_, rule)| rule(self, &facts))
+            .filter(|(rule, _)| !self.disabled_rules.contains(rule))
+            .filter_map(|(_, check)| check(self, ctx))
             .collect()
     }
 
-    fn check_repeated_failures(&self, facts: &Facts) -> Option<Finding> {
-        let card = &facts.ctx.card;
-        let (failures, limit) = (card.consecutive_failures, facts.ctx.board.failure_limit);
+    fn check_repeated_failures(&self, ctx: &Context) -> Option<Finding> {
+        let card = &ctx.card;
+        let (failures, limit) = (card.consecutive_failures, ctx.board.failure_limit);
         let at_limit = limit > 0 && failures >= limit;
         if failures <= 0 || !(failures >= self.repeated_failures || at_limit) {
             return None;
@@ -158,10 +163,8 @@ impl Rules {
         })
     }
 
-    fn check_repeated_crashes(&self, facts: &Facts) -> Option<Finding> {
-        let ctx = facts.ctx;
-        let crashes: Vec<_> =
-            ctx.runs.iter().filter(|run| run.outcome.as_deref() == Some("crashed")).collect();
+    fn check_repeated_crashes(&self, ctx: &Context) -> Option<Finding> {
+        let crashes: Vec<_> = ctx.runs.iter().filter(|run| run.outcome() == Some(Outcome::Crashed)).collect();
         let count = crashes.len();
         if (count as i64) < self.repeated_crashes {
             return None;
@@ -190,13 +193,13 @@ impl Rules {
         })
     }
 
-    fn check_stuck_in_blocked(&self, facts: &Facts) -> Option<Finding> {
-        let card = &facts.ctx.card;
+    fn check_stuck_in_blocked(&self, ctx: &Context) -> Option<Finding> {
+        let card = &ctx.card;
         if card.status != "blocked" {
             return None;
         }
-        let since = facts.newest_of(BLOCKING_KINDS).map_or(card.updated_at, |event| event.created_at);
-        let age = facts.ctx.now - since;
+        let since = ctx.latest_event(BLOCKING_KINDS).map_or(card.updated_at, |event| event.created_at);
+        let age = ctx.now - since;
         if age < self.blocked_stuck_seconds {
             return None;
         }
@@ -218,12 +221,11 @@ impl Rules {
         })
     }
 
-    fn check_block_unblock_cycling(&self, facts: &Facts) -> Option<Finding> {
-        let ctx = facts.ctx;
+    fn check_block_unblock_cycling(&self, ctx: &Context) -> Option<Finding> {
         let window_start = ctx.now - self.cycle_window_seconds;
         let mut blocked = false;
         let mut cycles = 0;
-        for event in &facts.events {
+        for event in ctx.events_in_order() {
             if BLOCKING_KINDS.contains(&event.kind.as_str()) {
                 blocked = true;
             } else if event.kind == "unblocked" {
@@ -254,13 +256,12 @@ impl Rules {
         })
     }
 
-    fn check_stranded_in_ready(&self, facts: &Facts) -> Option<Finding> {
-        let ctx = facts.ctx;
+    fn check_stranded_in_ready(&self, ctx: &Context) -> Option<Finding> {
         let card = &ctx.card;
         if card.status != "ready" {
             return None;
         }
-        let since = facts.newest_of(READYING_KINDS).map_or(card.updated_at, |event| event.created_at);
+        let since = ctx.latest_event(READYING_KINDS).map_or(card.updated_at, |event| event.created_at);
         let age = ctx.now - since;
         if age < self.stranded_ready_seconds {
             return None;
@@ -274,7 +275,7 @@ impl Rules {
                 actions.push(format!("kanban assign {id} PROFILE  # profiles: {profile_names}"));
                 "It has no assignee, and no routing policy gave it one.".to_string()
             }
-            Some(assignee) => match profiles.iter().find(|p| p.name == assignee) {
+            Some(assignee) => match ctx.board.profile(assignee) {
                 None => {
                     actions.push(format!("kanban assign {id} PROFILE  # profiles: {profile_names}"));
                     format!("Its assignee '{assignee}' is not a profile of board '{}'.", ctx.board.slug)
@@ -302,13 +303,11 @@ impl Rules {
         })
     }
 
-    fn check_running_with_open_parents(&self, facts: &Facts) -> Option<Finding> {
-        let ctx = facts.ctx;
+    fn check_running_with_open_parents(&self, ctx: &Context) -> Option<Finding> {
         if ctx.card.status != "running" {
             return None;
         }
-        let open: Vec<_> =
-            ctx.parents.iter().filter(|p| p.status != "done" && p.status != "archived").collect();
+        let open: Vec<_> = ctx.parents.iter().filter(|p| p.is_open()).collect();
         let first = open.first()?;
         let id = &ctx.card.id;
         let listed: Vec<String> =
@@ -332,105 +331,52 @@ impl Rules {
     }
 }
 
-/// The context, with its events in id order.
-struct Facts<'a> {
-    ctx: &'a Context,
-    events: Vec<&'a Event>,
-}
-
-impl Facts<'_> {
-    /// The newest event (highest id) of one of `kinds`.
-    fn newest_of(&self, kinds: &[&str]) -> Option<&Event> {
-        self.events.iter().rev().copied().find(|event| kinds.contains(&event.kind.as_str()))
-    }
-}
-
-/// `3d 4h`, `2h 5m`, `12m`, `40s`: the two largest units.
-pub fn duration(seconds: i64) -> String {
-    let s = seconds.max(0);
-    let (d, h, m) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, 0) => format!("{h}h"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, 0, _) => format!("{d}d"),
-        (d, h, _) => format!("{d}d {h}h"),
-    }
-}
-
 fn quote(text: &str, max: usize) -> String {
     format!("\"{}\"", excerpt(text, max))
 }
 
-struct Diagnostics;
+struct BuiltinDiagnostics;
 
-impl exports::kanban::policy::plugin::Guest for Diagnostics {
-    fn describe() -> PluginInfo {
-        PluginInfo {
-            name: "diagnostics".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PolicyKind::Diagnostics,
-        }
-    }
+impl Diagnostics for BuiltinDiagnostics {
+    type Config = Rules;
 
-    fn validate_config(config: String) -> Result<(), String> {
-        Rules::from_config(&config).map(drop)
+    fn diagnose(rules: &Rules, ctx: &Context) -> Vec<Finding> {
+        // A config that fails to parse panics (the SDK's default): the host validated it when it loaded the
+        // board, so this is a host bug, and a trap is reported as an error finding naming the plugin (the
+        // diagnostics safe default).
+        rules.diagnose(ctx)
     }
 }
 
-impl exports::kanban::policy::diagnostics::Guest for Diagnostics {
-    fn diagnose(ctx: Context) -> Vec<Finding> {
-        // The host validated the config when it loaded the board; failing here is a host bug, and a trap is
-        // reported as an error finding naming the plugin (the diagnostics safe default).
-        let rules = Rules::from_config(&ctx.config).unwrap_or_else(|err| panic!("{err}"));
-        rules.diagnose(&ctx)
-    }
-}
-
-export!(Diagnostics);
+kanban_policy::export_diagnostics!(BuiltinDiagnostics, name = "diagnostics");
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kanban::policy::types::{BoardFacts, Card, Parent, ProfileLoad, Run};
+    use kanban_policy::testing::ContextBuilder;
+    use kanban_policy::{Event, Parent, Run};
 
     const NOW: i64 = 1_800_000_000;
     const HOUR: i64 = 3600;
 
     fn context(status: &str) -> Context {
-        Context {
-            card: Card {
-                id: "t_0000abcd".into(),
-                title: "Fix the login redirect".into(),
-                body: String::new(),
-                status: status.into(),
-                assignee: Some("coder".into()),
-                priority: 0,
-                tenant: None,
-                workspace_kind: "scratch".into(),
-                workspace_path: None,
-                consecutive_failures: 0,
-                last_failure_error: None,
-                max_retries: None,
-                block_kind: None,
-                block_reason: None,
-                block_sticky: false,
-                created_at: NOW - 10,
-                updated_at: NOW - 10,
-            },
-            runs: Vec::new(),
-            events: Vec::new(),
-            comments: Vec::new(),
-            parents: Vec::new(),
-            board: BoardFacts {
-                slug: "web".into(),
-                profiles: vec![ProfileLoad { name: "coder".into(), running: 0, cap: Some(2) }],
-                failure_limit: 3,
-            },
-            now: NOW,
-            config: "{}".into(),
-        }
+        ContextBuilder::new(NOW)
+            .card(|c| {
+                c.id("t_0000abcd")
+                    .title("Fix the login redirect")
+                    .status(status)
+                    .assignee("coder")
+                    .created_at(NOW - 10)
+                    .updated_at(NOW - 10)
+            })
+            .board("web")
+            .profile("coder", 0, Some(2))
+            .failure_limit(3)
+            .build()
+    }
+
+    fn from_config(json: &str) -> Result<Rules, String> {
+        kanban_policy::config::parse(json).map_err(String::from)
     }
 
     fn event(id: i64, kind: &str, ago: i64) -> Event {
@@ -584,30 +530,21 @@ mod tests {
         ctx.runs = vec![crashed(3), crashed(2), crashed(1)];
         ctx.card.updated_at = NOW - 2 * 86400;
         assert_eq!(rules_fired(&ctx), ["repeated-failures", "repeated-crashes", "stuck-in-blocked"]);
-        let rules = Rules::from_config(r#"{"disabled_rules": ["repeated-crashes"]}"#).unwrap();
+        let rules = from_config(r#"{"disabled_rules": ["repeated-crashes"]}"#).unwrap();
         let fired: Vec<_> = rules.diagnose(&ctx).into_iter().map(|f| f.rule).collect();
         assert_eq!(fired, ["repeated-failures", "stuck-in-blocked"]);
     }
 
     #[test]
     fn config_is_validated() {
-        assert_eq!(Rules::from_config("{}").unwrap(), Rules::default());
-        let err = Rules::from_config(r#"{"stuck_seconds": 1}"#).unwrap_err();
+        assert_eq!(from_config("{}").unwrap(), Rules::default());
+        let err = from_config(r#"{"stuck_seconds": 1}"#).unwrap_err();
         assert!(err.starts_with("config.stuck_seconds: unknown key (known: repeated_failures,"), "{err}");
-        let err = Rules::from_config(r#"{"cycle_count": 0}"#).unwrap_err();
+        let err = from_config(r#"{"cycle_count": 0}"#).unwrap_err();
         assert!(err.starts_with("config.cycle_count: must be an integer of at least 1"), "{err}");
-        let err = Rules::from_config(r#"{"disabled_rules": ["nope"]}"#).unwrap_err();
+        let err = from_config(r#"{"disabled_rules": ["nope"]}"#).unwrap_err();
         assert!(err.starts_with("config.disabled_rules[0]: unknown value \"nope\""), "{err}");
-        let err = Rules::from_config(r#"{"disabled_rules": "stuck-in-blocked"}"#).unwrap_err();
+        let err = from_config(r#"{"disabled_rules": "stuck-in-blocked"}"#).unwrap_err();
         assert!(err.starts_with("config.disabled_rules: must be a list of strings"), "{err}");
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(duration(40), "40s");
-        assert_eq!(duration(1800), "30m");
-        assert_eq!(duration(3600 + 300), "1h 5m");
-        assert_eq!(duration(86400), "1d");
-        assert_eq!(duration(3 * 86400 + 4 * 3600 + 59), "3d 4h");
     }
 }

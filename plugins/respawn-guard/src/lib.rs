@@ -15,18 +15,11 @@
 //!
 //! Every deferral carries `retry-after`: the time at which its rule stops applying.
 
-wit_bindgen::generate!({ path: "../../wit", world: "respawn-guard-policy" });
-
-use exports::kanban::policy::respawn_guard::{Decision, Deferral};
-use kanban::policy::types::{Context, PluginInfo, PolicyKind};
-use plugin_support::{Config, excerpt};
-
-const KNOWN_KEYS: &[&str] = &[
-    "rate_limit_cooldown_seconds",
-    "auth_error_defer_seconds",
-    "recent_success_seconds",
-    "pr_link_window_seconds",
-];
+use kanban_policy::config::non_negative;
+use kanban_policy::guard::{Decision, Deferral, Guard};
+use kanban_policy::text::excerpt;
+use kanban_policy::{Context, Outcome};
+use serde::Deserialize;
 
 /// Words and phrases that mark an auth, quota or billing failure. Matched case-insensitively on whole words:
 /// any character that is not a letter or digit separates words, so `insufficient_quota`, `HTTP 403:` and
@@ -47,11 +40,16 @@ pub const AUTH_TERMS: &[&str] = &[
 ];
 
 /// The guard's windows, in seconds; 0 turns a rule off.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Rules {
+    #[serde(deserialize_with = "non_negative")]
     pub rate_limit_cooldown_seconds: i64,
+    #[serde(deserialize_with = "non_negative")]
     pub auth_error_defer_seconds: i64,
+    #[serde(deserialize_with = "non_negative")]
     pub recent_success_seconds: i64,
+    #[serde(deserialize_with = "non_negative")]
     pub pr_link_window_seconds: i64,
 }
 
@@ -67,21 +65,6 @@ impl Default for Rules {
 }
 
 impl Rules {
-    pub fn from_config(json: &str) -> Result<Rules, String> {
-        let config = Config::parse(json, KNOWN_KEYS)?;
-        let default = Rules::default();
-        Ok(Rules {
-            rate_limit_cooldown_seconds: config
-                .non_negative_int("rate_limit_cooldown_seconds", default.rate_limit_cooldown_seconds)?,
-            auth_error_defer_seconds: config
-                .non_negative_int("auth_error_defer_seconds", default.auth_error_defer_seconds)?,
-            recent_success_seconds: config
-                .non_negative_int("recent_success_seconds", default.recent_success_seconds)?,
-            pr_link_window_seconds: config
-                .non_negative_int("pr_link_window_seconds", default.pr_link_window_seconds)?,
-        })
-    }
-
     /// The decision for `ctx`: the first rule that defers, else allow.
     pub fn decide(&self, ctx: &Context) -> Decision {
         let rules = [Self::rate_limited, Self::auth_trouble, Self::recent_success, Self::linked_pull_request];
@@ -90,8 +73,8 @@ impl Rules {
 
     fn rate_limited(&self, ctx: &Context) -> Option<Deferral> {
         let window = self.rate_limit_cooldown_seconds;
-        let newest = ctx.runs.first().filter(|run| run.outcome.as_deref() == Some("rate_limited"))?;
-        let until = still_within(newest.ended_at.unwrap_or(newest.started_at), window, ctx.now)?;
+        let newest = ctx.latest_run().filter(|run| run.outcome() == Some(Outcome::RateLimited))?;
+        let until = ctx.still_within(newest.ended_or_started_at(), window)?;
         Some(defer(format!("rate limited; cooling down until {until} ({}s left)", until - ctx.now), until))
     }
 
@@ -100,7 +83,7 @@ impl Rules {
         if window == 0 {
             return None;
         }
-        let newest = ctx.runs.first();
+        let newest = ctx.latest_run();
         let (term, error) =
             [newest.and_then(|run| run.error.as_deref()), ctx.card.last_failure_error.as_deref()]
                 .into_iter()
@@ -108,8 +91,8 @@ impl Rules {
                 .find_map(|error| auth_term(error).map(|term| (term, error)))?;
         // The failure happened when the newest run ended; a card with no run carries its failure time as its
         // last update.
-        let failed_at = newest.map_or(ctx.card.updated_at, |run| run.ended_at.unwrap_or(run.started_at));
-        let until = still_within(failed_at, window, ctx.now)?;
+        let failed_at = newest.map_or(ctx.card.updated_at, |run| run.ended_or_started_at());
+        let until = ctx.still_within(failed_at, window)?;
         Some(defer(
             format!(
                 "the last failure looks like an auth, quota or billing problem (\"{term}\" in \"{}\"); \
@@ -126,11 +109,11 @@ impl Rules {
         let ended = ctx
             .runs
             .iter()
-            .filter(|run| run.outcome.as_deref() == Some("completed"))
+            .filter(|run| run.outcome() == Some(Outcome::Completed))
             .filter_map(|run| run.ended_at)
             .max()?;
-        let until = still_within(ended, window, ctx.now)?;
-        let ago = (ctx.now - ended).max(0);
+        let until = ctx.still_within(ended, window)?;
+        let ago = ctx.seconds_since(ended).max(0);
         Some(defer(
             format!("completed {ago}s ago; not respawning until {until} ({}s left)", until - ctx.now),
             until,
@@ -139,20 +122,12 @@ impl Rules {
 
     fn linked_pull_request(&self, ctx: &Context) -> Option<Deferral> {
         let window = self.pr_link_window_seconds;
-        let mut comments: Vec<_> = ctx.comments.iter().collect();
-        comments.sort_by_key(|comment| std::cmp::Reverse((comment.created_at, comment.id)));
-        comments.into_iter().find_map(|comment| {
-            let until = still_within(comment.created_at, window, ctx.now)?;
-            let url = pull_request_url_in(&comment.body)?;
+        ctx.newest_comments().into_iter().find_map(|comment| {
+            let until = ctx.still_within(comment.created_at, window)?;
+            let url = comment.pull_request_url()?;
             Some(defer(format!("an open pull request is linked: {url}"), until))
         })
     }
-}
-
-/// `Some(since + window)` while `now` is before it; `None` once it has passed or when the rule is off.
-fn still_within(since: i64, window: i64, now: i64) -> Option<i64> {
-    let until = since.saturating_add(window);
-    (window > 0 && now < until).then_some(until)
 }
 
 fn defer(reason: String, retry_after: i64) -> Deferral {
@@ -169,131 +144,45 @@ pub fn auth_term(text: &str) -> Option<&'static str> {
     })
 }
 
-/// The first pull-request URL in `text`, normalised to end at its number: `https://github.com/<o>/<r>/pull/<n>`,
-/// or a GitLab merge request on any host, `https://<host>/<group>/<project>/-/merge_requests/<n>`.
-pub fn pull_request_url_in(text: &str) -> Option<String> {
-    let is_end = |c: char| c.is_whitespace() || "<>()[]{}\"'`|,".contains(c);
-    let mut rest = text;
-    while let Some(start) = ["https://", "http://"].iter().filter_map(|scheme| rest.find(scheme)).min() {
-        let candidate = &rest[start..];
-        let end = candidate.find(is_end).unwrap_or(candidate.len());
-        if let Some(url) = pull_request_url(&candidate[..end]) {
-            return Some(url);
-        }
-        rest = &candidate[end.max(1)..];
-    }
-    None
-}
-
-fn pull_request_url(url: &str) -> Option<String> {
-    let (scheme, after) = url.split_once("://")?;
-    let (host, path) = after.split_once('/')?;
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    let segments: Vec<&str> = path.split('/').collect();
-    let host_lower = host.to_ascii_lowercase();
-    if host_lower == "github.com" || host_lower == "www.github.com" {
-        if let [owner, repo, "pull", number, ..] = segments.as_slice()
-            && !owner.is_empty()
-            && !repo.is_empty()
-        {
-            return Some(format!("{scheme}://github.com/{owner}/{repo}/pull/{}", issue_number(number)?));
-        }
-        return None;
-    }
-    let dash = segments.iter().position(|s| *s == "-")?;
-    let project = &segments[..dash];
-    if host.is_empty() || project.is_empty() || project.iter().any(|s| s.is_empty()) {
-        return None;
-    }
-    match &segments[dash + 1..] {
-        ["merge_requests", number, ..] => Some(format!(
-            "{scheme}://{host}/{}/-/merge_requests/{}",
-            project.join("/"),
-            issue_number(number)?
-        )),
-        _ => None,
-    }
-}
-
-/// `12` from `12`, or from `12.` at the end of a sentence; nothing from `12abc`.
-fn issue_number(segment: &str) -> Option<&str> {
-    let digits = segment.trim_end_matches(['.', ',', ';', ':', '!', '?']);
-    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
-}
-
 struct RespawnGuard;
 
-impl exports::kanban::policy::plugin::Guest for RespawnGuard {
-    fn describe() -> PluginInfo {
-        PluginInfo {
-            name: "respawn-guard".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: PolicyKind::RespawnGuard,
-        }
-    }
+impl Guard for RespawnGuard {
+    type Config = Rules;
 
-    fn validate_config(config: String) -> Result<(), String> {
-        Rules::from_config(&config).map(drop)
+    fn decide(rules: &Rules, ctx: &Context) -> Decision {
+        // The SDK parses the config once per instance (the host keeps one for all the calls of a tick). A
+        // config that fails to parse panics, which the host records as a policy error (the guard's safe
+        // default then applies).
+        rules.decide(ctx)
     }
 }
 
-impl exports::kanban::policy::respawn_guard::Guest for RespawnGuard {
-    fn decide(ctx: Context) -> Decision {
-        // The host keeps one instance for all the calls of a tick, with the same config each time: parse it
-        // once. A config that fails to parse panics, which the host records as a policy error (the guard's
-        // safe default then applies).
-        thread_local! {
-            static PARSED: std::cell::RefCell<Option<(String, Rules)>> = const { std::cell::RefCell::new(None) };
-        }
-        PARSED.with(|parsed| {
-            let mut parsed = parsed.borrow_mut();
-            if parsed.as_ref().is_none_or(|(config, _)| *config != ctx.config) {
-                let rules = Rules::from_config(&ctx.config).unwrap_or_else(|err| panic!("{err}"));
-                *parsed = Some((ctx.config.clone(), rules));
-            }
-            parsed.as_ref().map(|(_, rules)| rules.decide(&ctx)).expect("parsed above")
-        })
-    }
-}
-
-export!(RespawnGuard);
+kanban_policy::export_guard!(RespawnGuard, name = "respawn-guard");
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kanban::policy::types::{BoardFacts, Card, Comment, Run};
+    use kanban_policy::testing::ContextBuilder;
+    use kanban_policy::{Comment, Run};
 
     const NOW: i64 = 1_800_000_000;
 
     fn context() -> Context {
-        Context {
-            card: Card {
-                id: "t_0000abcd".into(),
-                title: "Fix the login redirect".into(),
-                body: String::new(),
-                status: "ready".into(),
-                assignee: Some("coder".into()),
-                priority: 0,
-                tenant: None,
-                workspace_kind: "scratch".into(),
-                workspace_path: None,
-                consecutive_failures: 0,
-                last_failure_error: None,
-                max_retries: None,
-                block_kind: None,
-                block_reason: None,
-                block_sticky: false,
-                created_at: NOW - 100_000,
-                updated_at: NOW - 50_000,
-            },
-            runs: Vec::new(),
-            events: Vec::new(),
-            comments: Vec::new(),
-            parents: Vec::new(),
-            board: BoardFacts { slug: "web".into(), profiles: Vec::new(), failure_limit: 2 },
-            now: NOW,
-            config: "{}".into(),
-        }
+        ContextBuilder::new(NOW)
+            .card(|c| {
+                c.id("t_0000abcd")
+                    .title("Fix the login redirect")
+                    .status("ready")
+                    .assignee("coder")
+                    .created_at(NOW - 100_000)
+                    .updated_at(NOW - 50_000)
+            })
+            .board("web")
+            .build()
+    }
+
+    fn from_config(json: &str) -> Result<Rules, String> {
+        kanban_policy::config::parse(json).map_err(String::from)
     }
 
     fn run(id: i64, outcome: &str, ended_ago: i64, error: Option<&str>) -> Run {
@@ -435,29 +324,6 @@ mod tests {
     }
 
     #[test]
-    fn pull_request_urls_are_recognised() {
-        let cases = [
-            ("see https://github.com/o/r/pull/7.", Some("https://github.com/o/r/pull/7")),
-            (
-                "<https://gitlab.example.com/g/sub/p/-/merge_requests/12#note_1>",
-                Some("https://gitlab.example.com/g/sub/p/-/merge_requests/12"),
-            ),
-            (
-                "https://github.com/o/r/issues/7 and https://github.com/o/r/pull/8",
-                Some("https://github.com/o/r/pull/8"),
-            ),
-            ("https://github.com/o/r/pull/", None),
-            ("https://github.com/o/r/pull/12abc", None),
-            ("https://github.com/o/r/pulls", None),
-            ("https://example.com/-/merge_requests/3", None),
-            ("github.com/o/r/pull/3", None),
-        ];
-        for (text, want) in cases {
-            assert_eq!(pull_request_url_in(text).as_deref(), want, "{text}");
-        }
-    }
-
-    #[test]
     fn rules_are_checked_in_order() {
         let mut ctx = context();
         ctx.runs = vec![run(2, "rate_limited", 10, Some("429 rate limit")), run(1, "completed", 20, None)];
@@ -475,18 +341,18 @@ mod tests {
 
     #[test]
     fn config_is_validated() {
-        assert_eq!(Rules::from_config("{}").unwrap(), Rules::default());
-        let rules = Rules::from_config(r#"{"rate_limit_cooldown_seconds": 0, "pr_link_window_seconds": 60}"#)
-            .unwrap();
+        assert_eq!(from_config("{}").unwrap(), Rules::default());
+        let rules =
+            from_config(r#"{"rate_limit_cooldown_seconds": 0, "pr_link_window_seconds": 60}"#).unwrap();
         assert_eq!(rules.rate_limit_cooldown_seconds, 0);
         assert_eq!(rules.pr_link_window_seconds, 60);
-        let err = Rules::from_config(r#"{"cooldown": 1}"#).unwrap_err();
+        let err = from_config(r#"{"cooldown": 1}"#).unwrap_err();
         assert_eq!(
             err,
             "config.cooldown: unknown key (known: rate_limit_cooldown_seconds, auth_error_defer_seconds, \
              recent_success_seconds, pr_link_window_seconds)"
         );
-        let err = Rules::from_config(r#"{"recent_success_seconds": "1h"}"#).unwrap_err();
+        let err = from_config(r#"{"recent_success_seconds": "1h"}"#).unwrap_err();
         assert!(err.starts_with("config.recent_success_seconds: must be a non-negative integer"), "{err}");
     }
 }
