@@ -1,10 +1,8 @@
 //! Black-box tests for the board commands and board resolution (contract: "Boards").
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn board_list(k: &Kanban) -> Vec<Value> {
@@ -398,7 +396,7 @@ fn an_empty_kanban_home_or_board_means_unset() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // With an empty KANBAN_HOME and no --home, the platform data dir under $HOME is used.
     let home = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::bin())
+    let out = std::process::Command::new(crate::common::bin())
         .arg("list")
         .env("KANBAN_HOME", "")
         .env("HOME", home.path())

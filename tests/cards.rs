@@ -1,14 +1,12 @@
 //! Black-box tests for the card commands (contract: "Cards").
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

@@ -2,12 +2,10 @@
 //! docs/dispatcher.md). Every test runs real worker scripts under a pinned `KANBAN_NOW`; time moves only by
 //! moving the pinned clock, never by waiting. A [`Fleet`] kills whatever its test left running.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Completes its card and exits 0.

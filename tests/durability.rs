@@ -1,11 +1,9 @@
 //! Black-box tests for store durability: corrupt and torn databases, concurrent writers.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 use sha2::{Digest, Sha256};
 
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";

@@ -7,12 +7,10 @@
 //! real to root too, and vanish with the namespace. A machine without user namespaces fails those tests
 //! with a message saying so, unless `KANBAN_TEST_NO_USERNS=1` is set, which skips them.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{Fleet, Kanban, bin, expect_fail, expect_ok, group_members, process_alive, wait_for};
+use crate::common::{Fleet, Kanban, bin, expect_fail, expect_ok, group_members, process_alive, wait_for};
 use rusqlite::Connection;
 
 /// Run `script` with `sh` in a private user+mount namespace with `K` (this binary), `H` (the home) and `O`
@@ -174,7 +172,7 @@ fn a_lock_held_past_the_busy_timeout_fails_clearly_and_writes_nothing() {
     let listed = expect_ok(&fast(&["list"]), &"list");
     assert!(listed.contains("before"), "{listed}");
     // The failed dispatch claimed nothing and started no worker.
-    assert!(common::home_processes(f.home()).is_empty(), "a worker was spawned under a failed tick");
+    assert!(crate::common::home_processes(f.home()).is_empty(), "a worker was spawned under a failed tick");
 
     drop(holder); // rolls back and releases the lock
     assert_eq!(titles(&db), vec!["before"]);

@@ -1,13 +1,11 @@
 //! Black-box tests for `kanban gc`: what goes, what stays, and that nothing outside the board's own
 //! folders is touched.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const DAY: i64 = 86_400;

@@ -2,9 +2,7 @@
 //! hides the host, versions are checked, a user's plugin changes only its own board, and commands that
 //! need no policy never build an engine.
 
-mod common;
-
-use common::{Kanban, hold_guard_plugin, test_plugin};
+use crate::common::{Kanban, hold_guard_plugin, test_plugin};
 use serde_json::Value;
 
 /// A board `b` with one instant worker profile `w` and the given extra board.toml text.

@@ -2,14 +2,12 @@
 //! worker's environment, log, workspaces, the CLI's worker scope, goal mode and the context file. Workers are
 //! small shell scripts that report what they saw into `$OUT`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const COMPLETE: &str = r#""$KANBAN_BIN" complete "$KANBAN_TASK""#;
