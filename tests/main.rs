@@ -12,4 +12,6 @@ mod faults;
 mod gc;
 mod migrations;
 mod policies;
+mod review;
+mod stops;
 mod workers;

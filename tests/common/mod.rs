@@ -422,6 +422,20 @@ pub fn home_processes(home: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// Live processes of one run of a card under the test home: every process started for that attempt carries
+/// `KANBAN_RUN_ID=<run>` in its environment (the worker and whatever it starts), whatever process group or
+/// session it moved to.
+pub fn run_processes(home: &Path, run_id: i64) -> Vec<i32> {
+    let marker = format!("KANBAN_RUN_ID={run_id}");
+    home_processes(home)
+        .into_iter()
+        .filter(|pid| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            environ.split(|b| *b == 0).any(|var| var == marker.as_bytes())
+        })
+        .collect()
+}
+
 /// Kill every process of the test home (see [`home_processes`]) and wait (bounded) until none is left.
 pub fn kill_home_processes(home: &Path) {
     let deadline = std::time::Instant::now() + POLL_LIMIT;
