@@ -482,3 +482,103 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewTask;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        (dir, store)
+    }
+
+    fn running(store: &mut Store, title: &str) -> (String, i64) {
+        let new =
+            NewTask { title: title.into(), initial_status: Some(Status::Running), ..NewTask::default() };
+        let (task, _) = store.create_task(&new, 1).unwrap();
+        (task.id, task.current_run_id.unwrap())
+    }
+
+    fn crashed_without_exit() -> Action {
+        Action::Settle {
+            outcome: Outcome::Crashed,
+            error: Some("gone without a recorded exit".into()),
+            detail: json!({}),
+            wedged: false,
+        }
+    }
+
+    /// The crash check and the exit record race: the verdict "gone without an exit" was reached on a
+    /// snapshot, but an exit recorded meanwhile wins, re-read in the settling transaction.
+    #[test]
+    fn a_recorded_exit_always_wins_over_a_crash_verdict_reached_before_it() {
+        let (_dir, mut store) = store();
+        let (id, run) = running(&mut store, "rate limited");
+        store.record_exit(run, Some(75), None, None, 2).unwrap();
+        let settled =
+            store.settle(&id, run, crashed_without_exit(), true, BreakerLimits::default(), 3).unwrap();
+        assert_eq!(settled.unwrap().outcome, Outcome::RateLimited);
+        let task = store.get_task(&id).unwrap();
+        assert_eq!((task.status, task.consecutive_failures), (Status::Ready, 0));
+        assert_eq!(store.get_run(run).unwrap().outcome, Some(Outcome::RateLimited));
+        // Without `unless_exited` (a verdict that does not presume a missing exit) the verdict stands.
+        let (id, run) = running(&mut store, "timed out");
+        store.record_exit(run, Some(75), None, None, 2).unwrap();
+        let timed_out =
+            Action::Settle { outcome: Outcome::TimedOut, error: None, detail: json!({}), wedged: false };
+        let settled = store.settle(&id, run, timed_out, false, BreakerLimits::default(), 3).unwrap();
+        assert_eq!(settled.unwrap().outcome, Outcome::TimedOut);
+    }
+
+    /// A run being stopped is its stop's to finish: a settlement reached meanwhile is ignored.
+    #[test]
+    fn a_stopping_run_is_never_settled_by_the_tick() {
+        let (_dir, mut store) = store();
+        let (id, run) = running(&mut store, "reclaimed");
+        store.request_stop(&id, run, &Action::Reclaim { reason: "manual".into() }, "manual", 10, 2).unwrap();
+        assert_eq!(
+            store.settle(&id, run, crashed_without_exit(), true, BreakerLimits::default(), 3).unwrap(),
+            None
+        );
+        assert!(store.events(Some(&id), None).unwrap().iter().all(|e| e.kind != "crashed"));
+        let applied = store.finish_stop(&id, run, BreakerLimits::default(), 4).unwrap().unwrap();
+        assert_eq!(applied.task.status, Status::Ready);
+        assert_eq!(store.get_run(run).unwrap().outcome, Some(Outcome::Reclaimed));
+    }
+
+    /// A stop names its run: a request for a run that is no longer current is refused and writes nothing.
+    #[test]
+    fn a_stop_of_a_run_that_is_no_longer_current_is_refused() {
+        let (_dir, mut store) = store();
+        let (id, run) = running(&mut store, "moved on");
+        store.request_stop(&id, run, &Action::Reclaim { reason: "first".into() }, "first", 10, 2).unwrap();
+        let err = store.request_stop(&id, run, &Action::Reclaim { reason: "again".into() }, "again", 10, 2);
+        assert!(err.unwrap_err().to_string().contains("already being stopped"));
+        store.finish_stop(&id, run, BreakerLimits::default(), 3).unwrap();
+        let err = store.request_stop(&id, run, &Action::Reclaim { reason: "late".into() }, "late", 10, 4);
+        assert!(err.unwrap_err().to_string().contains("no longer current"));
+    }
+
+    /// An operator ending a card after its worker's exit was recorded (before the tick classified it) leaves
+    /// no open run, whichever action it was.
+    #[test]
+    fn an_operator_ending_a_card_after_its_exit_was_recorded_leaves_no_open_run() {
+        let (_dir, mut store) = store();
+        let actions = [
+            Action::Complete { result: None, summary: None },
+            Action::Block { reason: Some("why".into()), kind: None, sticky: true },
+            Action::Reclaim { reason: "manual".into() },
+            Action::Archive,
+        ];
+        for action in actions {
+            let (id, run) = running(&mut store, action.verb());
+            store.record_exit(run, Some(0), None, None, 2).unwrap();
+            store.request_stop(&id, run, &action, "by hand", 10, 3).unwrap();
+            store.finish_stop(&id, run, BreakerLimits::default(), 4).unwrap();
+            assert_eq!(store.get_run(run).unwrap().status, RunStatus::Ended, "{action:?}");
+            assert!(store.running_cards().unwrap().iter().all(|c| c.task.id != id), "{action:?}");
+        }
+    }
+}

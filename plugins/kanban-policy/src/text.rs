@@ -25,6 +25,28 @@ pub fn duration(seconds: i64) -> String {
     }
 }
 
+/// UTC `YYYY-MM-DD HH:MM:SS UTC` for a unix time (the only clock a policy has is `ctx.now`; this is how to
+/// show one of its times to a person).
+pub fn utc(ts: i64) -> String {
+    let days = ts.div_euclid(86_400);
+    let secs = ts.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// "for 3m (until 2027-01-15 08:03:00 UTC)": how long until `until`, seen at `now`, for a person.
+pub fn until(now: i64, until: i64) -> String {
+    format!("for {} (until {})", duration(until - now), utc(until))
+}
+
 /// The first pull-request URL in `text`, normalised to end at its number: `https://github.com/<o>/<r>/pull/<n>`,
 /// or a GitLab merge request on any host, `https://<host>/<group>/<project>/-/merge_requests/<n>`.
 pub fn pull_request_url_in(text: &str) -> Option<String> {
@@ -75,6 +97,18 @@ fn pull_request_url(url: &str) -> Option<String> {
 fn issue_number(segment: &str) -> Option<&str> {
     let digits = segment.trim_end_matches(['.', ',', ';', ':', '!', '?']);
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+}
+
+#[cfg(test)]
+mod utc_tests {
+    use super::*;
+
+    #[test]
+    fn times_for_people() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_800_000_000), "2027-01-15 08:00:00 UTC");
+        assert_eq!(until(1_800_000_000, 1_800_000_180), "for 3m (until 2027-01-15 08:03:00 UTC)");
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 
 use kanban_policy::config::non_negative;
 use kanban_policy::guard::{Decision, Deferral, Guard};
-use kanban_policy::text::excerpt;
+use kanban_policy::text::{self, excerpt};
 use kanban_policy::{Context, Outcome};
 use serde::Deserialize;
 
@@ -75,7 +75,7 @@ impl Rules {
         let window = self.rate_limit_cooldown_seconds;
         let newest = ctx.latest_run().filter(|run| run.outcome() == Some(Outcome::RateLimited))?;
         let until = ctx.still_within(newest.ended_or_started_at(), window)?;
-        Some(defer(format!("rate limited; cooling down until {until} ({}s left)", until - ctx.now), until))
+        Some(defer(format!("rate limited; cooling down {}", text::until(ctx.now, until)), until))
     }
 
     fn auth_trouble(&self, ctx: &Context) -> Option<Deferral> {
@@ -96,9 +96,9 @@ impl Rules {
         Some(defer(
             format!(
                 "the last failure looks like an auth, quota or billing problem (\"{term}\" in \"{}\"); \
-                 waiting until {until} ({}s left)",
+                 waiting {}",
                 excerpt(error, 120),
-                until - ctx.now
+                text::until(ctx.now, until)
             ),
             until,
         ))
@@ -115,7 +115,7 @@ impl Rules {
         let until = ctx.still_within(ended, window)?;
         let ago = ctx.seconds_since(ended).max(0);
         Some(defer(
-            format!("completed {ago}s ago; not respawning until {until} ({}s left)", until - ctx.now),
+            format!("completed {} ago; not respawning {}", text::duration(ago), text::until(ctx.now, until)),
             until,
         ))
     }
@@ -226,7 +226,7 @@ mod tests {
         ctx.runs = vec![run(2, "rate_limited", 100, None), run(1, "crashed", 1000, None)];
         let d = deferral(Rules::default().decide(&ctx));
         assert_eq!(d.retry_after, Some(NOW + 200));
-        assert_eq!(d.reason, format!("rate limited; cooling down until {} (200s left)", NOW + 200));
+        assert_eq!(d.reason, format!("rate limited; cooling down for 3m (until {})", text::utc(NOW + 200)));
 
         ctx.runs[0].ended_at = None; // started 130 s ago
         assert_eq!(deferral(Rules::default().decide(&ctx)).retry_after, Some(NOW + 170));
@@ -302,7 +302,7 @@ mod tests {
             run(1, "completed", 3000, None),
         ];
         let d = deferral(Rules::default().decide(&ctx));
-        assert!(d.reason.starts_with("completed 1200s ago"), "{}", d.reason);
+        assert!(d.reason.starts_with("completed 20m ago; not respawning for 40m (until "), "{}", d.reason);
         assert_eq!(d.retry_after, Some(NOW + 2400));
         ctx.runs = vec![run(2, "completed", 3600, None)];
         assert!(is_allow(&Rules::default().decide(&ctx)));
