@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::breaker::{self, BreakerLimits};
-use crate::model::{ChildSpec, Lane, Outcome, Run, RunStatus, Status, Task, WorkspaceKind};
+use crate::model::{ChildSpec, EventKind, Lane, Outcome, Run, RunStatus, Status, Task, WorkspaceKind};
 
 /// A change someone asks of a card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,7 +173,7 @@ pub struct RunEnd {
 /// An audit event the transition appends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventSpec {
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub payload: Value,
     /// Tied to the run that ended (if any).
     pub on_run: bool,
@@ -363,7 +363,10 @@ pub fn transition(
             reset_counters(&mut t.changes);
             t.changes.last_failure_error = Some(None);
             t.changes.block = Some(None);
-            t.events.push(event("completed", json!({"result": result, "summary": summary, "from": from})));
+            t.events.push(event(
+                EventKind::Completed,
+                json!({"result": result, "summary": summary, "from": from}),
+            ));
             t.release_children = true;
         }
         Action::Block { reason, kind, sticky } => {
@@ -371,7 +374,7 @@ pub fn transition(
             t.changes.block =
                 Some(Some(Block { kind: kind.clone(), reason: reason.clone(), sticky: *sticky }));
             t.events.push(event(
-                "blocked",
+                EventKind::Blocked,
                 json!({"reason": reason, "kind": kind, "sticky": sticky, "from": from}),
             ));
         }
@@ -380,14 +383,14 @@ pub fn transition(
             t.changes.block = Some(None);
             reset_counters(&mut t.changes);
             t.events.push(event(
-                "unblocked",
+                EventKind::Unblocked,
                 json!({"reason": reason, "to": t.to, "failures_reset": task.consecutive_failures}),
             ));
         }
         Action::Schedule { reason } => {
             t.to = Status::Scheduled;
             t.changes.block = Some(None);
-            t.events.push(event("scheduled", json!({"reason": reason, "from": from})));
+            t.events.push(event(EventKind::Scheduled, json!({"reason": reason, "from": from})));
         }
         Action::Promote { force } => {
             if !open.is_empty() && !force {
@@ -402,17 +405,17 @@ pub fn transition(
                 // card sent to work before its parents closed must be able to finish.
                 t.changes.parents_waived = Some(true);
             }
-            t.events.push(event("promoted", json!({"from": from, "force": force})));
+            t.events.push(event(EventKind::Promoted, json!({"from": from, "force": force})));
         }
         Action::Archive => {
             t.to = Status::Archived;
-            t.events.push(event("archived", json!({"from": from})));
+            t.events.push(event(EventKind::Archived, json!({"from": from})));
             t.release_children = true;
         }
         Action::Reclaim { reason } => {
             t.to = waiting(run_lane);
             reset_counters(&mut t.changes);
-            t.events.push(event("reclaimed", json!({"reason": reason, "manual": true, "to": t.to})));
+            t.events.push(event(EventKind::Reclaimed, json!({"reason": reason, "manual": true, "to": t.to})));
         }
         Action::Reassign { profile } => {
             let profile = profile.trim();
@@ -422,14 +425,16 @@ pub fn transition(
             if running {
                 t.to = waiting(run_lane);
                 reset_counters(&mut t.changes);
-                t.events
-                    .push(event("reclaimed", json!({"reason": "reassigned", "manual": true, "to": t.to})));
+                t.events.push(event(
+                    EventKind::Reclaimed,
+                    json!({"reason": "reassigned", "manual": true, "to": t.to}),
+                ));
             }
-            assign(task, &mut t, Some(profile), "reassigned", json!({}));
+            assign(task, &mut t, Some(profile), EventKind::Reassigned, json!({}));
         }
         Action::Assign { assignee, source } => {
             let assignee = assignee.as_deref().map(str::trim).filter(|a| !a.is_empty() && *a != "none");
-            assign(task, &mut t, assignee, "assigned", json!({"source": source}));
+            assign(task, &mut t, assignee, EventKind::Assigned, json!({"source": source}));
         }
         Action::Review { reviewer, summary } => {
             let reviewer = reviewer.as_deref().map(str::trim).filter(|r| !r.is_empty());
@@ -444,7 +449,7 @@ pub fn transition(
             }
             let reviewer = reviewer.map(str::to_string).or_else(|| task.reviewer.clone());
             t.events.push(event(
-                "review_requested",
+                EventKind::ReviewRequested,
                 json!({"reviewer": reviewer, "summary": summary, "from": from}),
             ));
         }
@@ -453,7 +458,7 @@ pub fn transition(
                 return Err(Refusal::Invalid("request-changes needs a reason for the implementer".into()));
             }
             t.to = if parents_block { Status::Todo } else { Status::Ready };
-            t.events.push(event("changes_requested", json!({"reason": reason, "from": from})));
+            t.events.push(event(EventKind::ChangesRequested, json!({"reason": reason, "from": from})));
         }
         Action::Settle { outcome, error, detail, wedged } => {
             let message = error.clone().unwrap_or_else(|| outcome.as_str().to_string());
@@ -475,7 +480,7 @@ pub fn transition(
             if let (Value::Object(p), Value::Object(extra)) = (&mut payload, detail.clone()) {
                 p.extend(extra);
             }
-            t.events.push(EventSpec { kind: outcome.as_str(), payload, on_run: true });
+            t.events.push(EventSpec { kind: EventKind::of_outcome(*outcome), payload, on_run: true });
             if let Some(reason) = &j.reason {
                 t.changes.block = Some(Some(Block {
                     kind: Some("gave_up".into()),
@@ -483,7 +488,7 @@ pub fn transition(
                     sticky: j.sticky,
                 }));
                 t.events.push(EventSpec {
-                    kind: "gave_up",
+                    kind: EventKind::GaveUp,
                     payload: json!({
                         "reason": reason,
                         "outcome": outcome,
@@ -562,13 +567,13 @@ pub fn child_workspace(root: &Task, child: &ChildSpec) -> (WorkspaceKind, Option
     }
 }
 
-fn event(kind: &'static str, payload: Value) -> EventSpec {
+fn event(kind: EventKind, payload: Value) -> EventSpec {
     EventSpec { kind, payload, on_run: false }
 }
 
 /// Set the assignee; moving a card to a different profile resets its failure counter (the breaker's count
 /// belongs to the profile that failed).
-fn assign(task: &Task, t: &mut Transition, assignee: Option<&str>, kind: &'static str, mut payload: Value) {
+fn assign(task: &Task, t: &mut Transition, assignee: Option<&str>, kind: EventKind, mut payload: Value) {
     let changed = task.assignee.as_deref() != assignee;
     let reset = changed && assignee.is_some() && task.consecutive_failures > 0;
     t.changes.assignee = Some(assignee.map(str::to_string));
@@ -726,7 +731,7 @@ mod tests {
             let facts = Facts { open_parents: open, run: Some(&r) };
             let t = transition(&card, &facts, Actor::Dispatcher(3), &settle(outcome), limits).unwrap();
             assert_eq!(t.to, to, "{lane} {outcome}");
-            assert_eq!(t.events[0].kind, outcome.as_str());
+            assert_eq!(t.events[0].kind, EventKind::of_outcome(outcome));
         }
         // Settling a run that is no longer current is refused.
         let facts = Facts { open_parents: &[], run: Some(&r) };
@@ -765,7 +770,7 @@ mod tests {
         assert_eq!(t.to, Status::Review);
         assert_eq!(t.changes.reviewer, Some(Some("rev".into())));
         assert_eq!(t.changes.result, Some(Some("done, see PR".into())));
-        assert_eq!(t.events[0].kind, "review_requested");
+        assert_eq!(t.events[0].kind, EventKind::ReviewRequested);
         // The implementer's worker cannot send its own card back; the reviewer's can.
         let back = Action::RequestChanges { reason: "add a test".into() };
         assert!(transition(&card, &facts, Actor::Attempt(4), &back, limits).is_err());

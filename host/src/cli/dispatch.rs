@@ -45,7 +45,7 @@ fn print_report(r: &TickReport) -> anyhow::Result<()> {
     }
     let verb = if r.dry_run { "would spawn" } else { "spawned" };
     for s in &r.spawned {
-        let lane = if s.lane == "review" { " to review" } else { "" };
+        let lane = if s.lane == crate::model::Lane::Review { " to review" } else { "" };
         println!("{verb} {} ({}{lane}) in {}", s.task_id, s.assignee, s.workspace);
     }
     let lists: [(&str, &Vec<String>); 15] = [

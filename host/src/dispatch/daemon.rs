@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::{TickOptions, TickReport, tick};
 use crate::board::{Board, Home};
 use crate::clock;
+use crate::model::EventKind;
 use crate::policy::PolicyRuntime;
 
 /// Consecutive ticks with spawnable cards waiting and nothing spawned before the health warning.
@@ -234,7 +235,7 @@ fn watch_health(board: &Board, report: &TickReport, health: &mut Health) {
     if let Ok(mut store) = board.open_store() {
         let _ = store.record_event(
             None,
-            "dispatcher_health",
+            EventKind::DispatcherHealth,
             serde_json::json!({"warning": message}),
             clock::now(),
         );

@@ -38,7 +38,7 @@ use crate::store::{RunningCard, Settled, Store};
 use liveness::{Assessment, Observed};
 pub use plan::{AutoAssigned, Capped, Guarded};
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Spawned {
     pub task_id: String,
     pub assignee: String,
@@ -46,7 +46,7 @@ pub struct Spawned {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<i64>,
     /// `work` (from ready) or `review` (from review).
-    pub lane: String,
+    pub lane: Lane,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -457,7 +457,7 @@ fn spawn_phase(
                 assignee: profile,
                 workspace,
                 run_id: None,
-                lane: lane.to_string(),
+                lane,
             });
             continue;
         }
@@ -473,7 +473,7 @@ fn spawn_phase(
                     assignee: profile,
                     workspace: workspace.display().to_string(),
                     run_id: Some(run_id),
-                    lane: lane.to_string(),
+                    lane,
                 });
                 children.push((task.id, child));
             }

@@ -29,6 +29,13 @@ macro_rules! named_enum {
                 }
             }
 
+            /// The name as an SQL string literal (`'ready'`), for queries that compare with a constant.
+            pub const fn sql(self) -> &'static str {
+                match self {
+                    $($name::$variant => concat!("'", $text, "'"),)+
+                }
+            }
+
             /// Read a name back; `None` for anything else.
             pub fn parse(text: &str) -> Option<$name> {
                 match text {
@@ -149,6 +156,69 @@ named_enum! {
         SpawnLost => "spawn_lost",
         /// The host failed, not the card (its own supervisor could not start): requeued uncounted.
         HostError => "host_error",
+    }
+}
+
+named_enum! {
+    /// What an audit event records. Settling a run records its [`Outcome`]'s name (see
+    /// [`EventKind::of_outcome`]).
+    pub enum EventKind {
+        Created => "created",
+        RunStarted => "run_started",
+        Edited => "edited",
+        Assigned => "assigned",
+        Reassigned => "reassigned",
+        Commented => "commented",
+        Linked => "linked",
+        Waiting => "waiting",
+        Unlinked => "unlinked",
+        Ready => "ready",
+        Blocked => "blocked",
+        Unblocked => "unblocked",
+        Recovered => "recovered",
+        Scheduled => "scheduled",
+        Promoted => "promoted",
+        Completed => "completed",
+        Archived => "archived",
+        Deleted => "deleted",
+        Reclaimed => "reclaimed",
+        ReviewRequested => "review_requested",
+        ChangesRequested => "changes_requested",
+        Heartbeat => "heartbeat",
+        Attached => "attached",
+        AttachmentRemoved => "attachment_removed",
+        Claimed => "claimed",
+        WorkerStarted => "worker_started",
+        WorkerExited => "worker_exited",
+        ClaimExtended => "claim_extended",
+        StopRequested => "stop_requested",
+        Stopped => "stopped",
+        StopPending => "stop_pending",
+        ProtocolViolation => "protocol_violation",
+        RateLimited => "rate_limited",
+        ConfigError => "config_error",
+        Crashed => "crashed",
+        TimedOut => "timed_out",
+        Stale => "stale",
+        SpawnFailed => "spawn_failed",
+        SpawnLost => "spawn_lost",
+        HostError => "host_error",
+        GaveUp => "gave_up",
+        GoalContinue => "goal_continue",
+        Tip => "tip",
+        DispatcherHealth => "dispatcher_health",
+        Gc => "gc",
+        PolicyError => "policy_error",
+        PolicyQuarantined => "policy_quarantined",
+        Decomposed => "decomposed",
+        DecomposeLeft => "decompose_left",
+    }
+}
+
+impl EventKind {
+    /// The event that records a run settled with `outcome`.
+    pub fn of_outcome(outcome: Outcome) -> EventKind {
+        EventKind::parse(outcome.as_str()).expect("every outcome has an event kind")
     }
 }
 

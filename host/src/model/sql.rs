@@ -3,7 +3,7 @@
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
-use super::{Lane, OnError, Outcome, PolicyKind, RunStatus, Severity, Status, WorkspaceKind};
+use super::{EventKind, Lane, OnError, Outcome, PolicyKind, RunStatus, Severity, Status, WorkspaceKind};
 
 macro_rules! sql_by_name {
     ($($name:ident),+) => {$(
@@ -24,7 +24,7 @@ macro_rules! sql_by_name {
     )+};
 }
 
-sql_by_name!(Status, RunStatus, Outcome, WorkspaceKind, Lane, PolicyKind, OnError, Severity);
+sql_by_name!(Status, RunStatus, Outcome, WorkspaceKind, Lane, PolicyKind, OnError, Severity, EventKind);
 
 #[cfg(test)]
 mod tests {

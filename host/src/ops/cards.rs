@@ -6,7 +6,7 @@ use serde_json::json;
 use super::Desk;
 use super::stop::{self, StopOutcome};
 use crate::lifecycle::{Action, Actor};
-use crate::model::{Comment, Status, Task};
+use crate::model::{Comment, EventKind, Status, Task};
 use crate::store::{EditTask, NewTask, StoreError};
 use crate::workspace::Cleanup;
 
@@ -175,7 +175,12 @@ pub fn heartbeat(desk: &mut Desk, id: &str, by: By, note: Option<&str>) -> anyho
 }
 
 /// Record a free-standing event about a card (tips, warnings): one line, no state change.
-pub fn note(desk: &mut Desk, id: Option<&str>, kind: &str, payload: serde_json::Value) -> anyhow::Result<()> {
+pub fn note(
+    desk: &mut Desk,
+    id: Option<&str>,
+    kind: EventKind,
+    payload: serde_json::Value,
+) -> anyhow::Result<()> {
     desk.store.record_event(id, kind, payload, crate::clock::now())?;
     Ok(())
 }
@@ -189,6 +194,6 @@ pub fn scratch_tip(desk: &mut Desk, home: &crate::board::Home, task_id: &str) {
     if std::fs::write(&marker, b"shown\n").is_ok() {
         let tip = "scratch workspaces are deleted when the card completes or is archived; use --workspace dir:PATH or worktree to keep files";
         tracing::warn!(task = %task_id, "tip: {tip}");
-        let _ = note(desk, Some(task_id), "tip", json!({"tip": tip}));
+        let _ = note(desk, Some(task_id), EventKind::Tip, json!({"tip": tip}));
     }
 }

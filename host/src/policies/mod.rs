@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::board::{Board, Home};
+use crate::model::EventKind;
 use crate::model::{
     CardFacts, DecomposePlan, Finding, GuardDecision, OnError, PolicyKey, PolicyKind, Severity,
 };
@@ -401,8 +402,8 @@ impl<'a> PolicyHost<'a> {
         if self.dry_run {
             return Ok(self.failures);
         }
-        let events: Vec<(Option<String>, &str, serde_json::Value)> =
-            self.events.into_iter().map(|(task, payload)| (task, "policy_error", payload)).collect();
+        let events: Vec<(Option<String>, EventKind, serde_json::Value)> =
+            self.events.into_iter().map(|(task, payload)| (task, EventKind::PolicyError, payload)).collect();
         store.record_events(&events, now)?;
         let ticks: Vec<PolicyTick> =
             self.health.into_iter().map(|(key, error)| PolicyTick { key, error }).collect();

@@ -13,7 +13,18 @@ use super::rows::{self, query_all, query_one};
 use super::{Result, Store, StoreError};
 use crate::breaker::{BreakerLimits, FailureLimit};
 use crate::lifecycle::{self, Action, Actor, Facts, Refusal, Transition};
-use crate::model::{Attachment, CardFacts, Comment, Event, Run, Status, Task, WorkspaceKind};
+use crate::model::{
+    Attachment, CardFacts, Comment, Event, EventKind, Run, RunStatus, Status, Task, WorkspaceKind,
+};
+
+// Statuses in SQL, spelled by the vocabulary.
+const ARCHIVED: &str = Status::Archived.sql();
+const BLOCKED: &str = Status::Blocked.sql();
+const DONE: &str = Status::Done.sql();
+const RUNNING: &str = Status::Running.sql();
+const RUN_ENDED: &str = RunStatus::Ended.sql();
+const RUN_RUNNING: &str = RunStatus::Running.sql();
+const TODO: &str = Status::Todo.sql();
 
 /// A card to create. Defaults match `kanban create` with no flags.
 #[derive(Debug, Clone, Default)]
@@ -123,7 +134,7 @@ pub(crate) fn append_event(
     tx: &Transaction,
     task_id: Option<&str>,
     run_id: Option<i64>,
-    kind: &str,
+    kind: EventKind,
     payload: Value,
     now: i64,
 ) -> Result<i64> {
@@ -136,10 +147,10 @@ pub(crate) fn append_event(
 
 /// Ids of the card's parents that are neither done nor archived, oldest first.
 pub(crate) fn open_parent_ids(tx: &Transaction, id: &str) -> Result<Vec<String>> {
-    let mut stmt = tx.prepare_cached(
+    let mut stmt = tx.prepare_cached(&format!(
         "SELECT p.id FROM task_links l JOIN tasks p ON p.id = l.parent_id
-         WHERE l.child_id = ?1 AND p.status NOT IN ('done', 'archived') ORDER BY p.created_at, p.id",
-    )?;
+         WHERE l.child_id = ?1 AND p.status NOT IN ({DONE}, {ARCHIVED}) ORDER BY p.created_at, p.id"
+    ))?;
     let ids = stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     Ok(ids)
 }
@@ -169,7 +180,7 @@ fn set_status(tx: &Transaction, task: &Task, to: Status, now: i64) -> Result<()>
 /// After a parent closed: every `todo` child with no open parent left becomes `ready`.
 fn release_children(tx: &Transaction, parent_id: &str, now: i64) -> Result<Vec<String>> {
     let sql = format!(
-        "SELECT {} FROM tasks WHERE status = 'todo' AND id IN (SELECT child_id FROM task_links WHERE parent_id = ?1)
+        "SELECT {} FROM tasks WHERE status = {TODO} AND id IN (SELECT child_id FROM task_links WHERE parent_id = ?1)
          ORDER BY created_at, id",
         rows::task_columns()
     );
@@ -182,8 +193,8 @@ fn release_children(tx: &Transaction, parent_id: &str, now: i64) -> Result<Vec<S
                 tx,
                 Some(&child.id),
                 None,
-                "ready",
-                json!({"from": "todo", "reason": "parents_done"}),
+                EventKind::Ready,
+                json!({"from": Status::Todo, "reason": "parents_done"}),
                 now,
             )?;
             released.push(child.id);
@@ -255,10 +266,10 @@ pub(crate) fn write_transition(
 ) -> Result<Vec<String>> {
     let run_id = t.end_run.as_ref().map(|e| e.run_id);
     if let Some(end) = &t.end_run {
-        tx.prepare_cached(
-            "UPDATE task_runs SET status = 'ended', outcome = ?1, error = COALESCE(?2, error),
-                summary = COALESCE(?3, summary), ended_at = ?4 WHERE id = ?5 AND status <> 'ended'",
-        )?
+        tx.prepare_cached(&format!(
+            "UPDATE task_runs SET status = {RUN_ENDED}, outcome = ?1, error = COALESCE(?2, error),
+                summary = COALESCE(?3, summary), ended_at = ?4 WHERE id = ?5 AND status <> {RUN_ENDED}"
+        ))?
         .execute(params![end.outcome, end.error, end.summary, now, end.run_id])?;
     }
     let c = &t.changes;
@@ -485,10 +496,10 @@ pub(crate) fn open_run(
     claim: Option<&super::Claim>,
     now: i64,
 ) -> Result<i64> {
-    tx.prepare_cached(
+    tx.prepare_cached(&format!(
         "INSERT INTO task_runs (task_id, profile, status, claim_lock, host_id, lane, started_at)
-         VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6)",
-    )?
+         VALUES (?1, ?2, {RUN_RUNNING}, ?3, ?4, ?5, ?6)"
+    ))?
     .execute(params![task.id, profile, claim.map(|c| &c.lock), claim.map(|c| &c.host), lane, now])?;
     let run_id = tx.last_insert_rowid();
     tx.prepare_cached(
@@ -499,7 +510,7 @@ pub(crate) fn open_run(
         tx,
         Some(&task.id),
         Some(run_id),
-        "run_started",
+        EventKind::RunStarted,
         json!({"profile": profile, "claim_lock": claim.map(|c| &c.lock), "lane": lane}),
         now,
     )?;
@@ -526,7 +537,7 @@ impl Store {
         self.write(|tx| {
             if let Some(key) = &new.idempotency_key {
                 let sql = format!(
-                    "SELECT {} FROM tasks WHERE idempotency_key = ?1 AND status <> 'archived'",
+                    "SELECT {} FROM tasks WHERE idempotency_key = ?1 AND status <> {ARCHIVED}",
                     rows::task_columns()
                 );
                 if let Some(task) = query_one!(tx, TaskReader, sql, [key]) {
@@ -556,7 +567,7 @@ impl Store {
                 tx,
                 Some(&id),
                 None,
-                "created",
+                EventKind::Created,
                 json!({"status": status, "assignee": new.assignee, "parents": new.parents, "created_by": new.created_by}),
                 now,
             )?;
@@ -596,7 +607,7 @@ impl Store {
                     tx,
                     Some(&id),
                     None,
-                    "created",
+                    EventKind::Created,
                     json!({"status": status, "assignee": new.assignee}),
                     now,
                 )?;
@@ -621,7 +632,7 @@ impl Store {
             args.push(status.as_str().to_string());
             sql.push_str(&format!(" AND status = ?{}", args.len()));
         } else if !filter.include_archived {
-            sql.push_str(" AND status <> 'archived'");
+            sql.push_str(&format!(" AND status <> {ARCHIVED}"));
         }
         match filter.assignee.as_deref() {
             Some("none") => sql.push_str(" AND assignee IS NULL"),
@@ -832,7 +843,7 @@ impl Store {
                 tx,
                 Some(id),
                 None,
-                "commented",
+                EventKind::Commented,
                 json!({"comment_id": comment_id, "author": author}),
                 now,
             )?;
@@ -867,15 +878,15 @@ impl Store {
             if insert_link(tx, parent, child, now)? == 0 {
                 return Err(StoreError::Refused(format!("{parent} is already a parent of {child}")));
             }
-            append_event(tx, Some(child), None, "linked", json!({"parent": parent}), now)?;
+            append_event(tx, Some(child), None, EventKind::Linked, json!({"parent": parent}), now)?;
             if child_task.status == Status::Ready && !parent_task.is_closed() && !child_task.parents_waived {
                 set_status(tx, &child_task, Status::Todo, now)?;
                 append_event(
                     tx,
                     Some(child),
                     None,
-                    "waiting",
-                    json!({"from": "ready", "parent": parent}),
+                    EventKind::Waiting,
+                    json!({"from": Status::Ready, "parent": parent}),
                     now,
                 )?;
             }
@@ -894,15 +905,15 @@ impl Store {
             if removed == 0 {
                 return Err(StoreError::Refused(format!("{parent} is not a parent of {child}")));
             }
-            append_event(tx, Some(child), None, "unlinked", json!({"parent": parent}), now)?;
+            append_event(tx, Some(child), None, EventKind::Unlinked, json!({"parent": parent}), now)?;
             if child_task.status == Status::Todo && open_parent_ids(tx, child)?.is_empty() {
                 set_status(tx, &child_task, Status::Ready, now)?;
                 append_event(
                     tx,
                     Some(child),
                     None,
-                    "ready",
-                    json!({"from": "todo", "reason": "unlinked"}),
+                    EventKind::Ready,
+                    json!({"from": Status::Todo, "reason": "unlinked"}),
                     now,
                 )?;
             }
@@ -940,7 +951,7 @@ impl Store {
                 ));
             }
             tx.execute("UPDATE tasks SET updated_at = ?1 WHERE id = ?2", params![now, id])?;
-            append_event(tx, Some(id), None, "edited", Value::Object(changed), now)?;
+            append_event(tx, Some(id), None, EventKind::Edited, Value::Object(changed), now)?;
             load(tx, id)
         })
     }
@@ -975,7 +986,7 @@ impl Store {
                 tx,
                 Some(id),
                 None,
-                "deleted",
+                EventKind::Deleted,
                 json!({"title": task.title, "children": children}),
                 now,
             )?;
@@ -1005,8 +1016,10 @@ impl Store {
                 )));
             }
             let n = tx.execute(
-                "UPDATE tasks SET last_heartbeat_at = ?1, claim_expires = ?2, updated_at = ?1
-                 WHERE id = ?3 AND status = 'running' AND current_run_id IS ?4",
+                &format!(
+                    "UPDATE tasks SET last_heartbeat_at = ?1, claim_expires = ?2, updated_at = ?1
+                 WHERE id = ?3 AND status = {RUNNING} AND current_run_id IS ?4"
+                ),
                 params![now, now + claim_ttl, id, task.current_run_id],
             )?;
             if n != 1 {
@@ -1015,7 +1028,14 @@ impl Store {
             if let Some(run) = task.current_run_id {
                 tx.execute("UPDATE task_runs SET last_heartbeat_at = ?1 WHERE id = ?2", params![now, run])?;
             }
-            append_event(tx, Some(id), task.current_run_id, "heartbeat", json!({"note": note}), now)?;
+            append_event(
+                tx,
+                Some(id),
+                task.current_run_id,
+                EventKind::Heartbeat,
+                json!({"note": note}),
+                now,
+            )?;
             load(tx, id)
         })
     }
@@ -1042,7 +1062,7 @@ impl Store {
                 tx,
                 Some(id),
                 None,
-                "attached",
+                EventKind::Attached,
                 json!({"attachment_id": att_id, "name": stored_name, "size": size}),
                 now,
             )?;
@@ -1083,7 +1103,7 @@ impl Store {
                 tx,
                 Some(&att.task_id),
                 None,
-                "attachment_removed",
+                EventKind::AttachmentRemoved,
                 json!({"attachment_id": attachment_id, "name": att.stored_name}),
                 now,
             )?;
@@ -1105,7 +1125,7 @@ impl Store {
                 total: by_status.values().sum(),
                 by_status,
                 by_assignee: group(
-                    "SELECT COALESCE(assignee, 'none'), count(*) FROM tasks WHERE status <> 'archived' GROUP BY 1",
+                    &format!("SELECT COALESCE(assignee, 'none'), count(*) FROM tasks WHERE status <> {ARCHIVED} GROUP BY 1"),
                 )?,
                 events: tx.query_row("SELECT count(*) FROM task_events", [], |r| r.get(0))?,
                 runs: tx.query_row("SELECT count(*) FROM task_runs", [], |r| r.get(0))?,
@@ -1122,9 +1142,9 @@ impl Store {
         self.write(|tx| {
             let mut changed = Vec::new();
             let sql = format!(
-                "SELECT {} FROM tasks t WHERE status = 'todo' AND NOT EXISTS (
+                "SELECT {} FROM tasks t WHERE status = {TODO} AND NOT EXISTS (
                     SELECT 1 FROM task_links l JOIN tasks p ON p.id = l.parent_id
-                    WHERE l.child_id = t.id AND p.status NOT IN ('done', 'archived'))
+                    WHERE l.child_id = t.id AND p.status NOT IN ({DONE}, {ARCHIVED}))
                  ORDER BY created_at, id",
                 rows::task_columns()
             );
@@ -1135,14 +1155,14 @@ impl Store {
                     tx,
                     Some(&task.id),
                     None,
-                    "ready",
-                    json!({"from": "todo", "reason": "parents_done"}),
+                    EventKind::Ready,
+                    json!({"from": Status::Todo, "reason": "parents_done"}),
                     now,
                 )?;
                 changed.push(task.id);
             }
             let sql = format!(
-                "SELECT {} FROM tasks WHERE status = 'blocked' AND block_sticky = 0 ORDER BY created_at, id",
+                "SELECT {} FROM tasks WHERE status = {BLOCKED} AND block_sticky = 0 ORDER BY created_at, id",
                 rows::task_columns()
             );
             let blocked: Vec<Task> = query_all!(tx, TaskReader, sql, []);
@@ -1165,7 +1185,7 @@ impl Store {
                     tx,
                     Some(&task.id),
                     None,
-                    "recovered",
+                    EventKind::Recovered,
                     json!({"to": to, "consecutive_failures": task.consecutive_failures, "limit": limit}),
                     now,
                 )?;
@@ -1179,7 +1199,7 @@ impl Store {
     pub fn record_event(
         &mut self,
         task_id: Option<&str>,
-        kind: &str,
+        kind: EventKind,
         payload: Value,
         now: i64,
     ) -> Result<i64> {
@@ -1187,13 +1207,13 @@ impl Store {
     }
 
     /// Write many free-standing events in one transaction.
-    pub fn record_events(&mut self, events: &[(Option<String>, &str, Value)], now: i64) -> Result<()> {
+    pub fn record_events(&mut self, events: &[(Option<String>, EventKind, Value)], now: i64) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         self.write(|tx| {
             for (task, kind, payload) in events {
-                append_event(tx, task.as_deref(), None, kind, payload.clone(), now)?;
+                append_event(tx, task.as_deref(), None, *kind, payload.clone(), now)?;
             }
             Ok(())
         })

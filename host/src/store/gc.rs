@@ -13,9 +13,11 @@ use serde_json::json;
 
 use super::cards::append_event;
 use super::{Result, Store};
+use crate::model::EventKind;
 
 /// Event kinds that only say "still alive" or "this happened to the host": pruned on any card once old.
-const NOISE_KINDS: &[&str] = &["heartbeat", "claim_extended", "dispatcher_health", "gc"];
+const NOISE_KINDS: &[EventKind] =
+    &[EventKind::Heartbeat, EventKind::ClaimExtended, EventKind::DispatcherHealth, EventKind::Gc];
 
 /// The events a gc removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -35,11 +37,12 @@ pub struct FilesRemoved {
 /// The rows a prune with this cutoff selects. `?1` is the cutoff; noise kinds are inlined as literals
 /// from [`NOISE_KINDS`] (constants, never user input).
 fn selection() -> String {
-    let kinds = NOISE_KINDS.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
+    let kinds = NOISE_KINDS.iter().map(|k| k.sql()).collect::<Vec<_>>().join(", ");
+    let deleted = EventKind::Deleted.sql();
     format!(
         "FROM task_events e WHERE e.created_at < ?1 AND (
              e.kind IN ({kinds})
-             OR (e.task_id IS NOT NULL AND e.kind <> 'deleted'
+             OR (e.task_id IS NOT NULL AND e.kind <> {deleted}
                  AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = e.task_id)))"
     )
 }
@@ -75,7 +78,7 @@ impl Store {
                 tx,
                 None,
                 None,
-                "gc",
+                EventKind::Gc,
                 json!({
                     "older_than_seconds": older_than,
                     "cutoff": cutoff,
@@ -116,9 +119,9 @@ mod tests {
         let new = |title: &str| NewTask { title: title.into(), ..Default::default() };
         let kept = store.create_task(&new("kept"), 100).unwrap().0.id;
         let gone = store.create_task(&new("gone"), 100).unwrap().0.id;
-        store.record_event(Some(&kept), "heartbeat", json!({}), 100).unwrap();
-        store.record_event(Some(&kept), "heartbeat", json!({}), 5_000).unwrap(); // recent: stays
-        store.record_event(None, "dispatcher_health", json!({}), 100).unwrap();
+        store.record_event(Some(&kept), EventKind::Heartbeat, json!({}), 100).unwrap();
+        store.record_event(Some(&kept), EventKind::Heartbeat, json!({}), 5_000).unwrap(); // recent: stays
+        store.record_event(None, EventKind::DispatcherHealth, json!({}), 100).unwrap();
         store.apply(&gone, Actor::Operator, &Action::Archive, BreakerLimits::default(), 100).unwrap();
         store.delete_archived(&gone, 200).unwrap();
 

@@ -6,7 +6,12 @@ use serde_json::json;
 
 use super::cards::{append_event, insert_link, load};
 use super::{Result, Store, StoreError};
+use crate::model::EventKind;
 use crate::model::{ChildSpec, Finding, PolicyKey, Status, Task, WorkspaceKind};
+
+// Statuses in SQL, spelled by the vocabulary.
+const TODO: &str = Status::Todo.sql();
+const TRIAGE: &str = Status::Triage.sql();
 
 /// A policy quarantined on a board.
 #[derive(Debug, Clone)]
@@ -96,7 +101,7 @@ impl Store {
                             tx,
                             None,
                             None,
-                            "policy_quarantined",
+                            EventKind::PolicyQuarantined,
                             json!({"policy": key.reference, "key": id, "failures": failures, "last_error": error}),
                             now,
                         )?;
@@ -175,7 +180,7 @@ impl Store {
                     tx,
                     Some(&id),
                     None,
-                    "created",
+                    EventKind::Created,
                     json!({"status": status, "assignee": new.assignee, "decomposed_from": root_id, "policy": policy}),
                     now,
                 )?;
@@ -185,13 +190,13 @@ impl Store {
                 insert_link(tx, id, root_id, now)?;
             }
             let n = tx.execute(
-                "UPDATE tasks SET status = 'todo', updated_at = ?1 WHERE id = ?2 AND status = 'triage'",
+                &format!("UPDATE tasks SET status = {TODO}, updated_at = ?1 WHERE id = ?2 AND status = {TRIAGE}"),
                 params![now, root_id],
             )?;
             if n != 1 {
                 return Err(StoreError::Refused(format!("card {root_id} changed concurrently; try again")));
             }
-            append_event(tx, Some(root_id), None, "decomposed", json!({"children": ids, "policy": policy}), now)?;
+            append_event(tx, Some(root_id), None, EventKind::Decomposed, json!({"children": ids, "policy": policy}), now)?;
             Ok(ids)
         })
     }
@@ -210,7 +215,7 @@ impl Store {
                 tx,
                 Some(root_id),
                 None,
-                "decompose_left",
+                EventKind::DecomposeLeft,
                 json!({"reason": reason, "policy": policy}),
                 now,
             )?;

@@ -12,7 +12,19 @@ use super::rows::{self, query_all};
 use super::{Claim, Result, Store, StoreError};
 use crate::breaker::BreakerLimits;
 use crate::lifecycle::{self, Action, Actor};
-use crate::model::{Lane, Outcome, Run, RunStatus, Status, Task};
+use crate::model::EventKind;
+use crate::model::{Lane, Outcome, Run, RunStatus, Status, Task, WorkspaceKind};
+
+// Statuses in SQL, spelled by the vocabulary.
+const READY: &str = Status::Ready.sql();
+const REVIEW: &str = Status::Review.sql();
+const REVIEW_LANE: &str = Lane::Review.sql();
+const RUNNING: &str = Status::Running.sql();
+const RUN_ENDED: &str = RunStatus::Ended.sql();
+const RUN_EXITED: &str = RunStatus::Exited.sql();
+const RUN_RUNNING: &str = RunStatus::Running.sql();
+const RUN_STOPPING: &str = RunStatus::Stopping.sql();
+const SCRATCH: &str = WorkspaceKind::Scratch.sql();
 
 /// A running card with its current run.
 #[derive(Debug, Clone)]
@@ -59,12 +71,12 @@ impl Store {
     pub fn running_cards(&mut self) -> Result<Vec<RunningCard>> {
         self.read(|tx| {
             let sql = format!(
-                "SELECT {} FROM tasks WHERE status = 'running' AND current_run_id IS NOT NULL ORDER BY started_at, id",
+                "SELECT {} FROM tasks WHERE status = {RUNNING} AND current_run_id IS NOT NULL ORDER BY started_at, id",
                 rows::task_columns()
             );
             let tasks: Vec<Task> = query_all!(tx, TaskReader, sql, []);
             let sql = format!(
-                "SELECT {} FROM task_runs WHERE id IN (SELECT current_run_id FROM tasks WHERE status = 'running')",
+                "SELECT {} FROM task_runs WHERE id IN (SELECT current_run_id FROM tasks WHERE status = {RUNNING})",
                 rows::run_columns()
             );
             let mut runs: HashMap<i64, Run> =
@@ -83,7 +95,7 @@ impl Store {
     pub fn dispatch_candidates(&mut self) -> Result<Vec<Task>> {
         self.read(|tx| {
             let sql = format!(
-                "SELECT {} FROM tasks WHERE status IN ('ready', 'review') ORDER BY priority DESC, created_at, rowid",
+                "SELECT {} FROM tasks WHERE status IN ({READY}, {REVIEW}) ORDER BY priority DESC, created_at, rowid",
                 rows::task_columns()
             );
             Ok(query_all!(tx, TaskReader, sql, []))
@@ -114,10 +126,10 @@ impl Store {
                 return Ok(None);
             }
             let n = tx.execute(
-                "UPDATE tasks SET status = 'running', claim_lock = ?1, claim_host = ?2, claim_expires = ?3,
+                &format!("UPDATE tasks SET status = {RUNNING}, claim_lock = ?1, claim_host = ?2, claim_expires = ?3,
                     updated_at = ?4, last_heartbeat_at = NULL,
-                    reviewer = CASE WHEN ?7 = 'review' THEN ?8 ELSE reviewer END
-                 WHERE id = ?5 AND status = ?6 AND claim_lock IS NULL",
+                    reviewer = CASE WHEN ?7 = {REVIEW_LANE} THEN ?8 ELSE reviewer END
+                 WHERE id = ?5 AND status = ?6 AND claim_lock IS NULL"),
                 params![claim.lock, claim.host, now + ttl, now, task_id, task.status, lane, profile],
             )?;
             if n != 1 {
@@ -128,7 +140,7 @@ impl Store {
                 tx,
                 Some(task_id),
                 Some(run_id),
-                "claimed",
+                EventKind::Claimed,
                 json!({"claim_lock": claim.lock, "host_id": claim.host, "from": task.status}),
                 now,
             )?;
@@ -162,10 +174,10 @@ impl Store {
                     params![pid, start, run_id],
                 )?;
                 tx.execute(
-                    "UPDATE tasks SET worker_pid = ?1, updated_at = ?2 WHERE current_run_id = ?3 AND status = 'running'",
+                    &format!("UPDATE tasks SET worker_pid = ?1, updated_at = ?2 WHERE current_run_id = ?3 AND status = {RUNNING}"),
                     params![pid, now, run_id],
                 )?;
-                append_event(tx, Some(&run.task_id), Some(run_id), "worker_started", json!({"pid": pid}), now)?;
+                append_event(tx, Some(&run.task_id), Some(run_id), EventKind::WorkerStarted, json!({"pid": pid}), now)?;
             }
             Ok(run.status != RunStatus::Stopping)
         })
@@ -177,10 +189,12 @@ impl Store {
         self.write(|tx| {
             tx.execute("UPDATE task_runs SET workspace = ?1 WHERE id = ?2", params![dir, run_id])?;
             tx.execute(
-                "UPDATE tasks SET
-                    workspace_path = CASE WHEN workspace_kind = 'scratch' THEN ?1 ELSE workspace_path END,
+                &format!(
+                    "UPDATE tasks SET
+                    workspace_path = CASE WHEN workspace_kind = {SCRATCH} THEN ?1 ELSE workspace_path END,
                     branch_name = COALESCE(?2, branch_name)
-                 WHERE current_run_id = ?3",
+                 WHERE current_run_id = ?3"
+                ),
                 params![dir, branch, run_id],
             )?;
             Ok(())
@@ -204,18 +218,18 @@ impl Store {
                 .optional()?;
             let Some(task) = task else { return Ok(false) };
             tx.execute(
-                "UPDATE task_runs SET exit_code = ?1, exit_signal = ?2, exited_at = COALESCE(exited_at, ?3),
-                    status = CASE WHEN status = 'running' THEN 'exited' ELSE status END,
+                &format!("UPDATE task_runs SET exit_code = ?1, exit_signal = ?2, exited_at = COALESCE(exited_at, ?3),
+                    status = CASE WHEN status = {RUN_RUNNING} THEN {RUN_EXITED} ELSE status END,
                     metadata = CASE WHEN ?5 IS NULL THEN metadata
-                               ELSE json_set(COALESCE(metadata, '{}'), '$.last_output', ?5) END
-                 WHERE id = ?4",
+                               ELSE json_set(COALESCE(metadata, '{{}}'), '$.last_output', ?5) END
+                 WHERE id = ?4"),
                 params![exit_code, signal, now, run_id, last_output],
             )?;
             let mut payload = json!({"exit_code": exit_code, "signal": signal});
             if let Some(line) = last_output {
                 payload["last_output"] = json!(line);
             }
-            append_event(tx, Some(&task), Some(run_id), "worker_exited", payload, now)?;
+            append_event(tx, Some(&task), Some(run_id), EventKind::WorkerExited, payload, now)?;
             Ok(true)
         })
     }
@@ -247,7 +261,7 @@ impl Store {
                 tx,
                 Some(task_id),
                 Some(run_id),
-                "goal_continue",
+                EventKind::GoalContinue,
                 json!({"turn": turn, "feedback": feedback}),
                 now,
             )?;
@@ -259,11 +273,11 @@ impl Store {
     pub fn extend_claim(&mut self, task_id: &str, run_id: i64, until: i64, now: i64) -> Result<bool> {
         self.write(|tx| {
             let n = tx.execute(
-                "UPDATE tasks SET claim_expires = ?1 WHERE id = ?2 AND status = 'running' AND current_run_id = ?3",
+                &format!("UPDATE tasks SET claim_expires = ?1 WHERE id = ?2 AND status = {RUNNING} AND current_run_id = ?3"),
                 params![until, task_id, run_id],
             )?;
             if n == 1 {
-                append_event(tx, Some(task_id), Some(run_id), "claim_extended", json!({"until": until}), now)?;
+                append_event(tx, Some(task_id), Some(run_id), EventKind::ClaimExtended, json!({"until": until}), now)?;
             }
             Ok(n == 1)
         })
@@ -299,8 +313,8 @@ impl Store {
             if !current {
                 if run.status.is_open() && run.status != RunStatus::Stopping {
                     tx.execute(
-                        "UPDATE task_runs SET status = 'ended', outcome = COALESCE(outcome, ?1), ended_at = ?2
-                         WHERE id = ?3 AND status <> 'ended'",
+                        &format!("UPDATE task_runs SET status = {RUN_ENDED}, outcome = COALESCE(outcome, ?1), ended_at = ?2
+                         WHERE id = ?3 AND status <> {RUN_ENDED}"),
                         params![outcome, now, run_id],
                     )?;
                 }
@@ -368,16 +382,18 @@ impl Store {
             })?;
             let stored = serde_json::to_string(action).map_err(|e| StoreError::Invalid(e.to_string()))?;
             tx.execute(
-                "UPDATE task_runs SET status = 'stopping', outcome = ?1, error = COALESCE(error, ?2),
+                &format!(
+                    "UPDATE task_runs SET status = {RUN_STOPPING}, outcome = ?1, error = COALESCE(error, ?2),
                     stop_requested_at = ?3, stop_action = ?4
-                 WHERE id = ?5 AND status IN ('running', 'exited')",
+                 WHERE id = ?5 AND status IN ({RUN_RUNNING}, {RUN_EXITED})"
+                ),
                 params![outcome, reason, requested_at, stored, run_id],
             )?;
             append_event(
                 tx,
                 Some(task_id),
                 Some(run_id),
-                "stop_requested",
+                EventKind::StopRequested,
                 json!({"outcome": outcome, "reason": reason, "action": action.verb()}),
                 now,
             )?;
@@ -423,7 +439,7 @@ impl Store {
                 Err(other) => return Err(other),
             };
             let released = write_transition(tx, &task, &t, now)?;
-            append_event(tx, Some(task_id), Some(run_id), "stopped", json!({"to": t.to}), now)?;
+            append_event(tx, Some(task_id), Some(run_id), EventKind::Stopped, json!({"to": t.to}), now)?;
             Ok(Some(Applied { task: load(tx, task_id)?, transition: t, released }))
         })
     }
@@ -443,7 +459,7 @@ impl Store {
                 |r| r.get(0),
             )?;
             if !already {
-                append_event(tx, Some(task_id), Some(run_id), "stop_pending", detail, now)?;
+                append_event(tx, Some(task_id), Some(run_id), EventKind::StopPending, detail, now)?;
             }
             Ok(!already)
         })
