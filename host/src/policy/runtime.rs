@@ -347,9 +347,26 @@ impl PolicyEngine {
         let sandbox = Sandbox {
             wasi: wasi.build(),
             table: ResourceTable::new(),
+            // A component is several core module instances; these counts are summed over all of them.
+            // What the toolchains need (measured; docs/plugins.md, "Other languages"):
+            //
+            // | toolchain                                        | core instances | tables | memories |
+            // | Rust, wit-bindgen 0.63, wasm32-wasip2            | 3              | 2      | 1        |
+            // | JavaScript, jco 1.34 / componentize-js 0.22      | 4              | 2      | 1        |
+            // | Python, componentize-py 0.25.1                   | 14             | 2      | 1        |
+            //
+            // - instances 20: componentize-py links libc, libpython, three WASI emulation libraries and
+            //   its runtime as separate modules, with its own glue, adapter and shim modules: 14. Each
+            //   native extension module an app bundles is one more, so 20 leaves room for a few and no
+            //   more. An instance by itself is cheap; what a plugin can take is bounded by the memories and
+            //   tables below and by `memory_size`.
+            // - tables 16, memories 4: unchanged; every toolchain above needs 2 and 1.
+            // - memory_size: the policy's `memory_mib` (default 64 MiB) per memory. The largest initial
+            //   heaps are componentize-py's snapshot of the initialised interpreter (12.3 MiB) and
+            //   componentize-js's SpiderMonkey (9.1 MiB); neither grows while deciding.
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
-                .instances(8)
+                .instances(20)
                 .tables(16)
                 .memories(4)
                 .trap_on_grow_failure(true)
