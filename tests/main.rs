@@ -6,6 +6,7 @@ mod common;
 
 mod boards;
 mod cards;
+mod contract;
 mod dispatch;
 mod durability;
 mod faults;
