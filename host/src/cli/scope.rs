@@ -70,7 +70,6 @@ fn allowed(command: &Command) -> Allowed<'_> {
             PluginCommand::List { .. } | PluginCommand::Show { .. } | PluginCommand::Verify { .. },
         ) => Always,
         Command::Promote { dry_run: true, .. } => Always,
-        Command::Dispatch { dry_run: true, .. } => Always,
         // Creating cards.
         Command::Create(_) => Always,
         // Reports on its own card. (`attach-rm` is checked against the card of the attachment by the store.)

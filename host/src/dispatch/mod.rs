@@ -105,7 +105,12 @@ impl TickReport {
             Outcome::Stale => &mut self.stale,
             Outcome::Reclaimed | Outcome::SpawnLost => &mut self.reclaimed,
             Outcome::HostError => &mut self.host_errors,
-            _ => return,
+            _ => {
+                if gave_up {
+                    self.auto_blocked.push(id.to_string());
+                }
+                return;
+            }
         };
         list.push(id.to_string());
         if gave_up {

@@ -54,8 +54,8 @@ pub fn act(desk: &mut Desk, id: &str, by: By, action: Action) -> anyhow::Result<
     if task.status == Status::Running && action.run_outcome().is_some() {
         let reason = stop_reason(&action);
         return Ok(match stop::stop_card(desk, id, None, action, &reason)? {
-            StopOutcome::Finished(task) => {
-                Acted { task: *task, stopped_worker: true, pending: None, cleanup: Cleanup::Nothing }
+            StopOutcome::Finished(task, had_worker) => {
+                Acted { task: *task, stopped_worker: had_worker, pending: None, cleanup: Cleanup::Nothing }
             }
             StopOutcome::Pending { why, .. } => Acted {
                 task: desk.store.get_task(id)?,
@@ -82,8 +82,8 @@ pub fn reclaim(desk: &mut Desk, id: &str, run: Option<i64>, reason: Option<&str>
     }
     let action = Action::Reclaim { reason: reason.clone() };
     Ok(match stop::stop_card(desk, id, run.or(task.current_run_id), action, &reason)? {
-        StopOutcome::Finished(task) => {
-            Acted { task: *task, stopped_worker: true, pending: None, cleanup: Cleanup::Nothing }
+        StopOutcome::Finished(task, had_worker) => {
+            Acted { task: *task, stopped_worker: had_worker, pending: None, cleanup: Cleanup::Nothing }
         }
         StopOutcome::Pending { why, .. } => Acted {
             task: desk.store.get_task(id)?,

@@ -38,8 +38,9 @@ pub fn session_of(run: &Run) -> Option<Session> {
 /// What an operator's stop came to.
 #[derive(Debug)]
 pub enum StopOutcome {
-    /// The worker is gone and the action was applied: the card as it is now.
-    Finished(Box<Task>),
+    /// The worker is gone and the action was applied: the card as it is now, and whether there was a
+    /// worker to stop at all (a card created running by hand has none).
+    Finished(Box<Task>, bool),
     /// The decision is recorded, but the worker's processes are not confirmed gone yet (another host's
     /// worker, or one that survived SIGKILL); the dispatcher finishes the stop.
     Pending { run_id: i64, why: String },
@@ -101,7 +102,7 @@ pub fn stop_card(
             let deadline = Instant::now() + Duration::from_secs(3);
             while supervisor.is_alive() && Instant::now() < deadline {
                 if desk.store.get_run(run_id)?.status == RunStatus::Ended {
-                    return Ok(StopOutcome::Finished(Box::new(desk.store.get_task(id)?)));
+                    return Ok(StopOutcome::Finished(Box::new(desk.store.get_task(id)?), true));
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -115,7 +116,7 @@ pub fn stop_card(
         Some(applied) => applied.task,
         None => desk.store.get_task(id)?, // the supervisor finished it after all
     };
-    Ok(StopOutcome::Finished(Box::new(task)))
+    Ok(StopOutcome::Finished(Box::new(task), run.supervisor_pid.is_some()))
 }
 
 /// Finish a stop whose processes are gone: apply its action, then the side effects of the card's new

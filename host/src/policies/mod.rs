@@ -158,11 +158,16 @@ impl<'a> PolicyHost<'a> {
                 self.quarantined.insert(key, failures);
             }
         }
-        // A policy that cannot even load fails once per session, board-wide, and counts toward quarantine.
+        // A policy that cannot even load fails once per session, board-wide, and counts toward quarantine;
+        // once quarantined it is reported as such, and no longer recorded.
         for failure in loaded.failures.clone() {
             let key = key_of(failure.entry, &failure.reference, "");
-            if !self.quarantined.contains_key(&key) {
-                self.fail(&failure.reference, Some(key), None, &failure.error);
+            match self.quarantined.get(&key) {
+                Some(failures) => {
+                    let error = PolicyError::Quarantined { failures: *failures };
+                    self.fail(&failure.reference, None, None, &error);
+                }
+                None => self.fail(&failure.reference, Some(key), None, &failure.error),
             }
         }
         self.loaded = Some(loaded);
@@ -332,7 +337,10 @@ impl<'a> PolicyHost<'a> {
             .filter(|f| f.kind == PolicyKind::Diagnostics)
             .map(|f| error_finding(None, &f.reference, &f.error))
             .collect();
-        for q in store.quarantined_policies()? {
+        // Only quarantines that hold for the board as it is configured now (an edited board.toml lifts them).
+        let current =
+            store.quarantined_policies()?.into_iter().filter(|q| q.config_hash == self.board.config_hash);
+        for q in current {
             let reference = q.key.reference.clone();
             findings.push(Finding {
                 task_id: None,

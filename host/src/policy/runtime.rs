@@ -415,8 +415,9 @@ pub fn classify(err: wasmtime::Error, stderr: &str, limits: Limits) -> PolicyErr
         // "thread '<unnamed>' panicked at src/lib.rs:10:5:\nthe message"
         let after = &stderr[at..];
         let message = after.split_once('\n').map(|(_, m)| m).unwrap_or(after);
-        let message: String = message.lines().take(5).collect::<Vec<_>>().join("\n");
-        return PolicyError::Panic { message: message.trim().chars().take(2000).collect() };
+        // The first line is the message; the rest (a backtrace hint, a traceback) goes to the debug log.
+        let message = super::instance::first_line(message);
+        return PolicyError::Panic { message };
     }
     let lower = full.to_lowercase();
     if lower.contains("forcing trap when growing memory")

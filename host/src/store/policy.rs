@@ -20,6 +20,8 @@ pub struct Quarantined {
     pub failures: i64,
     pub since: i64,
     pub last_error: Option<String>,
+    /// The board.toml it was quarantined under; an edited board no longer holds it.
+    pub config_hash: String,
 }
 
 /// One policy's result for one tick: `None` when every call succeeded, else the first error.
@@ -117,7 +119,7 @@ impl Store {
     pub fn quarantined_policies(&mut self) -> Result<Vec<Quarantined>> {
         self.read(|tx| {
             let mut stmt = tx.prepare_cached(
-                "SELECT entry, reference, sha256, failures, quarantined_at, last_error FROM policy_health
+                "SELECT entry, reference, sha256, failures, quarantined_at, last_error, config_hash FROM policy_health
                  WHERE quarantined_at IS NOT NULL ORDER BY id",
             )?;
             let rows = stmt
@@ -131,6 +133,7 @@ impl Store {
                         failures: r.get(3)?,
                         since: r.get(4)?,
                         last_error: r.get(5)?,
+                        config_hash: r.get(6)?,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;

@@ -33,17 +33,47 @@ pub fn open_log(board: &Board, task_id: &str) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(files.log)
 }
 
-/// The path of this binary, stable across upgrades: the path it was started from, not the (possibly
-/// replaced) file it was loaded from. When an upgrade renames a new binary over the old one, the kernel
-/// reports the running image as `<path> (deleted)`; the path itself now holds the new binary, which is
-/// what supervisors and workers should run.
+/// The path of this binary, stable across upgrades: the path it was started by (symlinks kept), not the
+/// file the running image was loaded from. An upgrade that renames a new binary over the old one, or points
+/// a symlink at a new version, changes what is at that path; supervisors and workers started by it run the
+/// new version, and the daemon notices the change (see `dispatch::daemon`).
+///
+/// The path is read once, at the first call: `argv[0]` made absolute (or found on `PATH`), accepted when it
+/// is this very program (same file as `/proc/self/exe`) or when the running image was replaced already.
+/// Otherwise, `/proc/self/exe` without the kernel's ` (deleted)` suffix.
 pub fn executable() -> std::io::Result<PathBuf> {
+    static INVOKED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    if let Some(path) = INVOKED.get_or_init(invoked_path) {
+        return Ok(path.clone());
+    }
+    running_image()
+}
+
+/// `/proc/self/exe`, without ` (deleted)` when the file was replaced since.
+fn running_image() -> std::io::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let text = exe.to_string_lossy();
     Ok(match text.strip_suffix(" (deleted)") {
         Some(path) => PathBuf::from(path),
         None => exe,
     })
+}
+
+fn invoked_path() -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let arg0 = PathBuf::from(std::env::args_os().next()?);
+    let candidate = if arg0.components().count() > 1 {
+        std::path::absolute(&arg0).ok()?
+    } else {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path).map(|dir| dir.join(&arg0)).find(|p| p.is_file())?
+    };
+    let found = std::fs::metadata(&candidate).ok()?;
+    let running = std::fs::metadata("/proc/self/exe").ok();
+    let replaced =
+        std::fs::read_link("/proc/self/exe").is_ok_and(|l| l.to_string_lossy().ends_with(" (deleted)"));
+    let same = running.is_some_and(|r| r.dev() == found.dev() && r.ino() == found.ino());
+    (same || replaced).then_some(candidate)
 }
 
 /// Everything that goes into a worker's environment, built in one place.
@@ -366,9 +396,9 @@ mod tests {
     }
 
     #[test]
-    fn an_upgraded_binary_is_started_by_its_path() {
-        // The running image's path, as the kernel reports it after the file was replaced.
+    fn the_binary_is_started_by_the_path_it_was_invoked_by() {
         let exe = executable().unwrap();
         assert!(!exe.to_string_lossy().ends_with(" (deleted)"));
+        assert!(exe.is_absolute() && exe.is_file(), "{}", exe.display());
     }
 }
