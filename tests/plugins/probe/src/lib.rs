@@ -5,6 +5,11 @@
 //! `{"fs": "denied" | {...what was readable...}, "fs_errors": [...], "env_count": n, "clock": secs, "ctx_now": now}`.
 //! `fs` is "denied" when listing `/` and `.` and reading `/etc/hostname` all failed; otherwise it maps each
 //! attempt to what it got (a listing, the file's text, or "denied").
+//!
+//! With the config `{"mode": "random"}` it reports the sandbox's randomness instead: the reason is
+//! `{"draws": [a, b]}`, two u64s drawn one after the other from the WASI random source (through wasi-libc's
+//! `getentropy`, one call each), so the host's tests can check that draws differ within a call and are
+//! reproducible per card.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "respawn-guard-policy" });
 
@@ -56,6 +61,24 @@ fn probe(ctx: &Context) -> Value {
     })
 }
 
+unsafe extern "C" {
+    /// wasi-libc's `getentropy` (at most 256 bytes), backed by `wasi:random/random`.
+    fn getentropy(buffer: *mut u8, len: usize) -> i32;
+}
+
+/// One u64 from the sandbox's random source.
+fn draw() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: the buffer is valid for writes of its length, which is within getentropy's 256-byte limit.
+    let rc = unsafe { getentropy(bytes.as_mut_ptr(), bytes.len()) };
+    assert_eq!(rc, 0, "getentropy failed");
+    u64::from_le_bytes(bytes)
+}
+
+fn random_mode(config: &str) -> bool {
+    serde_json::from_str::<Value>(config).is_ok_and(|c| c["mode"] == "random")
+}
+
 struct Probe;
 
 impl exports::kanban::policy::plugin::Guest for Probe {
@@ -74,6 +97,13 @@ impl exports::kanban::policy::plugin::Guest for Probe {
 
 impl exports::kanban::policy::respawn_guard::Guest for Probe {
     fn decide(ctx: Context) -> Decision {
+        if random_mode(&ctx.config) {
+            let draws = [draw(), draw()];
+            return Decision::Defer(Deferral {
+                reason: json!({ "draws": draws }).to_string(),
+                retry_after: None,
+            });
+        }
         Decision::Defer(Deferral { reason: probe(&ctx).to_string(), retry_after: None })
     }
 }
