@@ -59,6 +59,14 @@ impl ProcessId {
         live(s.state).then_some(ProcessId { pid, start: s.start })
     }
 
+    /// The identity of a child this process started and has not reaped yet, even if it has already
+    /// exited: until it is reaped its pid cannot be reused, so the identity is still its own. (A worker
+    /// that exits at once is a zombie by the time its supervisor looks; it did start.)
+    pub fn of_child(child: &std::process::Child) -> Option<ProcessId> {
+        let pid = i32::try_from(child.id()).ok()?;
+        stat(pid).map(|s| ProcessId { pid, start: s.start })
+    }
+
     pub fn current() -> ProcessId {
         ProcessId::of(std::process::id() as i32).expect("/proc/self/stat is readable")
     }
@@ -236,5 +244,20 @@ mod tests {
         assert_eq!(session.stop(Duration::from_millis(300), None), Stopped::Gone);
         let _ = child.wait();
         assert!(session.members(None).is_empty());
+    }
+
+    /// A child that exited but is not reaped is gone for `of`, still itself for `of_child`.
+    #[test]
+    fn an_exited_unreaped_child_keeps_its_identity() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stat(child.id() as i32).is_some_and(|s| s.state != 'Z') && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(ProcessId::of(child.id() as i32), None, "a zombie is not alive");
+        let id = ProcessId::of_child(&child).expect("an unreaped child keeps its identity");
+        assert_eq!(id.pid, child.id() as i32);
+        child.wait().unwrap();
+        assert_eq!(ProcessId::of_child(&child), None, "reaped: gone");
     }
 }

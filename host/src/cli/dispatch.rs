@@ -28,6 +28,8 @@ pub fn run(inv: &Invocation, command: Command) -> anyhow::Result<()> {
         }
         Command::Demo => super::demo::run(&inv.home),
         Command::Supervise { id, run } => {
+            crate::worker::become_session_leader()?;
+            crate::worker::wait_at_gate();
             let board = inv.board()?;
             let mut store = board.open_store()?;
             let host_id = inv.home.host_id()?;

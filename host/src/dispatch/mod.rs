@@ -331,7 +331,12 @@ struct PolicyAsk<'h, 's> {
     store: &'s mut Store,
     /// The context of the card asked about last (routing, then guarding, ask about the same card).
     cached: Option<PolicyContext>,
+    /// The candidates in the order the plan asks about them, for reading their facts ahead in batches.
+    order: Vec<String>,
 }
+
+/// How many cards' facts a tick reads in one batch.
+const PREFETCH: usize = 256;
 
 impl PolicyAsk<'_, '_> {
     fn context(
@@ -341,7 +346,13 @@ impl PolicyAsk<'_, '_> {
     ) -> anyhow::Result<&mut PolicyContext> {
         let now = clock::now();
         if self.cached.as_ref().is_none_or(|c| c.card.id != task.id) {
-            self.cached = Some(self.host.context(self.store, &task.id, running, now)?);
+            if !self.host.prefetched(&task.id) {
+                // Read this card and the next ones the plan will ask about in one snapshot.
+                let at = self.order.iter().position(|id| *id == task.id).unwrap_or(self.order.len());
+                let batch = &self.order[at..(at + PREFETCH).min(self.order.len())];
+                self.host.prefetch(self.store, batch)?;
+            }
+            self.cached = Some(self.host.context_of(self.store, task, running, now)?);
         }
         let ctx = self.cached.as_mut().expect("built above");
         // The plan may have routed the card this tick, and the profiles' loads change as it plans.
@@ -413,7 +424,8 @@ fn spawn_phase(
     };
     let kinds = [PolicyKind::RespawnGuard, PolicyKind::Routing];
     let host = PolicyHost::new(runtime, home, board, &kinds, options.dry_run);
-    let mut ask = PolicyAsk { host, store: desk.store, cached: None };
+    let order = candidates.iter().map(|c| c.task.id.clone()).collect();
+    let mut ask = PolicyAsk { host, store: desk.store, cached: None, order };
     let planned = plan::plan(candidates, running, &caps, &mut ask)?;
     report.policy_errors = ask.host.finish(ask.store, clock::now())?;
     let plan::Plan {
@@ -448,13 +460,9 @@ fn spawn_phase(
             report.auto_blocked.push(id);
         }
     }
-    let mut children = Vec::new();
-    let claim = desk.claim();
-    for plan::Start { task, lane, profile } in starts {
-        if unrouted.contains(&task.id) {
-            continue;
-        }
-        if options.dry_run {
+    let starts: Vec<plan::Start> = starts.into_iter().filter(|s| !unrouted.contains(&s.task.id)).collect();
+    if options.dry_run {
+        for plan::Start { task, lane, profile } in starts {
             let workspace =
                 crate::workspace::path_for(board, &task).map(|p| p.display().to_string()).unwrap_or_default();
             report.spawned.push(Spawned {
@@ -464,15 +472,29 @@ fn spawn_phase(
                 run_id: None,
                 lane,
             });
-            continue;
         }
-        let now = clock::now();
-        let Some(run_id) = desk.store.claim_card(&task.id, &profile, &claim, d.claim_ttl_seconds, now)?
-        else {
+        return Ok(Vec::new());
+    }
+    // All of the tick's claims commit together (each still a compare-and-set that opens its run), then the
+    // supervisors start, then one transaction records them all: three commits a tick, not three a card.
+    let gate =
+        anyhow::Context::context(crate::worker::StartGate::new(), "cannot make the supervisors' start gate")?;
+    let claim = desk.claim();
+    let asks: Vec<(String, String)> = starts.iter().map(|s| (s.task.id.clone(), s.profile.clone())).collect();
+    let run_ids = desk.store.claim_cards(&asks, &claim, d.claim_ttl_seconds, clock::now())?;
+    let mut children = Vec::new();
+    let mut supervisors = Vec::new();
+    for (plan::Start { task, lane, profile }, run_id) in starts.into_iter().zip(run_ids) {
+        let Some(run_id) = run_id else {
             continue; // another dispatcher got it first
         };
-        match start(home, desk, &task, run_id) {
+        match start(home, desk, &task, run_id, &gate) {
             Ok((child, workspace)) => {
+                // The supervisor records itself too; recording here as well closes the window in which a
+                // dispatcher crash would leave a live supervisor unknown to the board.
+                if let Some(id) = ProcessId::of_child(&child) {
+                    supervisors.push((run_id, (i64::from(id.pid), id.start as i64)));
+                }
                 report.spawned.push(Spawned {
                     task_id: task.id.clone(),
                     assignee: profile,
@@ -501,6 +523,11 @@ fn spawn_phase(
             }
         }
     }
+    if let Err(error) = desk.store.record_supervisors(&supervisors) {
+        // Not fatal: each supervisor records itself before it starts its worker.
+        tracing::warn!(%error, "could not record the supervisors this tick started");
+    }
+    gate.open();
     Ok(children)
 }
 
@@ -512,6 +539,7 @@ fn start(
     desk: &mut Desk,
     task: &Task,
     run_id: i64,
+    gate: &crate::worker::StartGate,
 ) -> Result<(std::process::Child, std::path::PathBuf), (Outcome, String)> {
     let board = desk.board;
     let workspace =
@@ -519,17 +547,7 @@ fn start(
     if task.workspace_kind == WorkspaceKind::Scratch {
         ops::cards::scratch_tip(desk, home, &task.id);
     }
-    let child = crate::worker::spawn_supervisor(home, board, &task.id, run_id)
+    let child = crate::worker::spawn_supervisor(home, board, &task.id, run_id, gate)
         .map_err(|e| (Outcome::HostError, format!("cannot start the supervisor: {e}")))?;
-    // The supervisor records itself too; recording here as well closes the window in which a dispatcher
-    // crash would leave a live supervisor unknown to the board.
-    if let Some(id) = ProcessId::of(child.id() as i32) {
-        let _ = desk.store.record_supervision(
-            run_id,
-            Some((i64::from(id.pid), id.start as i64)),
-            None,
-            clock::now(),
-        );
-    }
     Ok((child, workspace))
 }

@@ -63,7 +63,7 @@ mod rows;
 mod sql;
 
 pub use policy::{ChildSpec, DecomposePlan, Finding, GuardDecision, PolicyKey, Severity};
-pub use rows::{Attachment, CardFacts, Comment, Event, Run, Task};
+pub use rows::{Attachment, CardFacts, CardHistory, Comment, Event, Run, Task};
 
 named_enum! {
     /// A card's place in its lifecycle, in lifecycle order (the `status` sort uses this order).

@@ -149,3 +149,19 @@ pub struct CardFacts {
     pub comments: Vec<Comment>,
     pub parents: Vec<Task>,
 }
+
+impl CardFacts {
+    pub fn new(task: Task, history: CardHistory) -> CardFacts {
+        let CardHistory { runs, events, comments, parents } = history;
+        CardFacts { task, runs, events, comments, parents }
+    }
+}
+
+/// [`CardFacts`] without the card: what a tick reads ahead for cards it already holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CardHistory {
+    pub runs: Vec<Run>,
+    pub events: Vec<Event>,
+    pub comments: Vec<Comment>,
+    pub parents: Vec<Task>,
+}

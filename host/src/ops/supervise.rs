@@ -89,7 +89,7 @@ pub fn supervise(home: &Home, desk: &mut Desk, task_id: &str, run_id: i64) -> an
             }
         };
         // Best effort: the worker is findable through the session whether or not this is recorded.
-        if let Some(w) = ProcessId::of(child.id() as i32) {
+        if let Some(w) = ProcessId::of_child(&child) {
             let recorded = desk.store.record_supervision(
                 run_id,
                 None,

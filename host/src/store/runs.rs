@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::json;
 
 use super::cards::{Applied, append_event, decide, load, load_run, open_run, write_transition};
@@ -94,9 +94,14 @@ impl Store {
     /// The dispatchable cards (ready and review) in dispatch order: priority first, then oldest.
     pub fn dispatch_candidates(&mut self) -> Result<Vec<Task>> {
         self.read(|tx| {
+            // Each lane read in the order of its index (status, priority DESC, created_at; rowid breaks
+            // ties) and merged: no sort of the full rows.
+            let columns = rows::task_columns();
             let sql = format!(
-                "SELECT {} FROM tasks WHERE status IN ({READY}, {REVIEW}) ORDER BY priority DESC, created_at, rowid",
-                rows::task_columns()
+                "SELECT rowid AS tie, {columns} FROM tasks WHERE status = {READY}
+                 UNION ALL
+                 SELECT rowid AS tie, {columns} FROM tasks WHERE status = {REVIEW}
+                 ORDER BY priority DESC, created_at, tie"
             );
             Ok(query_all!(tx, TaskReader, sql, []))
         })
@@ -113,38 +118,41 @@ impl Store {
         ttl: i64,
         now: i64,
     ) -> Result<Option<i64>> {
+        self.write(|tx| claim_in(tx, task_id, profile, claim, ttl, now))
+    }
+
+    /// [`Store::claim_card`] for many cards, `(card, profile)`, in one transaction (one commit for a whole
+    /// tick's claims). Each claim is the same compare-and-set and opens its run with its event; the result
+    /// lines up with `cards`.
+    pub fn claim_cards(
+        &mut self,
+        cards: &[(String, String)],
+        claim: &Claim,
+        ttl: i64,
+        now: i64,
+    ) -> Result<Vec<Option<i64>>> {
+        if cards.is_empty() {
+            return Ok(Vec::new());
+        }
         self.write(|tx| {
-            let task = load(tx, task_id)?;
-            // The work lane goes to the assignee; the review lane to the reviewer (a card with none takes the
-            // board's default reviewer, named by the caller, and keeps it).
-            let (lane, allowed) = match task.status {
-                Status::Ready => (Lane::Work, task.assignee.as_deref() == Some(profile)),
-                Status::Review => (Lane::Review, task.reviewer.as_deref().is_none_or(|r| r == profile)),
-                _ => return Ok(None),
-            };
-            if !allowed || task.claim_lock.is_some() {
-                return Ok(None);
+            cards.iter().map(|(task_id, profile)| claim_in(tx, task_id, profile, claim, ttl, now)).collect()
+        })
+    }
+
+    /// The dispatcher's record of the supervisors it just started, `(run, (pid, start))`, in one
+    /// transaction. Runs that ended meanwhile are left alone.
+    pub fn record_supervisors(&mut self, started: &[(i64, (i64, i64))]) -> Result<()> {
+        if started.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "UPDATE task_runs SET supervisor_pid = ?1, supervisor_start = ?2 WHERE id = ?3 AND status <> {RUN_ENDED}"
+            ))?;
+            for (run_id, (pid, start)) in started {
+                stmt.execute(params![pid, start, run_id])?;
             }
-            let n = tx.execute(
-                &format!("UPDATE tasks SET status = {RUNNING}, claim_lock = ?1, claim_host = ?2, claim_expires = ?3,
-                    updated_at = ?4, last_heartbeat_at = NULL,
-                    reviewer = CASE WHEN ?7 = {REVIEW_LANE} THEN ?8 ELSE reviewer END
-                 WHERE id = ?5 AND status = ?6 AND claim_lock IS NULL"),
-                params![claim.lock, claim.host, now + ttl, now, task_id, task.status, lane, profile],
-            )?;
-            if n != 1 {
-                return Ok(None);
-            }
-            let run_id = open_run(tx, &task, lane, Some(profile), Some(claim), now)?;
-            append_event(
-                tx,
-                Some(task_id),
-                Some(run_id),
-                EventKind::Claimed,
-                json!({"claim_lock": claim.lock, "host_id": claim.host, "from": task.status}),
-                now,
-            )?;
-            Ok(Some(run_id))
+            Ok(())
         })
     }
 
@@ -499,6 +507,50 @@ impl Store {
     }
 }
 
+/// One claim inside a write transaction (see [`Store::claim_card`]).
+fn claim_in(
+    tx: &Transaction,
+    task_id: &str,
+    profile: &str,
+    claim: &Claim,
+    ttl: i64,
+    now: i64,
+) -> Result<Option<i64>> {
+    let task = load(tx, task_id)?;
+    // The work lane goes to the assignee; the review lane to the reviewer (a card with none takes the
+    // board's default reviewer, named by the caller, and keeps it).
+    let (lane, allowed) = match task.status {
+        Status::Ready => (Lane::Work, task.assignee.as_deref() == Some(profile)),
+        Status::Review => (Lane::Review, task.reviewer.as_deref().is_none_or(|r| r == profile)),
+        _ => return Ok(None),
+    };
+    if !allowed || task.claim_lock.is_some() {
+        return Ok(None);
+    }
+    let n = tx.execute(
+        &format!(
+            "UPDATE tasks SET status = {RUNNING}, claim_lock = ?1, claim_host = ?2, claim_expires = ?3,
+            updated_at = ?4, last_heartbeat_at = NULL,
+            reviewer = CASE WHEN ?7 = {REVIEW_LANE} THEN ?8 ELSE reviewer END
+         WHERE id = ?5 AND status = ?6 AND claim_lock IS NULL"
+        ),
+        params![claim.lock, claim.host, now + ttl, now, task_id, task.status, lane, profile],
+    )?;
+    if n != 1 {
+        return Ok(None);
+    }
+    let run_id = open_run(tx, &task, lane, Some(profile), Some(claim), now)?;
+    append_event(
+        tx,
+        Some(task_id),
+        Some(run_id),
+        EventKind::Claimed,
+        json!({"claim_lock": claim.lock, "host_id": claim.host, "from": task.status}),
+        now,
+    )?;
+    Ok(Some(run_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,5 +648,36 @@ mod tests {
             assert_eq!(store.get_run(run).unwrap().status, RunStatus::Ended, "{action:?}");
             assert!(store.running_cards().unwrap().iter().all(|c| c.task.id != id), "{action:?}");
         }
+    }
+
+    /// A tick's claims commit together, each still its own compare-and-set: a card that is not ready, or
+    /// is someone else's, is skipped, and every claimed card gets its run and its `claimed` event.
+    #[test]
+    fn claiming_many_cards_at_once_claims_each_as_claiming_one_would() {
+        let (_dir, mut store) = store();
+        let ready = |store: &mut Store, title: &str, assignee: &str| {
+            let new = NewTask { title: title.into(), assignee: Some(assignee.into()), ..NewTask::default() };
+            store.create_task(&new, 1).unwrap().0.id
+        };
+        let a = ready(&mut store, "a", "coder");
+        let b = ready(&mut store, "b", "coder");
+        let other = ready(&mut store, "c", "reviewer");
+        let (running, _) = running(&mut store, "d");
+        let claim = Claim { lock: "host:1".into(), host: "h_test".into() };
+        let asks: Vec<(String, String)> =
+            [&a, &b, &other, &running].iter().map(|id| (id.to_string(), "coder".to_string())).collect();
+        let runs = store.claim_cards(&asks, &claim, 60, 10).unwrap();
+        assert!(runs[0].is_some() && runs[1].is_some(), "{runs:?}");
+        assert_eq!(runs[2..], [None, None], "another profile's card and a running card are skipped");
+        for (id, run) in [(&a, runs[0]), (&b, runs[1])] {
+            let task = store.get_task(id).unwrap();
+            assert_eq!((task.status, task.current_run_id), (Status::Running, run));
+            assert_eq!(task.claim_lock.as_deref(), Some("host:1"));
+            let kinds: Vec<String> =
+                store.events(Some(id), None).unwrap().into_iter().map(|e| e.kind).collect();
+            assert_eq!(kinds.last().map(String::as_str), Some("claimed"), "{kinds:?}");
+        }
+        assert_eq!(store.get_task(&other).unwrap().status, Status::Ready);
+        assert_eq!(store.claim_cards(&asks, &claim, 60, 11).unwrap(), vec![None; 4], "nothing twice");
     }
 }

@@ -140,10 +140,16 @@ pub fn goal_max_turns(board: &Board, task: &Task) -> i64 {
     task.goal_max_turns.unwrap_or(board.config.goal.max_turns)
 }
 
-/// Start the supervisor for a claimed run, in a new session (its pid names the attempt's session),
-/// detached from the dispatcher's terminal. The binary is started by its stable path, so a daemon that
-/// outlived an upgrade starts the new version.
-pub fn spawn_supervisor(home: &Home, board: &Board, task_id: &str, run_id: i64) -> std::io::Result<Child> {
+/// Start the supervisor for a claimed run; it makes itself the leader of a new session (its pid names the
+/// attempt's session), detached from the dispatcher's terminal. The binary is started by its stable path,
+/// so a daemon that outlived an upgrade starts the new version.
+pub fn spawn_supervisor(
+    home: &Home,
+    board: &Board,
+    task_id: &str,
+    run_id: i64,
+    gate: &StartGate,
+) -> std::io::Result<Child> {
     let exe = executable()?;
     let log = open_log(board, task_id)?;
     let mut cmd = Command::new(exe);
@@ -153,14 +159,66 @@ pub fn spawn_supervisor(home: &Home, board: &Board, task_id: &str, run_id: i64) 
         // A dispatcher started from inside a worker must not pass that worker's scope on.
         .env_remove("KANBAN_TASK")
         .env_remove("KANBAN_RUN_ID")
-        .stdin(Stdio::null())
+        .stdin(gate.stdin()?)
         .stdout(Stdio::null())
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
-    }
+    // The supervisor calls setsid itself, first thing (see `become_session_leader`): without a pre_exec
+    // hook, std starts it with posix_spawn instead of fork, which a dispatcher holding compiled plugins
+    // and a page cache does in a fraction of the time.
     cmd.spawn()
+}
+
+/// The gate a tick's supervisors wait at before they touch the board: a pipe whose read end is each
+/// supervisor's stdin, and whose write end the dispatcher holds until it has started and recorded them all.
+/// Dropping the gate (or the dispatcher dying) closes the write end, and every supervisor reads end-of-file
+/// and goes on. So a tick that starts a hundred workers does not compete for the CPU and the write lock
+/// with the hundred supervisors it has just started.
+pub struct StartGate {
+    read: std::os::fd::OwnedFd,
+    _write: std::os::fd::OwnedFd,
+}
+
+impl StartGate {
+    pub fn new() -> std::io::Result<StartGate> {
+        // Close-on-exec both ends: the read end reaches a supervisor only as its stdin (dup2 clears the
+        // flag there), the write end never leaves the dispatcher.
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        Ok(StartGate { read, _write: write })
+    }
+
+    fn stdin(&self) -> std::io::Result<Stdio> {
+        Ok(Stdio::from(self.read.try_clone()?))
+    }
+
+    /// Let the supervisors go.
+    pub fn open(self) {}
+}
+
+/// Wait at the dispatcher's [`StartGate`], if stdin is one (a pipe): read until end-of-file. Anything else
+/// on stdin (a terminal, `/dev/null`) is not waited on.
+pub fn wait_at_gate() {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let stdin = std::io::stdin();
+    let Ok(meta) = std::fs::metadata("/dev/stdin") else { return };
+    if !meta.file_type().is_fifo() {
+        return;
+    }
+    let mut sink = [0u8; 64];
+    let mut lock = stdin.lock();
+    while matches!(lock.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+/// Make the current process (a supervisor) the leader of a new session, so its pid names the attempt's
+/// session and a stop reaches every process the worker starts. Started by the dispatcher, a supervisor is
+/// never a process-group leader, so this cannot fail; started by hand from a shell it may be, and then
+/// it refuses rather than supervise a worker it could not stop.
+pub fn become_session_leader() -> std::io::Result<()> {
+    nix::unistd::setsid().map(|_| ()).map_err(|e| {
+        std::io::Error::other(format!(
+            "cannot start a new session ({e}): `kanban supervise` is started by the dispatcher, not by hand"
+        ))
+    })
 }
 
 /// Longest line kept from a failed worker's output.
@@ -400,5 +458,22 @@ mod tests {
         let exe = executable().unwrap();
         assert!(!exe.to_string_lossy().ends_with(" (deleted)"));
         assert!(exe.is_absolute() && exe.is_file(), "{}", exe.display());
+    }
+
+    /// A child whose stdin is the gate reads nothing and waits until the gate opens; then it goes on.
+    #[test]
+    fn supervisors_wait_at_the_gate_until_it_opens() {
+        let gate = StartGate::new().unwrap();
+        let mut child = Command::new("sh")
+            .args(["-c", "cat > /dev/null; echo through"])
+            .stdin(gate.stdin().unwrap())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(child.try_wait().unwrap().is_none(), "went through a closed gate");
+        gate.open();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "through\n");
     }
 }
