@@ -364,7 +364,7 @@ fn list(store: &mut Store, args: ListArgs) -> anyhow::Result<()> {
     };
     // Rows stream straight to the writer (the same output as printing the whole list at once): a big board
     // is never held in memory.
-    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let out = std::io::BufWriter::with_capacity(1 << 18, std::io::stdout().lock());
     if args.json {
         use serde::ser::{SerializeSeq, Serializer as _};
         let mut ser = serde_json::Serializer::with_formatter(out, serde_json::ser::PrettyFormatter::new());

@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever [`TABLES`] or [`INDEXES`] change. Files at this version skip the migration entirely, so
 /// opening a board stays cheap for the short-lived commands workers run.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub struct Table {
     pub name: &'static str,
@@ -209,6 +209,8 @@ pub const INDEXES: &[&str] = &[
     "CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency_key ON tasks(idempotency_key)
        WHERE idempotency_key IS NOT NULL AND status <> 'archived'",
     "CREATE INDEX IF NOT EXISTS tasks_dispatch_order ON tasks(status, priority DESC, created_at)",
+    // `list` in its default order (created_at, rowid) reads this index instead of sorting the board.
+    "CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at)",
     "CREATE INDEX IF NOT EXISTS task_links_child ON task_links(child_id)",
     "CREATE INDEX IF NOT EXISTS task_events_task ON task_events(task_id, id)",
     "CREATE INDEX IF NOT EXISTS task_events_run ON task_events(run_id)",
