@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::board::Board;
 use crate::model::{Attachment, Comment, Event, Finding, Run, Task};
-use crate::store::TaskDetail;
+use crate::store::{Store, StoreError, TaskDetail};
 
 /// An attachment with the path of its file.
 #[derive(Debug, Serialize)]
@@ -50,5 +50,22 @@ impl<'a> ShowView<'a> {
             attachments: detail.attachments.iter().map(|a| AttachmentView::new(board, a)).collect(),
             findings,
         }
+    }
+}
+
+/// Everything `show` presents about one card, read in one place for every front end.
+pub struct CardPage {
+    pub detail: TaskDetail,
+    pub findings: Vec<Finding>,
+}
+
+impl CardPage {
+    pub fn read(store: &mut Store, id: &str) -> Result<CardPage, StoreError> {
+        Ok(CardPage { detail: store.task_detail(id)?, findings: store.findings(id)? })
+    }
+
+    /// The `show --json` document.
+    pub fn view<'a>(&'a self, board: &Board) -> ShowView<'a> {
+        ShowView::new(board, &self.detail, &self.findings)
     }
 }

@@ -15,7 +15,7 @@ use crate::model::{Status, WorkspaceKind};
 use crate::ops::cards::{self, Acted, By};
 use crate::ops::{self, Desk};
 use crate::store::{EditTask, ListSort, NewTask, Store, TaskFilter};
-use crate::views::{AttachmentView, ShowView};
+use crate::views::{AttachmentView, CardPage};
 use crate::workspace::Cleanup;
 
 pub fn run(inv: &Invocation, command: Command) -> anyhow::Result<()> {
@@ -402,12 +402,11 @@ fn list(store: &mut Store, args: ListArgs) -> anyhow::Result<()> {
 }
 
 fn show(board: &Board, store: &mut Store, id: &str, json: bool) -> anyhow::Result<()> {
-    let detail = store.task_detail(id)?;
-    let findings = store.findings(id)?;
+    let page = CardPage::read(store, id)?;
     if json {
-        return render::json(&ShowView::new(board, &detail, &findings));
+        return render::json(&page.view(board));
     }
-    print!("{}", render::show(&detail, &findings));
+    print!("{}", render::show(&page.detail, &page.findings));
     Ok(())
 }
 

@@ -475,6 +475,17 @@ fn spawn_phase(
         }
         return Ok(Vec::new());
     }
+    start_planned(home, desk, starts, report)
+}
+
+/// Claim the planned cards and start their supervisors.
+fn start_planned(
+    home: &Home,
+    desk: &mut Desk,
+    starts: Vec<plan::Start>,
+    report: &mut TickReport,
+) -> anyhow::Result<Vec<(String, std::process::Child)>> {
+    let d = &desk.board.config.dispatch;
     // All of the tick's claims commit together (each still a compare-and-set that opens its run), then the
     // supervisors start, then one transaction records them all: three commits a tick, not three a card.
     let gate =

@@ -86,7 +86,7 @@ pub fn stop_card(
     if let Some(session) = session_of(&run) {
         let supervisor = session.leader.is_alive().then_some(session.leader);
         if let Some(supervisor) = supervisor {
-            super::supervise::notify(supervisor);
+            notify(supervisor);
         }
         if let Stopped::Stuck(pids) = session.stop(grace, supervisor) {
             desk.store.record_stop_pending(
@@ -157,7 +157,7 @@ pub fn request(desk: &mut Desk, card: &RunningCard, action: Action, reason: &str
         let supervisor = session.leader.is_alive().then_some(session.leader);
         session.signal(Signal::SIGTERM, supervisor);
         if let Some(supervisor) = supervisor {
-            super::supervise::notify(supervisor); // it escalates after the grace, without waiting for a tick
+            notify(supervisor); // it escalates after the grace, without waiting for a tick
         }
     }
     Ok(true)
@@ -223,4 +223,10 @@ pub fn advance(
         Some(applied) => Advance::Finished(applied.transition.to),
         None => Advance::Nothing,
     })
+}
+
+/// Tell the supervisor of a run that a stop was requested, so it escalates at once instead of at its next
+/// look at the store.
+pub fn notify(supervisor: ProcessId) {
+    supervisor.signal(nix::sys::signal::Signal::SIGUSR1);
 }

@@ -117,51 +117,16 @@ pub fn supervise(home: &Home, desk: &mut Desk, task_id: &str, run_id: i64) -> an
                 Some(judge) => worker::run_judge(judge, &profile_env, &env, &mut log, deadline),
                 None => Verdict::Blocked("goal card, but the board has no [goal] judge configured".into()),
             };
-            // Every write names this run: a judge of an older attempt can never touch a newer one.
-            let by = super::cards::By::Worker { run: run_id };
-            let outcome = match verdict {
-                Verdict::Done(result) => {
-                    let result = (!result.is_empty()).then_some(result);
-                    let done = Action::Complete { result, summary: Some("goal judge ruled done".into()) };
-                    super::cards::act(desk, task_id, by, done).map(|_| ())
+            match apply_verdict(desk, &task, run_id, turn, verdict) {
+                Ok(Some(next)) => {
+                    turn += 1;
+                    feedback = Some(next);
+                    continue;
                 }
-                Verdict::Continue(next) => {
-                    let budget = worker::goal_max_turns(board, &task);
-                    if turn >= budget {
-                        let reason = format!(
-                            "goal turn budget exhausted: {turn} of {budget} turns used without the judge ruling done; review needed"
-                        );
-                        let block = Action::Block {
-                            reason: Some(reason),
-                            kind: Some("goal_budget".into()),
-                            sticky: true,
-                        };
-                        super::cards::act(desk, task_id, by, block).map(|_| ())
-                    } else {
-                        match desk.store.record_goal_turn(
-                            task_id,
-                            run_id,
-                            turn + 1,
-                            &next,
-                            crate::clock::now(),
-                        ) {
-                            Ok(()) => {
-                                turn += 1;
-                                feedback = Some(next);
-                                continue;
-                            }
-                            Err(e) => Err(e.into()),
-                        }
-                    }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(task = %task_id, run = run_id, error = %e, "the judge's verdict was not applied")
                 }
-                Verdict::Blocked(reason) => {
-                    let block =
-                        Action::Block { reason: Some(reason), kind: Some("goal_judge".into()), sticky: true };
-                    super::cards::act(desk, task_id, by, block).map(|_| ())
-                }
-            };
-            if let Err(e) = outcome {
-                tracing::warn!(task = %task_id, run = run_id, error = %e, "the judge's verdict was not applied");
             }
         }
         exit = Some(ended);
@@ -170,7 +135,44 @@ pub fn supervise(home: &Home, desk: &mut Desk, task_id: &str, run_id: i64) -> an
     finish_run(desk, me, task_id, run_id, exit)
 }
 
-/// Set by SIGUSR1: whoever requests a stop of this run says so (see [`notify`]).
+/// Apply the goal judge's verdict on turn `turn` of run `run_id`: complete, block, or record the next turn
+/// (whose feedback is returned, for the loop to run it).
+fn apply_verdict(
+    desk: &mut Desk,
+    task: &crate::model::Task,
+    run_id: i64,
+    turn: i64,
+    verdict: Verdict,
+) -> anyhow::Result<Option<String>> {
+    let board = desk.board;
+    let task_id = task.id.as_str();
+    // Every write names this run: a judge of an older attempt can never touch a newer one.
+    let by = super::cards::By::Worker { run: run_id };
+    let action = match verdict {
+        Verdict::Done(result) => {
+            let result = (!result.is_empty()).then_some(result);
+            Action::Complete { result, summary: Some("goal judge ruled done".into()) }
+        }
+        Verdict::Continue(next) => {
+            let budget = worker::goal_max_turns(board, task);
+            if turn < budget {
+                desk.store.record_goal_turn(task_id, run_id, turn + 1, &next, crate::clock::now())?;
+                return Ok(Some(next));
+            }
+            let reason = format!(
+                "goal turn budget exhausted: {turn} of {budget} turns used without the judge ruling done; review needed"
+            );
+            Action::Block { reason: Some(reason), kind: Some("goal_budget".into()), sticky: true }
+        }
+        Verdict::Blocked(reason) => {
+            Action::Block { reason: Some(reason), kind: Some("goal_judge".into()), sticky: true }
+        }
+    };
+    super::cards::act(desk, task_id, by, action)?;
+    Ok(None)
+}
+
+/// Set by SIGUSR1: whoever requests a stop of this run says so (see [`super::stop::notify`]).
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_stop_signal(_: nix::libc::c_int) {
@@ -185,12 +187,6 @@ fn listen_for_stops() {
     if let Err(e) = unsafe { sigaction(Signal::SIGUSR1, &action) } {
         tracing::warn!(error = %e, "cannot listen for stop requests; falling back to polling the store");
     }
-}
-
-/// Tell the supervisor of a run that a stop was requested, so it escalates at once instead of at its next
-/// look at the store.
-pub fn notify(supervisor: ProcessId) {
-    supervisor.signal(nix::sys::signal::Signal::SIGUSR1);
 }
 
 /// How often a supervisor looks at its run while its worker runs, in case a stop request's signal was lost.

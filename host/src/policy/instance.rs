@@ -133,7 +133,9 @@ impl<W: World> Policy<W> {
         if self.instance.is_none() {
             let mut store = engine.new_store(self.limits, self.clock.clone(), self.rng.clone());
             store.set_fuel(self.limits.fuel).map_err(|e| PolicyError::Engine(e.to_string()))?;
-            let link = |e: wasmtime::Error| PolicyError::Link { detail: first_line(&format!("{e:#}")) };
+            let link = |e: wasmtime::Error| PolicyError::Link {
+                detail: super::runtime::first_line(&format!("{e:#}")),
+            };
             let bindings = W::instantiate(&mut store, &self.component, engine.linker()).map_err(link)?;
             self.instance = Some((store, bindings));
             self.logged = (0, 0);
@@ -426,16 +428,4 @@ impl Loaded {
     pub fn validate_config(&mut self, engine: &PolicyEngine, now: i64) -> Result<(), PolicyError> {
         each_kind!(self, p => p.validate_config(engine, now))
     }
-}
-
-/// The first line of an error chain; the rest (a wasm backtrace, "run with RUST_BACKTRACE=1") goes to the
-/// debug log only.
-pub(super) fn first_line(detail: &str) -> String {
-    let mut lines = detail.lines().filter(|l| !l.trim().is_empty());
-    let first = lines.next().unwrap_or_default().trim().to_string();
-    let rest: Vec<&str> = lines.collect();
-    if !rest.is_empty() {
-        tracing::debug!(detail = %rest.join("\n"), "policy error detail");
-    }
-    first.chars().take(2000).collect()
 }

@@ -410,13 +410,13 @@ pub fn classify(err: wasmtime::Error, stderr: &str, limits: Limits) -> PolicyErr
         .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
         .collect();
     tracing::debug!(error = %full, "policy call failed");
-    let detail = super::instance::first_line(&chain.join(": "));
+    let detail = first_line(&chain.join(": "));
     if let Some(at) = stderr.find("panicked at") {
         // "thread '<unnamed>' panicked at src/lib.rs:10:5:\nthe message"
         let after = &stderr[at..];
         let message = after.split_once('\n').map(|(_, m)| m).unwrap_or(after);
         // The first line is the message; the rest (a backtrace hint, a traceback) goes to the debug log.
-        let message = super::instance::first_line(message);
+        let message = first_line(message);
         return PolicyError::Panic { message };
     }
     let lower = full.to_lowercase();
@@ -480,6 +480,18 @@ fn keyed_digest(key: &[u8], bytes: &[u8]) -> String {
     outer.update(inner);
     outer.update(key);
     hex::encode(outer.finalize())
+}
+
+/// The first line of an error chain; the rest (a wasm backtrace, "run with RUST_BACKTRACE=1") goes to the
+/// debug log only.
+pub(crate) fn first_line(detail: &str) -> String {
+    let mut lines = detail.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or_default().trim().to_string();
+    let rest: Vec<&str> = lines.collect();
+    if !rest.is_empty() {
+        tracing::debug!(detail = %rest.join("\n"), "policy error detail");
+    }
+    first.chars().take(2000).collect()
 }
 
 #[cfg(test)]
