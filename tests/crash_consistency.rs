@@ -1,8 +1,10 @@
 //! Crash consistency: `kill -9` the daemon at random moments while workers run, many times, then check the
 //! board's invariants straight from SQLite: no card, committed event or run lost; no running card without
-//! an open run; no card with two; no claim without a run; no run without its audit event; no worker left
-//! after a daemon settles. `KANBAN_KILL_ITERATIONS` sets how many kills (default 40; the long variant is
-//! `KANBAN_KILL_ITERATIONS=300 cargo test --release --test crash_consistency`).
+//! an open run (`running`, `exited` or `stopping`); no card with two; no claim without a run; no run
+//! without its audit event; no worker left after a daemon settles, and no process of an ended attempt (a
+//! requeued card's earlier runs included) alive in its session. `KANBAN_KILL_ITERATIONS` sets how many
+//! kills (default 40; the long variant is `KANBAN_KILL_ITERATIONS=300 cargo test --release --test
+//! crash_consistency`).
 
 mod common;
 
@@ -22,14 +24,14 @@ fn invariants(db: &std::path::Path, when: &str) {
         count(
             "SELECT count(*) FROM tasks t WHERE t.status = 'running' AND NOT EXISTS (
                SELECT 1 FROM task_runs r WHERE r.id = t.current_run_id AND r.task_id = t.id
-                 AND r.status IN ('running', 'exited'))"
+                 AND r.status IN ('running', 'exited', 'stopping'))"
         ),
         0,
         "{when}: a running card has no open run"
     );
     assert_eq!(
         count(
-            "SELECT count(*) FROM (SELECT task_id FROM task_runs WHERE status IN ('running', 'exited')
+            "SELECT count(*) FROM (SELECT task_id FROM task_runs WHERE status IN ('running', 'exited', 'stopping')
                GROUP BY task_id HAVING count(*) > 1)"
         ),
         0,
@@ -37,7 +39,7 @@ fn invariants(db: &std::path::Path, when: &str) {
     );
     assert_eq!(
         count(
-            "SELECT count(*) FROM task_runs r WHERE r.status IN ('running', 'exited') AND NOT EXISTS (
+            "SELECT count(*) FROM task_runs r WHERE r.status IN ('running', 'exited', 'stopping') AND NOT EXISTS (
                SELECT 1 FROM tasks t WHERE t.current_run_id = r.id AND t.status = 'running')"
         ),
         0,
@@ -123,6 +125,55 @@ fn live_workers(marker: &str) -> Vec<i32> {
     pids
 }
 
+/// `(state, session, start time)` of a process, from `/proc/<pid>/stat` (fields counted from the last `)`).
+fn proc_stat(pid: i32) -> Option<(char, i32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    Some((fields.first()?.chars().next()?, fields.get(3)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+/// Live processes of attempts whose run has ended, as `(run, card, pid)`. An attempt is the session its
+/// supervisor leads: the session number is the supervisor's pid (`task_runs.supervisor_pid`), and its
+/// members started at or after the supervisor (`supervisor_start`, clock ticks since boot). A live process
+/// holding that pid under another start time means the number was recycled: the session is gone.
+fn ended_attempt_processes(db: &std::path::Path) -> Vec<(i64, String, i32)> {
+    let conn = Connection::open(db).unwrap();
+    let runs: Vec<(i64, String, i64, i64)> = conn
+        .prepare(
+            "SELECT id, task_id, supervisor_pid, supervisor_start FROM task_runs
+             WHERE status = 'ended' AND supervisor_pid IS NOT NULL AND supervisor_start IS NOT NULL",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let mut live: Vec<(i32, i32, u64)> = Vec::new(); // (pid, session, start)
+    let mut starts = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Some((state, session, start)) = proc_stat(pid) else { continue };
+        starts.insert(pid, start);
+        if state != 'Z' && state != 'X' {
+            live.push((pid, session, start));
+        }
+    }
+    let mut found = Vec::new();
+    for (run, card, leader, leader_start) in runs {
+        let (leader, leader_start) = (leader as i32, leader_start as u64);
+        if starts.get(&leader).is_some_and(|s| *s != leader_start) {
+            continue;
+        }
+        for (pid, session, start) in &live {
+            if *session == leader && *start >= leader_start {
+                found.push((run, card.clone(), *pid));
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn kill_dash_nine_of_the_daemon_never_leaves_the_board_inconsistent() {
     let iterations: usize =
@@ -196,4 +247,21 @@ esac
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(live_workers("kill-test-worker.sh"), Vec::<i32>::new(), "a worker outlived its card");
+    // No process of an earlier attempt of a requeued card (nor of any ended run) is alive: its session,
+    // which holds the worker and everything it started, is empty.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ended_attempt_processes(&db).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = ended_attempt_processes(&db);
+    let requeued: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM task_runs r WHERE EXISTS (
+               SELECT 1 FROM task_runs n WHERE n.task_id = r.task_id AND n.id > r.id)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(requeued > 0, "the kills requeued no card; the check below would prove nothing");
+    assert_eq!(left, Vec::new(), "processes of ended attempts (run, card, pid) are alive after the drain");
 }

@@ -796,6 +796,11 @@ fn the_readme_demo_runs_with_a_relative_home() {
     // The demo runs on the real clock (its cooldown is a few seconds), so no pinned KANBAN_NOW here.
     let out = clean_cmd().current_dir(k.home()).args(["--home", "./kanban-home", "demo"]).output().unwrap();
     expect_ok(&out, &"kanban --home ./kanban-home demo");
+    // Humans read the story: no raw log lines in it, and times as "in 3s" or UTC, never epoch seconds.
+    let story = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!story.contains("WARN") && !story.contains("ERROR"), "a raw log line in the demo:\n{story}");
+    let epoch = story.split(|c: char| !c.is_ascii_digit()).find(|digits| digits.len() >= 10);
+    assert_eq!(epoch, None, "an epoch time in the demo:\n{story}");
     let home = k.home().join("kanban-home");
     let list = ["--home", home.to_str().unwrap(), "--board", "demo", "list", "--json"];
     let cards = parse_json(&expect_ok(&clean_cmd().args(list).output().unwrap(), &list), &list);
