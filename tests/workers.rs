@@ -137,6 +137,8 @@ ls > "$OUT/ls.txt"
     assert!(f.out("ls.txt").contains("made-here.txt"));
     assert_eq!(f.status(&id), "done");
     assert!(!workspace.exists(), "the scratch workspace is deleted on completion");
+    // The card records the folder its worker really ran in.
+    assert_eq!(f.task(&id)["workspace_path"], workspace.display().to_string());
     assert!(f.board_dir("default").join("workspaces").is_dir(), "the managed root stays");
 }
 
@@ -231,6 +233,10 @@ if [ "$(cat "$OUT/dirty")" = "$KANBAN_TASK" ]; then echo change > uncommitted.tx
         assert_eq!(f.out(&format!("{id}.branch")).trim(), format!("wt/{id}"), "KANBAN_BRANCH");
         assert_eq!(f.out(&format!("{id}.head")).trim(), format!("wt/{id}"), "checked out branch");
         assert!(worktree.join("README").is_file(), "{id}: the worktree is kept");
+        // The card records the branch its worker really ran on, and keeps its repository.
+        let card = f.task(id);
+        assert_eq!(card["branch_name"], format!("wt/{id}"), "{card}");
+        assert_eq!(card["workspace_path"], repo.display().to_string(), "{card}");
     }
     assert!(repo.join(".worktrees").join(&dirty).join("uncommitted.txt").is_file());
     let dirty_log = f.ok(&["log", &dirty]);
