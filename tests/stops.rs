@@ -485,6 +485,7 @@ fn a_worker_cannot_delete_its_board_or_run_commands_outside_its_scope() {
         vec!["board", "rm", "default", "--delete"],
         vec!["plugin", "rm", "anything"],
         vec!["dispatch"],
+        vec!["dispatch", "--dry-run"],
         vec!["daemon", "--max-ticks", "1"],
         vec!["board", "set-default-workdir", "default", "/tmp"],
         vec!["gc"],
