@@ -4,9 +4,15 @@
 //! without its audit event; no worker left after a daemon settles, and no process of an ended attempt (a
 //! requeued card's earlier runs included) alive in its session. `KANBAN_KILL_ITERATIONS` sets how many
 //! kills (default 40; the long variant is `KANBAN_KILL_ITERATIONS=300 cargo test --release --test
-//! crash_consistency`).
+//! crash_consistency kill_dash_nine`).
 
 mod common;
+/// The chaos soak: several daemons on one board under kill -9 (a module here, so the long suites share one
+/// test binary).
+mod soak;
+
+/// The long suites load the machine; they run one at a time.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -176,6 +182,7 @@ fn ended_attempt_processes(db: &std::path::Path) -> Vec<(i64, String, i32)> {
 
 #[test]
 fn kill_dash_nine_of_the_daemon_never_leaves_the_board_inconsistent() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let iterations: usize =
         std::env::var("KANBAN_KILL_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
     let k = Kanban::new();

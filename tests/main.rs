@@ -1,6 +1,6 @@
 //! The black-box suite: the real `kanban` binary, a temporary home, small worker scripts. One test binary
 //! with a module per area (one link on a 2-core machine, one place to look); helpers live in `common`.
-//! The long-running variants with targets of their own: `crash_consistency`, `fuzz` and `soak`.
+//! The long-running variants with targets of their own: `crash_consistency` (with the chaos soak) and `fuzz`.
 
 mod common;
 

@@ -40,19 +40,17 @@
 //! - after the chaos, a daemon with `--until-idle` drains the board: every card is done or blocked, and no
 //!   process of the home is left.
 //!
-//! The short version runs by default (`cargo test --test soak`: 80 cards, 3 daemons, 20 s of chaos); the
-//! long variant is opt-in: `KANBAN_SOAK_SECONDS=240 KANBAN_SOAK_CARDS=500 cargo test --release --test soak`.
+//! The short version runs by default (`cargo test --test crash_consistency soak`: 80 cards, 3 daemons, 20 s of chaos); the
+//! long variant is opt-in: `KANBAN_SOAK_SECONDS=240 KANBAN_SOAK_CARDS=500 cargo test --release --test crash_consistency soak`.
 //! `KANBAN_SOAK_DAEMONS`, `KANBAN_SOAK_MAX_IN_PROGRESS` and `KANBAN_SOAK_SEED` change the rest. On a
 //! violation the board's database and the daemons' logs are copied to a folder the summary names.
-
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::Fleet;
+use crate::common::{self, Fleet};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
@@ -1592,11 +1590,9 @@ impl Soak {
     }
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        println!("soak: test");
-        return;
-    }
+#[test]
+fn chaos_soak_of_several_daemons_keeps_every_invariant() {
+    let _alone = crate::ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let seed = env_or("KANBAN_SOAK_SEED", {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() as u64;
         nanos ^ (u64::from(std::process::id()) << 32)
