@@ -63,7 +63,7 @@ mod rows;
 mod sql;
 
 pub use policy::{ChildSpec, DecomposePlan, Finding, GuardDecision, PolicyKey, Severity};
-pub use rows::{Attachment, CardFacts, CardHistory, Comment, Event, Run, Task};
+pub use rows::{Attachment, CardFacts, CardHistory, Comment, Event, Pause, Run, Task};
 
 named_enum! {
     /// A card's place in its lifecycle, in lifecycle order (the `status` sort uses this order).
@@ -212,6 +212,10 @@ named_enum! {
         PolicyQuarantined => "policy_quarantined",
         Decomposed => "decomposed",
         DecomposeLeft => "decompose_left",
+        /// The board, or one of its profiles, was paused (or its pause's reason updated). Board-level.
+        Paused => "paused",
+        /// A pause was lifted. Board-level.
+        Resumed => "resumed",
     }
 }
 

@@ -138,6 +138,28 @@ pub struct Attachment {
     pub created_at: i64,
 }
 
+/// A pause (`kanban pause`): the whole board (`profile` none) or one of its profiles spawns nothing new
+/// until it is resumed. Running workers finish, and the tick settles them as usual.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Pause {
+    /// The paused profile; none for the whole board.
+    pub profile: Option<String>,
+    pub reason: Option<String>,
+    /// Since when: a pause whose reason is updated keeps the time it started.
+    pub paused_at: i64,
+    pub paused_by: Option<String>,
+}
+
+impl Pause {
+    /// What is paused, for people: `board web` or `profile coder`.
+    pub fn scope(&self, board: &str) -> String {
+        match &self.profile {
+            None => format!("board {board}"),
+            Some(profile) => format!("profile {profile}"),
+        }
+    }
+}
+
 /// What a policy may know about a card: the card, its newest runs (newest first), its newest events and
 /// comments (in id order) and its parents. Read by the store in one bounded snapshot (`LIMIT`s, never the
 /// whole history) and turned into the policy's context record once per card per tick.

@@ -10,6 +10,7 @@
 mod cards;
 mod conn;
 mod gc;
+mod pauses;
 mod policy;
 pub(crate) mod rows;
 mod runs;
@@ -22,6 +23,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 pub use cards::{Applied, EditTask, ListSort, NewTask, Stats, TaskDetail, TaskFilter, new_task_id};
 pub use conn::{BUSY_TIMEOUT, check_not_torn, open_connection, quarantine};
 pub use gc::{EventPrune, FilesRemoved};
+pub use pauses::Paused;
 pub use policy::{PolicyTick, Quarantined};
 pub use runs::{HostSeen, RunningCard, Settled};
 pub use schema::SCHEMA_VERSION;

@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever [`TABLES`] or [`INDEXES`] change. Files at this version skip the migration entirely, so
 /// opening a board stays cheap for the short-lived commands workers run.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 pub struct Table {
     pub name: &'static str,
@@ -187,6 +187,18 @@ pub const TABLES: &[Table] = &[
             ("detail", "TEXT NOT NULL DEFAULT ''"),
             ("actions", "TEXT NOT NULL DEFAULT '[]'"),
             ("created_at", "INTEGER NOT NULL DEFAULT 0"),
+        ],
+    },
+    // Pauses (`kanban pause`): the whole board (`profile = ''`) or one of its profiles spawns nothing new
+    // until resumed. State, not memory, so a pause survives the daemon.
+    Table {
+        name: "pauses",
+        key: Key::Composite("profile"),
+        columns: &[
+            ("profile", "TEXT NOT NULL"),
+            ("reason", "TEXT"),
+            ("paused_at", "INTEGER NOT NULL DEFAULT 0"),
+            ("paused_by", "TEXT"),
         ],
     },
     Table {
