@@ -8,8 +8,9 @@
 //!    advance a stop (never waiting for one: stops escalate across ticks and in the supervisor), classify a
 //!    recorded exit, settle a vanished attempt;
 //! 3. recompute ready (todo → ready, non-sticky blocked cards under the failure limit recover);
-//! 4. **plan** the spawns within the caps, asking the board's router and respawn guards ([`plan::plan`]),
-//!    then **act**: claim each planned card and start its supervisor (a dry run stops after the plan).
+//! 4. **plan** the spawns within the board's pauses and caps, asking the board's router and respawn guards
+//!    ([`plan::plan`]), then **act**: claim each planned card and start its supervisor (a dry run stops
+//!    after the plan). A pause touches only this step: steps 2 and 3 run on a paused board as on any other.
 //!
 //! Every write takes the time at which it happens. A per-board lock file makes concurrent ticks on one
 //! board skip rather than race; the compare-and-set claim means even two ticks that both ran could not
@@ -29,14 +30,14 @@ use serde::Serialize;
 use crate::board::{Board, Home};
 use crate::clock;
 use crate::lifecycle::{self, Action};
-use crate::model::{GuardDecision, Lane, Outcome, PolicyKind, Status, Task, WorkspaceKind};
+use crate::model::{GuardDecision, Lane, Outcome, Pause, PolicyKind, Status, Task, WorkspaceKind};
 use crate::ops::{self, Desk};
 use crate::policies::{PolicyFailure, PolicyHost};
 use crate::policy::{PolicyContext, PolicyRuntime};
 use crate::process::{ProcessId, ProcessTable};
 use crate::store::{RunningCard, Settled, Store};
 use liveness::{Assessment, Observed};
-pub use plan::{AutoAssigned, Capped, Guarded};
+pub use plan::{AutoAssigned, Capped, Guarded, PauseScope, PausedCard};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Spawned {
@@ -84,6 +85,10 @@ pub struct TickReport {
     pub skipped_per_profile_capped: Vec<Capped>,
     /// Ready cards left for a later tick because the board-wide `max_in_progress` is reached.
     pub skipped_board_capped: Vec<String>,
+    /// Cards a pause of the board or of their profile held back (not counted in `pending`).
+    pub paused: Vec<PausedCard>,
+    /// The board's pauses, as this tick read them (`kanban pause`).
+    pub pauses: Vec<Pause>,
     pub skipped_locked: bool,
     pub policy_errors: Vec<PolicyFailure>,
     pub dry_run: bool,
@@ -422,11 +427,14 @@ fn spawn_phase(
             })
             .collect(),
     };
+    // Read once a tick: a pause takes effect at the next tick after `kanban pause`, in every dispatcher.
+    report.pauses = desk.store.pauses()?;
+    let pauses = plan::Pauses::new(report.pauses.clone());
     let kinds = [PolicyKind::RespawnGuard, PolicyKind::Routing];
     let host = PolicyHost::new(runtime, home, board, &kinds, options.dry_run);
     let order = candidates.iter().map(|c| c.task.id.clone()).collect();
     let mut ask = PolicyAsk { host, store: desk.store, cached: None, order };
-    let planned = plan::plan(candidates, running, &caps, &mut ask)?;
+    let planned = plan::plan(candidates, running, &caps, &pauses, &mut ask)?;
     report.policy_errors = ask.host.finish(ask.store, clock::now())?;
     let plan::Plan {
         start: starts,
@@ -438,6 +446,7 @@ fn spawn_phase(
         awaiting_review,
         skipped_per_profile_capped,
         skipped_board_capped,
+        paused,
         pending,
     } = planned;
     report.respawn_guarded = guarded;
@@ -446,6 +455,7 @@ fn spawn_phase(
     report.awaiting_review = awaiting_review;
     report.skipped_per_profile_capped = skipped_per_profile_capped;
     report.skipped_board_capped = skipped_board_capped;
+    report.paused = paused;
     report.pending = pending;
     let mut unrouted = std::collections::BTreeSet::new();
     for a in auto_assigned {

@@ -6,12 +6,16 @@
 //! Two lanes share the board's `max_in_progress`: the work lane (ready cards, to their assignee) and the
 //! review lane (review cards, to their reviewer). While a review card is waiting for a reviewer the work
 //! lane leaves one slot of the cap free for it, so a long ready queue never starves reviews.
+//!
+//! A paused board (`kanban pause`) starts nothing, in either lane, and asks no policy; a paused profile
+//! starts nothing for that profile (as assignee or as reviewer). Paused cards are listed, not counted as
+//! waiting: they are not spawnable until someone resumes.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::model::{GuardDecision, Lane, Task};
+use crate::model::{GuardDecision, Lane, Pause, Task};
 
 /// A dispatchable card and the profile its lane gives it to.
 #[derive(Debug, Clone)]
@@ -69,6 +73,58 @@ pub struct Capped {
     pub running: usize,
 }
 
+/// The board's pauses, as the tick read them.
+#[derive(Debug, Clone, Default)]
+pub struct Pauses {
+    pub board: Option<Pause>,
+    pub profiles: BTreeMap<String, Pause>,
+}
+
+impl Pauses {
+    pub fn new(pauses: Vec<Pause>) -> Pauses {
+        let mut out = Pauses::default();
+        for pause in pauses {
+            match pause.profile.clone() {
+                None => out.board = Some(pause),
+                Some(profile) => {
+                    out.profiles.insert(profile, pause);
+                }
+            }
+        }
+        out
+    }
+
+    /// The pause that holds a card given to `profile`: the board's, else the profile's own.
+    fn holding(&self, profile: Option<&str>) -> Option<&Pause> {
+        self.board.as_ref().or_else(|| profile.and_then(|p| self.profiles.get(p)))
+    }
+}
+
+/// What a pause held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseScope {
+    Board,
+    Profile,
+}
+
+/// A card a pause held back.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PausedCard {
+    pub task_id: String,
+    /// The profile it would go to (none: an unassigned card on a paused board, which is not routed).
+    pub profile: Option<String>,
+    pub scope: PauseScope,
+    pub reason: Option<String>,
+}
+
+impl PausedCard {
+    fn new(task_id: String, profile: Option<String>, pause: &Pause) -> PausedCard {
+        let scope = if pause.profile.is_none() { PauseScope::Board } else { PauseScope::Profile };
+        PausedCard { task_id, profile, scope, reason: pause.reason.clone() }
+    }
+}
+
 /// One card to start.
 #[derive(Debug, Clone)]
 pub struct Start {
@@ -91,6 +147,8 @@ pub struct Plan {
     pub awaiting_review: Vec<String>,
     pub skipped_per_profile_capped: Vec<Capped>,
     pub skipped_board_capped: Vec<String>,
+    /// Cards a pause held back (not counted in `pending`).
+    pub paused: Vec<PausedCard>,
     /// Spawnable cards left waiting (capped or deferred).
     pub pending: usize,
 }
@@ -100,21 +158,35 @@ pub fn plan(
     candidates: Vec<Candidate>,
     running: &BTreeMap<String, usize>,
     caps: &Caps,
+    pauses: &Pauses,
     ask: &mut impl Ask,
 ) -> anyhow::Result<Plan> {
     let mut plan = Plan::default();
     let mut per_profile = running.clone();
     let mut total: usize = running.values().sum();
-    // One slot is kept for the review lane while a review card can be dispatched.
-    let review_waiting = candidates
-        .iter()
-        .any(|c| c.lane == Lane::Review && c.profile.as_ref().is_some_and(|p| caps.profiles.contains_key(p)));
+    // A pause applies to a profile of the board (a pause left over for a profile since removed from
+    // board.toml holds nothing: its cards are not spawnable anyway).
+    let held = |profile: Option<&str>| match profile {
+        Some(p) if caps.profiles.contains_key(p) => pauses.holding(Some(p)),
+        _ => pauses.board.as_ref(),
+    };
+    // One slot is kept for the review lane while a review card can be dispatched (a paused reviewer
+    // cannot be).
+    let review_waiting = candidates.iter().any(|c| {
+        c.lane == Lane::Review
+            && c.profile.as_ref().is_some_and(|p| caps.profiles.contains_key(p) && held(Some(p)).is_none())
+    });
     // (A board capped at one worker cannot keep a slot without stopping its work lane; it shares.)
     let work_cap = if review_waiting && caps.board > 1 { caps.board - 1 } else { caps.board };
     for Candidate { task, lane, profile } in candidates {
         let id = task.id.clone();
         if lane == Lane::Review && profile.is_none() {
             plan.awaiting_review.push(id);
+            continue;
+        }
+        // A pause comes before the caps: a paused card is not waiting for a slot, and costs no policy call.
+        if let Some(pause) = held(profile.as_deref()) {
+            plan.paused.push(PausedCard::new(id, profile, pause));
             continue;
         }
         let cap = match lane {
@@ -149,6 +221,11 @@ pub fn plan(
                 }
             },
         };
+        // The router may give a card to a paused profile: the assignment stands, the spawn waits.
+        if let Some(pause) = held(Some(&profile)) {
+            plan.paused.push(PausedCard::new(id, Some(profile), pause));
+            continue;
+        }
         // Per-profile caps: running cards from before this tick count, and so do the ones planned so far.
         let running_here = per_profile.get(&profile).copied().unwrap_or(0);
         if caps.profiles.get(&profile).copied().flatten().is_some_and(|c| running_here >= c) {
@@ -193,6 +270,7 @@ mod tests {
     #[derive(Default)]
     struct Yes {
         guarded: usize,
+        routed: usize,
         defer: Vec<String>,
     }
 
@@ -202,6 +280,7 @@ mod tests {
             _: &Task,
             _: &BTreeMap<String, usize>,
         ) -> anyhow::Result<Option<(String, String)>> {
+            self.routed += 1;
             Ok(Some(("coder".into(), "router".into())))
         }
         fn guard(
@@ -237,7 +316,7 @@ mod tests {
         let running = [("coder".to_string(), 2usize)].into();
         let cands = (0..5).map(|i| cand(&format!("t_{i}"), Lane::Work, Some("coder"))).collect();
         let mut ask = Yes::default();
-        let p = plan(cands, &running, &caps(3, None), &mut ask).unwrap();
+        let p = plan(cands, &running, &caps(3, None), &Pauses::default(), &mut ask).unwrap();
         assert_eq!(started(&p), ["t_0"]);
         assert_eq!(p.skipped_board_capped, ["t_1", "t_2", "t_3", "t_4"]);
         assert_eq!(ask.guarded, 1);
@@ -252,7 +331,8 @@ mod tests {
             cand("c", Lane::Work, Some("ghost")),
             cand("d", Lane::Work, None),
         ];
-        let p = plan(cands, &BTreeMap::new(), &caps(8, Some(1)), &mut Yes::default()).unwrap();
+        let p = plan(cands, &BTreeMap::new(), &caps(8, Some(1)), &Pauses::default(), &mut Yes::default())
+            .unwrap();
         assert_eq!(started(&p), ["a"]);
         assert_eq!(p.skipped_per_profile_capped[0].task_id, "b");
         assert_eq!(p.skipped_nonspawnable, ["c"]);
@@ -265,17 +345,20 @@ mod tests {
         let mut cands: Vec<Candidate> =
             (0..4).map(|i| cand(&format!("w{i}"), Lane::Work, Some("coder"))).collect();
         cands.push(cand("r0", Lane::Review, Some("reviewer")));
-        let p = plan(cands, &BTreeMap::new(), &caps(3, None), &mut Yes::default()).unwrap();
+        let p =
+            plan(cands, &BTreeMap::new(), &caps(3, None), &Pauses::default(), &mut Yes::default()).unwrap();
         assert_eq!(started(&p), ["w0", "w1", "r0"], "two work slots, one kept for the review");
         // Without a dispatchable review card the work lane has the whole cap.
         let cands = (0..4).map(|i| cand(&format!("w{i}"), Lane::Work, Some("coder"))).collect();
-        let p = plan(cands, &BTreeMap::new(), &caps(3, None), &mut Yes::default()).unwrap();
+        let p =
+            plan(cands, &BTreeMap::new(), &caps(3, None), &Pauses::default(), &mut Yes::default()).unwrap();
         assert_eq!(started(&p).len(), 3);
         // A review card with no reviewer waits for a person and keeps nothing.
         let mut cands: Vec<Candidate> =
             (0..4).map(|i| cand(&format!("w{i}"), Lane::Work, Some("coder"))).collect();
         cands.push(cand("r1", Lane::Review, None));
-        let p = plan(cands, &BTreeMap::new(), &caps(3, None), &mut Yes::default()).unwrap();
+        let p =
+            plan(cands, &BTreeMap::new(), &caps(3, None), &Pauses::default(), &mut Yes::default()).unwrap();
         assert_eq!(started(&p).len(), 3);
         assert_eq!(p.awaiting_review, ["r1"]);
     }
@@ -284,9 +367,90 @@ mod tests {
     fn a_deferred_card_waits_and_the_next_one_takes_its_slot() {
         let cands = vec![cand("a", Lane::Work, Some("coder")), cand("b", Lane::Work, Some("coder"))];
         let mut ask = Yes { defer: vec!["a".into()], ..Yes::default() };
-        let p = plan(cands, &BTreeMap::new(), &caps(1, None), &mut ask).unwrap();
+        let p = plan(cands, &BTreeMap::new(), &caps(1, None), &Pauses::default(), &mut ask).unwrap();
         assert_eq!(started(&p), ["b"]);
         assert_eq!(p.guarded[0].task_id, "a");
         assert_eq!(p.pending, 1);
+    }
+
+    fn paused(board: bool, profiles: &[&str]) -> Pauses {
+        let pause = |profile: Option<&str>| Pause {
+            profile: profile.map(str::to_string),
+            reason: Some(format!("why {}", profile.unwrap_or("board"))),
+            paused_at: 1,
+            paused_by: None,
+        };
+        let mut all: Vec<Pause> = profiles.iter().map(|p| pause(Some(p))).collect();
+        if board {
+            all.push(pause(None));
+        }
+        Pauses::new(all)
+    }
+
+    fn paused_ids(p: &Plan) -> Vec<(&str, Option<&str>, PauseScope)> {
+        p.paused.iter().map(|c| (c.task_id.as_str(), c.profile.as_deref(), c.scope)).collect()
+    }
+
+    #[test]
+    fn a_paused_board_starts_nothing_in_either_lane_and_asks_no_policy() {
+        let cands = vec![
+            cand("w", Lane::Work, Some("coder")),
+            cand("u", Lane::Work, None),
+            cand("r", Lane::Review, Some("reviewer")),
+            cand("p", Lane::Review, None),
+        ];
+        let mut ask = Yes::default();
+        let p = plan(cands, &BTreeMap::new(), &caps(8, None), &paused(true, &[]), &mut ask).unwrap();
+        assert!(p.start.is_empty());
+        assert_eq!(
+            paused_ids(&p),
+            [
+                ("w", Some("coder"), PauseScope::Board),
+                ("u", None, PauseScope::Board),
+                ("r", Some("reviewer"), PauseScope::Board)
+            ]
+        );
+        assert_eq!(p.paused[0].reason.as_deref(), Some("why board"));
+        assert_eq!(p.awaiting_review, ["p"], "a review for a person is not a spawn; it is still listed");
+        assert_eq!((ask.guarded, ask.routed), (0, 0), "no policy is asked about a paused card");
+        assert_eq!(p.pending, 0, "paused cards are not waiting for a slot");
+        assert!(p.skipped_board_capped.is_empty());
+    }
+
+    #[test]
+    fn a_paused_profile_holds_only_its_own_cards_and_keeps_no_review_slot() {
+        // The reviewer is paused: its review card is held and keeps no slot, so the work lane has the cap.
+        let cands = vec![
+            cand("w0", Lane::Work, Some("coder")),
+            cand("r0", Lane::Review, Some("reviewer")),
+            cand("w1", Lane::Work, Some("coder")),
+        ];
+        let mut ask = Yes::default();
+        let p =
+            plan(cands, &BTreeMap::new(), &caps(2, None), &paused(false, &["reviewer"]), &mut ask).unwrap();
+        assert_eq!(started(&p), ["w0", "w1"]);
+        assert_eq!(paused_ids(&p), [("r0", Some("reviewer"), PauseScope::Profile)]);
+        assert_eq!(p.paused[0].reason.as_deref(), Some("why reviewer"));
+        assert_eq!(ask.guarded, 2, "the guard is never asked about the paused card");
+
+        // The coder is paused: a card the router gives to it is assigned, and held.
+        let cands = vec![cand("w", Lane::Work, Some("coder")), cand("u", Lane::Work, None)];
+        let mut ask = Yes::default();
+        let p = plan(cands, &BTreeMap::new(), &caps(8, None), &paused(false, &["coder"]), &mut ask).unwrap();
+        assert!(p.start.is_empty());
+        assert_eq!(
+            paused_ids(&p),
+            [("w", Some("coder"), PauseScope::Profile), ("u", Some("coder"), PauseScope::Profile)]
+        );
+        assert_eq!(p.auto_assigned[0].task_id, "u");
+        assert_eq!((ask.guarded, p.pending), (0, 0));
+
+        // A pause of a profile the board no longer has holds nothing; its cards are not spawnable anyway.
+        let cands = vec![cand("g", Lane::Work, Some("ghost"))];
+        let p =
+            plan(cands, &BTreeMap::new(), &caps(8, None), &paused(false, &["ghost"]), &mut Yes::default())
+                .unwrap();
+        assert_eq!(p.skipped_nonspawnable, ["g"]);
+        assert!(p.paused.is_empty());
     }
 }
