@@ -98,6 +98,9 @@ fn every_json_document_has_exactly_the_keys_docs_cli_md_lists() {
     assert_documented(&f.json(&["promote", &other, "--json"]), "Promote");
     assert_documented(&f.json(&["board", "list", "--json"])[0], "Board list");
     assert_documented(&f.json(&["board", "show", "--json"]), "Board show");
+    f.ok(&["pause", "--reason", "contract"]);
+    assert_documented(&f.json(&["board", "show", "--json"])["pauses"][0], "Pause");
+    assert_documented(&f.dispatch(&["--dry-run"])["pauses"][0], "Pause");
 }
 
 /// Every command clap defines (hidden ones aside) has its `### kanban ...` section in docs/cli.md, and

@@ -13,6 +13,7 @@ mod faults;
 mod gc;
 mod host_faults;
 mod migrations;
+mod pause;
 mod policies;
 mod policy_failures;
 mod review;

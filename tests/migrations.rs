@@ -136,4 +136,34 @@ fn a_migration_that_fails_leaves_the_legacy_file_untouched() {
         })
         .unwrap();
     assert!(!has_updated_at);
+    assert!(!has_table(&db, "pauses"), "no table of a later version was left behind");
+}
+
+fn has_table(db: &Path, name: &str) -> bool {
+    let conn = Connection::open(db).unwrap();
+    conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+/// Schema version 7 added the `pauses` table: a board written by a version-6 build (which had none) gains
+/// it on first open, keeps its cards, and can be paused.
+#[test]
+fn a_version_6_board_gains_the_pauses_table() {
+    let (home, db) = legacy_home("");
+    assert!(kanban(home.path(), &["list"]).status.success());
+    let conn = Connection::open(&db).unwrap();
+    conn.execute_batch("DROP TABLE pauses; PRAGMA user_version = 6").unwrap();
+    drop(conn);
+    assert!(!has_table(&db, "pauses"));
+    let out = kanban(home.path(), &["pause", "--reason", "after the upgrade"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let version: i64 =
+        Connection::open(&db).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, kanban::store::SCHEMA_VERSION);
+    let out = kanban(home.path(), &["board", "show", "--json"]);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["pauses"][0]["reason"], "after the upgrade");
+    assert_eq!(shown["counts"]["done"], 1, "the cards are still there: {shown}");
 }

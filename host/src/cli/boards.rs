@@ -26,6 +26,8 @@ struct BoardDetail<'a> {
     default_workdir: Option<String>,
     profiles: Vec<&'a str>,
     counts: BTreeMap<String, i64>,
+    /// The board's pauses (`kanban pause`): the board's own first, then its profiles'.
+    pauses: Vec<crate::model::Pause>,
     config: &'a crate::board::BoardConfig,
 }
 
@@ -72,8 +74,10 @@ pub fn run(inv: &Invocation, command: BoardCommand) -> anyhow::Result<()> {
         BoardCommand::Show { slug, json } => {
             let slug = slug.unwrap_or_else(|| home.pick_board(inv.board_flag.as_deref()));
             let board = home.open_board(&slug)?;
-            let stats = board.open_store()?.stats()?;
-            show(&board, stats.by_status, json)
+            let mut store = board.open_store()?;
+            let stats = store.stats()?;
+            let pauses = store.pauses()?;
+            show(&board, stats.by_status, pauses, json)
         }
         BoardCommand::Switch { slug } => {
             home.switch_board(&slug)?;
@@ -109,7 +113,12 @@ pub fn run(inv: &Invocation, command: BoardCommand) -> anyhow::Result<()> {
     }
 }
 
-fn show(board: &Board, counts: BTreeMap<String, i64>, json: bool) -> anyhow::Result<()> {
+fn show(
+    board: &Board,
+    counts: BTreeMap<String, i64>,
+    pauses: Vec<crate::model::Pause>,
+    json: bool,
+) -> anyhow::Result<()> {
     let detail = BoardDetail {
         slug: &board.slug,
         name: board.name(),
@@ -118,6 +127,7 @@ fn show(board: &Board, counts: BTreeMap<String, i64>, json: bool) -> anyhow::Res
         default_workdir: board.config.board.default_workdir.as_ref().map(|p| p.display().to_string()),
         profiles: board.config.profile_names(),
         counts,
+        pauses,
         config: &board.config,
     };
     if json {
@@ -133,5 +143,12 @@ fn show(board: &Board, counts: BTreeMap<String, i64>, json: bool) -> anyhow::Res
     );
     let counts: Vec<String> = detail.counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
     println!("  cards            {}", if counts.is_empty() { "none".to_string() } else { counts.join(" ") });
+    if detail.pauses.is_empty() {
+        println!("  paused           no");
+    }
+    for p in &detail.pauses {
+        let what = p.profile.as_deref().map(|name| format!("profile {name}")).unwrap_or("board".into());
+        println!("  paused           {what} {}", super::dispatch::pause_detail(p));
+    }
     Ok(())
 }

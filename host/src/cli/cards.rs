@@ -242,7 +242,7 @@ fn say(acted: &Acted, line: &str) {
 }
 
 /// Who a comment or card is from when not given: the worker's card inside a worker, else the OS user.
-fn default_author() -> Option<String> {
+pub(super) fn default_author() -> Option<String> {
     if let Ok(task) = std::env::var("KANBAN_TASK")
         && !task.is_empty()
     {

@@ -1,10 +1,12 @@
-//! Dispatcher commands: one tick (`dispatch`), the loop (`daemon`), the demo, and the hidden supervisor.
+//! Dispatcher commands: one tick (`dispatch`), the loop (`daemon`), pausing and resuming it, the demo,
+//! and the hidden supervisor.
 
 use std::time::Duration;
 
 use super::{Command, Invocation, render};
 use crate::dispatch::daemon::{self, DaemonOptions};
 use crate::dispatch::{TickOptions, TickReport, tick};
+use crate::model::Pause;
 use crate::ops::Desk;
 use crate::policy::PolicyRuntime;
 
@@ -26,6 +28,43 @@ pub fn run(inv: &Invocation, command: Command) -> anyhow::Result<()> {
             };
             daemon::run(&inv.home, &options).map(|_| ())
         }
+        Command::Pause { profile, reason } => {
+            let (board, mut store) = inv.open()?;
+            let host_id = inv.home.host_id()?;
+            let mut desk = Desk::new(&board, &mut store, &host_id);
+            let by = super::cards::default_author();
+            let paused =
+                crate::ops::pause::pause(&mut desk, profile.as_deref(), reason.as_deref(), by.as_deref())?;
+            let p = &paused.pause;
+            let why = p.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            if paused.updated {
+                println!(
+                    "{} was already paused (since {}); reason updated{why}",
+                    capitalized(&p.scope(&board.slug)),
+                    render::time(p.paused_at)
+                );
+            } else {
+                println!("Paused {}{why}", p.scope(&board.slug));
+            }
+            println!(
+                "  nothing new is spawned until `kanban resume{}`; running workers finish",
+                resume_flag(p)
+            );
+            Ok(())
+        }
+        Command::Resume { profile } => {
+            let (board, mut store) = inv.open()?;
+            let host_id = inv.home.host_id()?;
+            let mut desk = Desk::new(&board, &mut store, &host_id);
+            let by = super::cards::default_author();
+            let lifted = crate::ops::pause::resume(&mut desk, profile.as_deref(), by.as_deref())?;
+            println!(
+                "Resumed {} (paused since {})",
+                lifted.scope(&board.slug),
+                render::time(lifted.paused_at)
+            );
+            Ok(())
+        }
         Command::Demo => super::demo::run(&inv.home),
         Command::Supervise { id, run } => {
             crate::worker::become_session_leader()?;
@@ -44,6 +83,9 @@ fn print_report(r: &TickReport) -> anyhow::Result<()> {
     if r.skipped_locked {
         println!("board {}: another dispatcher is ticking; skipped", r.board);
         return Ok(());
+    }
+    for p in &r.pauses {
+        println!("{}", pause_line(p, &r.board));
     }
     let verb = if r.dry_run { "would spawn" } else { "spawned" };
     for s in &r.spawned {
@@ -84,6 +126,10 @@ fn print_report(r: &TickReport) -> anyhow::Result<()> {
     for c in &r.skipped_per_profile_capped {
         println!("capped {}: profile {} has {} running", c.task_id, c.assignee, c.running);
     }
+    if !r.paused.is_empty() {
+        let ids: Vec<&str> = r.paused.iter().map(|p| p.task_id.as_str()).collect();
+        println!("paused, not spawned: {}", ids.join(" "));
+    }
     if !r.skipped_board_capped.is_empty() {
         println!("board cap reached; waiting: {}", r.skipped_board_capped.join(" "));
     }
@@ -101,4 +147,25 @@ fn print_report(r: &TickReport) -> anyhow::Result<()> {
     }
     println!("board {}: {} running, {} waiting", r.board, r.running, r.pending);
     Ok(())
+}
+
+/// One line for a pause: `board web paused since 2027-01-15 08:00:00 by alice: deploy freeze`.
+fn pause_line(p: &Pause, board: &str) -> String {
+    format!("{} paused {}", p.scope(board), pause_detail(p))
+}
+
+/// `since 2027-01-15 08:00:00 by alice: deploy freeze`.
+pub(super) fn pause_detail(p: &Pause) -> String {
+    let who = p.paused_by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
+    let why = p.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+    format!("since {}{who}{why}", render::time(p.paused_at))
+}
+
+fn resume_flag(p: &Pause) -> String {
+    p.profile.as_deref().map(|name| format!(" --profile {name}")).unwrap_or_default()
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }

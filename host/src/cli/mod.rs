@@ -44,6 +44,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<BoardError>() {
             return e.exit_code();
         }
+        if let Some(e) = cause.downcast_ref::<crate::ops::pause::PauseError>() {
+            return e.exit_code();
+        }
     }
     1
 }
@@ -255,6 +258,22 @@ pub enum Command {
         /// Stop after N ticks
         #[arg(long, value_name = "N")]
         max_ticks: Option<u64>,
+    },
+    /// Pause the dispatcher on the board, or for one profile: nothing new is spawned (running workers
+    /// finish) until `kanban resume`. Pausing again updates the reason
+    Pause {
+        /// Pause only this profile of the board (as assignee and as reviewer)
+        #[arg(long, value_name = "PROFILE")]
+        profile: Option<String>,
+        /// Why, for whoever finds the board paused
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Lift a pause of the board, or of one profile (refused if it is not paused)
+    Resume {
+        /// Resume this profile's pause [default: the board's own pause]
+        #[arg(long, value_name = "PROFILE")]
+        profile: Option<String>,
     },
     /// Show the dispatcher at work on a demo board: success, rate limit, crash loop, wedged worker
     Demo,
@@ -532,6 +551,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Board(cmd) => boards::run(&inv, cmd),
         cmd @ (Command::Dispatch { .. }
         | Command::Daemon { .. }
+        | Command::Pause { .. }
+        | Command::Resume { .. }
         | Command::Demo
         | Command::Supervise { .. }) => dispatch::run(&inv, cmd),
         Command::Plugin(cmd) => policies::plugin(&inv, cmd),

@@ -1,7 +1,8 @@
 //! Inside a worker (`KANBAN_TASK` set) the CLI acts for that one card, by an allow-list: the worker may
 //! read anything, create cards, and report on its own card (complete, block, heartbeat, comment, attach,
 //! review, request changes). Every other command is refused, whatever new commands are added later: a
-//! worker cannot delete its board, remove a plugin, run the dispatcher or change another card.
+//! worker cannot delete its board, remove a plugin, run, pause or resume the dispatcher or change another
+//! card.
 
 use anyhow::bail;
 
@@ -113,6 +114,8 @@ fn name(command: &Command) -> &'static str {
         Command::Reassign { .. } => "reassign",
         Command::Dispatch { .. } => "dispatch",
         Command::Daemon { .. } => "daemon",
+        Command::Pause { .. } => "pause",
+        Command::Resume { .. } => "resume",
         Command::Demo => "demo",
         Command::Diagnostics { .. } => "diagnostics",
         Command::Decompose { .. } => "decompose",

@@ -25,7 +25,8 @@ pub fn running_counts(desk: &mut Desk) -> anyhow::Result<BTreeMap<String, usize>
 }
 
 /// Run the board's diagnostics over one card, or every card not archived, and store the findings
-/// (replacing the previous ones of those cards, and the board-level ones on a whole-board run).
+/// (replacing the previous ones of those cards, and the board-level ones on a whole-board run). The host
+/// adds its own board-level findings: quarantined plugins (through the policy host) and pauses.
 pub fn diagnose(
     desk: &mut Desk,
     home: &Home,
@@ -44,6 +45,7 @@ pub fn diagnose(
     let kinds = [PolicyKind::Diagnostics];
     let mut host = PolicyHost::new(runtime, home, desk.board, &kinds, false);
     let mut findings = host.board_findings(desk.store)?;
+    findings.extend(super::pause::findings(&desk.board.slug, &desk.store.pauses()?));
     for id in &ids {
         let mut ctx = host.context(desk.store, id, &running, now)?;
         findings.extend(host.diagnose(desk.store, &mut ctx)?);
