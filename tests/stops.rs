@@ -88,6 +88,39 @@ fn a_crash_of_the_group_leader_takes_its_leftover_children_with_it() {
     assert_attempt_gone(&f, i(&run["id"]), "a crashed attempt");
 }
 
+/// Is `pid` a live process (not a zombie)?
+fn pid_alive(pid: i64) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')').is_some_and(|at| !stat[at + 1..].trim_start().starts_with(['Z', 'X']))
+}
+
+/// A worker that reports and leaves a child running, whose supervisor is killed before it can stop that
+/// child (kill -9, the OOM killer): the next ticks stop what is left of the ended attempt, SIGTERM within
+/// the kill grace and SIGKILL after it (found by the chaos soak).
+#[test]
+fn leftovers_of_an_ended_attempt_whose_supervisor_died_are_stopped_by_the_tick() {
+    let f = Fleet::new();
+    let body =
+        "(trap '' TERM; exec sleep 300) &\n\"$KANBAN_BIN\" complete \"$KANBAN_TASK\"\nkill -9 $PPID\nexit 0";
+    board(&f, body, "");
+    let id = f.create("reports and leaves a child", &["--assignee", "p"]);
+    f.dispatch(&[]);
+    wait_for("the card to be done", || f.status(&id) == "done");
+    let run = f.runs(&id)[0].clone();
+    let supervisor = i(&run["supervisor_pid"]);
+    wait_for("the supervisor to be killed", || !pid_alive(supervisor));
+    let left = run_processes(f.home(), i(&run["id"]));
+    assert_eq!(left.len(), 1, "the child outlived its supervisor: {left:?}");
+
+    // Within the grace: SIGTERM, which this child ignores.
+    f.dispatch(&[]);
+    assert_eq!(run_processes(f.home(), i(&run["id"])), left, "SIGTERM is ignored, the child lives on");
+    // Past the grace: SIGKILL.
+    f.advance(2);
+    f.dispatch(&[]);
+    wait_for("the leftover to be killed", || run_processes(f.home(), i(&run["id"])).is_empty());
+}
+
 /// A manual reclaim and a stale heartbeat stop the whole attempt too.
 #[test]
 fn a_reclaim_and_a_stale_heartbeat_stop_every_process_of_the_attempt() {

@@ -155,6 +155,31 @@ pub fn assess(task: &Task, run: &Run, seen: &Observed, d: &DispatchConfig, now: 
     ))
 }
 
+/// What the tick does about an ended attempt whose session it still watches: a worker can report
+/// (`kanban complete`) and leave a child running; its supervisor stops such leftovers once the worker
+/// exits, but a supervisor killed first (kill -9, the OOM killer) leaves them to the tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// The supervisor lives and does the cleanup; look again next tick.
+    Wait,
+    /// Nothing of the attempt is left: stop watching it.
+    Done,
+    /// Leftovers and no supervisor, within the kill grace since the run ended: SIGTERM.
+    Terminate,
+    /// Leftovers and no supervisor, past the grace: SIGKILL.
+    Kill,
+}
+
+/// Pure: the sweep of one ended attempt, from what `/proc` showed.
+pub fn sweep(ended_at: i64, supervisor_alive: bool, leftovers: bool, kill_grace: i64, now: i64) -> Sweep {
+    match (supervisor_alive, leftovers) {
+        (true, _) => Sweep::Wait,
+        (false, false) => Sweep::Done,
+        (false, true) if now - ended_at < kill_grace => Sweep::Terminate,
+        (false, true) => Sweep::Kill,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +292,14 @@ mod tests {
         t.last_heartbeat_at = None;
         r.started_at = NOW - 14_401;
         assert_eq!(outcome(&assess(&t, &r, &alive(), &d, NOW)), Some(Outcome::Stale));
+    }
+
+    #[test]
+    fn an_ended_attempts_leftovers_are_left_to_a_live_supervisor_else_terminated_then_killed() {
+        assert_eq!(sweep(NOW, true, true, 5, NOW + 60), Sweep::Wait, "its supervisor cleans up");
+        assert_eq!(sweep(NOW, true, false, 5, NOW), Sweep::Wait, "its supervisor still runs");
+        assert_eq!(sweep(NOW, false, false, 5, NOW), Sweep::Done);
+        assert_eq!(sweep(NOW, false, true, 5, NOW + 4), Sweep::Terminate);
+        assert_eq!(sweep(NOW, false, true, 5, NOW + 5), Sweep::Kill);
     }
 }

@@ -36,7 +36,7 @@ use crate::policies::{PolicyFailure, PolicyHost};
 use crate::policy::{PolicyContext, PolicyRuntime};
 use crate::process::{ProcessId, ProcessTable};
 use crate::store::{RunningCard, Settled, Store};
-use liveness::{Assessment, Observed};
+use liveness::{Assessment, Observed, Sweep};
 pub use plan::{AutoAssigned, Capped, Guarded, PauseScope, PausedCard};
 
 #[derive(Debug, Clone, Serialize)]
@@ -295,7 +295,58 @@ fn assess_running(desk: &mut Desk, report: &mut TickReport) -> anyhow::Result<BT
             *still_running.entry(profile).or_default() += 1;
         }
     }
+    sweep_ended(desk, &table)?;
     Ok(still_running)
+}
+
+/// How long after its end an attempt's session is watched for leftovers, in seconds.
+const SWEEP_WINDOW: i64 = 86_400;
+/// The most ended attempts one tick looks at.
+const SWEEP_BATCH: usize = 256;
+
+/// Ended attempts: whatever a worker left running after it reported is stopped by its supervisor; if the
+/// supervisor died first, here (see [`liveness::sweep`]). Only this host's attempts are signalled.
+fn sweep_ended(desk: &mut Desk, table: &ProcessTable) -> anyhow::Result<()> {
+    let now = clock::now();
+    let since = now - SWEEP_WINDOW;
+    let (runs, old) = desk.store.unswept_attempts(desk.host_id, since, SWEEP_BATCH)?;
+    let grace = desk.board.config.dispatch.kill_grace_seconds;
+    let mut swept = Vec::new();
+    for run in &runs {
+        let session = ops::stop::session_of(run);
+        let Some(session) =
+            session.filter(|_| desk.is_local(run.host_id.as_deref(), run.claim_lock.as_deref()))
+        else {
+            swept.push(run.id); // nothing this host may signal
+            continue;
+        };
+        let members = table.members(session.leader);
+        let signal = match liveness::sweep(
+            run.ended_at.unwrap_or(now),
+            table.is_alive(session.leader),
+            !members.is_empty(),
+            grace,
+            now,
+        ) {
+            Sweep::Wait => continue,
+            Sweep::Done => {
+                swept.push(run.id);
+                continue;
+            }
+            Sweep::Terminate => Signal::SIGTERM,
+            Sweep::Kill => Signal::SIGKILL,
+        };
+        let pids: Vec<i32> = members.iter().map(|p| p.pid).collect();
+        tracing::warn!(
+            task = %run.task_id, run = run.id, ?pids, ?signal,
+            "processes of an ended attempt outlived its supervisor; stopping them"
+        );
+        crate::process::signal_all(&members, signal);
+    }
+    if !swept.is_empty() || old {
+        desk.store.mark_swept(&swept, since, now)?;
+    }
+    Ok(())
 }
 
 /// What the tick can see of a running card's attempt outside the store.

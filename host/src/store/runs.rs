@@ -191,6 +191,44 @@ impl Store {
         })
     }
 
+    /// Ended attempts whose sessions the tick still watches (see [`Store::mark_swept`]), on this host (or
+    /// from before host ids), ended at or after `since`, oldest first, at most `limit`.
+    /// Also says whether any ended attempt older than `since` is still unswept (for [`Store::mark_swept`]).
+    pub fn unswept_attempts(&mut self, host_id: &str, since: i64, limit: usize) -> Result<(Vec<Run>, bool)> {
+        self.read(|tx| {
+            let sql = format!(
+                "SELECT {} FROM task_runs WHERE status = {RUN_ENDED} AND swept_at IS NULL AND ended_at >= ?1
+                   AND supervisor_pid IS NOT NULL AND (host_id = ?2 OR host_id IS NULL)
+                 ORDER BY ended_at LIMIT ?3",
+                rows::run_columns()
+            );
+            let runs = query_all!(tx, RunReader, sql, params![since, host_id, limit as i64]);
+            let old: bool = tx
+                .prepare_cached(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM task_runs
+                       WHERE status = {RUN_ENDED} AND swept_at IS NULL AND ended_at < ?1)"
+                ))?
+                .query_row([since], |r| r.get(0))?;
+            Ok((runs, old))
+        })
+    }
+
+    /// Stop watching the sessions of `runs` (confirmed empty), and of every ended attempt that ended
+    /// before `since` (too old to watch), in one transaction.
+    pub fn mark_swept(&mut self, runs: &[i64], since: i64, now: i64) -> Result<()> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached("UPDATE task_runs SET swept_at = ?1 WHERE id = ?2")?;
+            for run in runs {
+                stmt.execute(params![now, run])?;
+            }
+            tx.prepare_cached(&format!(
+                "UPDATE task_runs SET swept_at = ?1 WHERE status = {RUN_ENDED} AND swept_at IS NULL AND ended_at < ?2"
+            ))?
+            .execute(params![now, since])?;
+            Ok(())
+        })
+    }
+
     /// Record where a run's worker works: the run's directory, and on the card the scratch path or the
     /// worktree branch it really used.
     pub fn record_workspace(&mut self, run_id: i64, dir: &str, branch: Option<&str>) -> Result<()> {

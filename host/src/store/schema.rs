@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever [`TABLES`] or [`INDEXES`] change. Files at this version skip the migration entirely, so
 /// opening a board stays cheap for the short-lived commands workers run.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 pub struct Table {
     pub name: &'static str,
@@ -142,6 +142,9 @@ pub const TABLES: &[Table] = &[
             // processes are gone (a lifecycle action as JSON).
             ("stop_requested_at", "INTEGER"),
             ("stop_action", "TEXT"),
+            // When the tick stopped watching the ended attempt's session for leftovers (its supervisor
+            // gone and the session empty, or the run older than the sweep's window).
+            ("swept_at", "INTEGER"),
         ],
     },
     // The dispatchers working this board, by host id: their last sign of life. A claim naming a host whose
@@ -228,6 +231,8 @@ pub const INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS task_events_run ON task_events(run_id)",
     "CREATE INDEX IF NOT EXISTS task_runs_task ON task_runs(task_id, id)",
     "CREATE INDEX IF NOT EXISTS task_runs_status ON task_runs(status) WHERE status <> 'ended'",
+    // Ended attempts whose sessions the tick still watches for leftovers.
+    "CREATE INDEX IF NOT EXISTS task_runs_unswept ON task_runs(ended_at) WHERE status = 'ended' AND swept_at IS NULL",
     "CREATE INDEX IF NOT EXISTS task_comments_task ON task_comments(task_id, id)",
     "CREATE INDEX IF NOT EXISTS task_attachments_task ON task_attachments(task_id, id)",
     "CREATE INDEX IF NOT EXISTS task_findings_task ON task_findings(task_id)",
