@@ -51,6 +51,41 @@ pub struct NewTask {
     pub created_by: Option<String>,
 }
 
+/// A parent of a card created in a batch ([`Store::create_batch`]): a card by id, the card that holds an
+/// idempotency key, or an earlier card of the same batch by its index (whose id is drawn only in the
+/// batch's transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParentRef {
+    Id(String),
+    Key(String),
+    Earlier(usize),
+}
+
+/// One card of a batch. Its parents are named here; `card.parents` stays empty.
+#[derive(Debug, Clone, Default)]
+pub struct BatchCard {
+    pub card: NewTask,
+    pub parents: Vec<ParentRef>,
+}
+
+/// What a batch gave for one card: its id and status, and whether it is new (`false`: its idempotency key
+/// was already held, and that card is given unchanged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub id: String,
+    pub status: Status,
+    pub created: bool,
+}
+
+/// Why a batch wrote nothing. `index` is the card at fault, when one was (a rule it breaks, a parent not
+/// found), and `field` the field at fault when the message does not name it.
+#[derive(Debug)]
+pub struct BatchError {
+    pub index: Option<usize>,
+    pub field: Option<&'static str>,
+    pub error: StoreError,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct EditTask {
     pub title: Option<String>,
@@ -158,10 +193,11 @@ pub(crate) fn open_parent_ids(tx: &Transaction, id: &str) -> Result<Vec<String>>
 
 /// Record `parent -> child`. Returns how many rows were added (0 if the link already existed).
 pub(crate) fn insert_link(tx: &Transaction, parent: &str, child: &str, now: i64) -> Result<usize> {
-    Ok(tx.execute(
-        "INSERT OR IGNORE INTO task_links (parent_id, child_id, created_at) VALUES (?1, ?2, ?3)",
-        params![parent, child, now],
-    )?)
+    Ok(tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO task_links (parent_id, child_id, created_at) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![parent, child, now])?)
 }
 
 /// Move a card from the status it was read in to `to`, and nothing else. The `status = from` guard is the
@@ -488,6 +524,115 @@ pub(crate) fn insert_with_fresh_id(
     Err(StoreError::Refused("could not draw a free card id after 16 tries".into()))
 }
 
+/// The rules every new card obeys, checked before its transaction opens; returns the trimmed title.
+/// [`Store::create_task`] and [`Store::create_batch`] both run it, so one card and a batch cannot differ.
+/// (The command line's parser checks most of these first, with the flag's name.)
+fn check_new(new: &NewTask) -> Result<String> {
+    let title = non_blank(&new.title, "title")?;
+    if let Some(key) = &new.idempotency_key {
+        non_blank(key, "idempotency key")?;
+    }
+    if let Some(s) = new.initial_status
+        && !matches!(s, Status::Running | Status::Blocked)
+    {
+        return Err(StoreError::Invalid(format!("initial status must be running or blocked, not '{s}'")));
+    }
+    let invalid = |message: String| Err(StoreError::Invalid(message));
+    if new.triage && new.initial_status.is_some() {
+        return invalid("a card cannot start both in triage and with an initial status".into());
+    }
+    if let Some(n) = new.max_retries
+        && n < 0
+    {
+        return invalid(format!("max_retries must be at least 0, got {n}"));
+    }
+    if let Some(n) = new.goal_max_turns {
+        if n < 1 {
+            return invalid(format!("goal_max_turns must be at least 1, got {n}"));
+        }
+        if !new.goal_mode {
+            return invalid("goal_max_turns is for goal cards only (goal mode is off)".into());
+        }
+    }
+    if let Some(secs) = new.max_runtime_seconds
+        && !(1..=crate::clock::MAX_DURATION_SECONDS).contains(&secs)
+    {
+        return invalid(format!("max_runtime must be more than 0 seconds and at most 100 years, got {secs}"));
+    }
+    Ok(title)
+}
+
+/// The card that holds an idempotency key: the one that is not archived (archiving frees a key).
+fn holder_of_key(tx: &Transaction, key: Option<&str>) -> Result<Option<Task>> {
+    let Some(key) = key else { return Ok(None) };
+    let sql = format!(
+        "SELECT {} FROM tasks WHERE idempotency_key = ?1 AND status <> {ARCHIVED}",
+        rows::task_columns()
+    );
+    Ok(query_one!(tx, TaskReader, sql, [key]))
+}
+
+/// A card's status; not found when there is no such card.
+fn status_of(tx: &Transaction, id: &str) -> Result<Status> {
+    tx.prepare_cached("SELECT status FROM tasks WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("card {id}")))
+}
+
+/// The one creation path: write a checked card (its trimmed `title` from [`check_new`]) that waits on
+/// `parents` (ids with their statuses, already read), with its links and its `created` event. Its status
+/// is `triage` when asked, else the initial status asked for, else `todo` while a parent is open, else
+/// `ready`. Returns the new id and that status.
+fn insert_card(
+    tx: &Transaction,
+    new: &NewTask,
+    title: &str,
+    parents: &[(String, Status)],
+    now: i64,
+) -> Result<(String, Status)> {
+    let status = if new.triage {
+        Status::Triage
+    } else if let Some(s) = new.initial_status {
+        s
+    } else if parents.iter().any(|(_, s)| !s.is_closed()) {
+        Status::Todo
+    } else {
+        Status::Ready
+    };
+    let kind = new.workspace_kind.unwrap_or(WorkspaceKind::Scratch);
+    let id = insert_with_fresh_id(tx, new, title, kind, status, now)?;
+    // A parent named twice (by id and by key, say) is one link, and is listed once.
+    let mut parent_ids: Vec<&str> = Vec::with_capacity(parents.len());
+    for (parent, _) in parents {
+        if !parent_ids.contains(&parent.as_str()) {
+            parent_ids.push(parent);
+        }
+    }
+    for parent in &parent_ids {
+        insert_link(tx, parent, &id, now)?;
+    }
+    append_event(
+        tx,
+        Some(&id),
+        None,
+        EventKind::Created,
+        json!({"status": status, "assignee": new.assignee, "parents": parent_ids, "created_by": new.created_by}),
+        now,
+    )?;
+    if status == Status::Running {
+        let task = load(tx, &id)?;
+        open_run(tx, &task, crate::model::Lane::Work, new.assignee.as_deref(), None, now)?;
+    }
+    if status == Status::Blocked {
+        tx.prepare_cached(
+            "UPDATE tasks SET block_sticky = 1, block_reason = 'created blocked' WHERE id = ?1",
+        )?
+        .execute([&id])?;
+    }
+    Ok((id, status))
+}
+
 /// Open a run for a card that is (now) running, and point the card at it.
 pub(crate) fn open_run(
     tx: &Transaction,
@@ -525,96 +670,103 @@ impl Store {
     /// Create a card. Returns the card and whether it is new: an idempotency key already held by a card that
     /// is not archived returns that card unchanged.
     pub fn create_task(&mut self, new: &NewTask, now: i64) -> Result<(Task, bool)> {
-        let title = non_blank(&new.title, "title")?;
-        if let Some(key) = &new.idempotency_key {
-            non_blank(key, "idempotency key")?;
-        }
-        let kind = new.workspace_kind.unwrap_or(WorkspaceKind::Scratch);
-        if let Some(s) = new.initial_status
-            && !matches!(s, Status::Running | Status::Blocked)
-        {
-            return Err(StoreError::Invalid(format!("initial status must be running or blocked, not '{s}'")));
-        }
+        let title = check_new(new)?;
         self.write(|tx| {
-            if let Some(key) = &new.idempotency_key {
-                let sql = format!(
-                    "SELECT {} FROM tasks WHERE idempotency_key = ?1 AND status <> {ARCHIVED}",
-                    rows::task_columns()
-                );
-                if let Some(task) = query_one!(tx, TaskReader, sql, [key]) {
-                    return Ok((task, false));
-                }
+            if let Some(task) = holder_of_key(tx, new.idempotency_key.as_deref())? {
+                return Ok((task, false));
             }
-            let mut open_parents = 0;
-            for parent in &new.parents {
-                if !load(tx, parent)?.is_closed() {
-                    open_parents += 1;
-                }
-            }
-            let status = if new.triage {
-                Status::Triage
-            } else if let Some(s) = new.initial_status {
-                s
-            } else if open_parents > 0 {
-                Status::Todo
-            } else {
-                Status::Ready
-            };
-            let id = insert_with_fresh_id(tx, new, &title, kind, status, now)?;
-            for parent in &new.parents {
-                insert_link(tx, parent, &id, now)?;
-            }
-            append_event(
-                tx,
-                Some(&id),
-                None,
-                EventKind::Created,
-                json!({"status": status, "assignee": new.assignee, "parents": new.parents, "created_by": new.created_by}),
-                now,
-            )?;
-            if status == Status::Running {
-                let task = load(tx, &id)?;
-                open_run(tx, &task, crate::model::Lane::Work, new.assignee.as_deref(), None, now)?;
-            }
-            if status == Status::Blocked {
-                tx.execute(
-                    "UPDATE tasks SET block_sticky = 1, block_reason = 'created blocked' WHERE id = ?1",
-                    [&id],
-                )?;
-            }
+            let parents =
+                new.parents.iter().map(|p| Ok((p.clone(), status_of(tx, p)?))).collect::<Result<Vec<_>>>()?;
+            let (id, _) = insert_card(tx, new, &title, &parents, now)?;
             Ok((load(tx, &id)?, true))
         })
     }
 
-    /// Create many cards in one transaction (each with its own `created` event). For imports and
-    /// benchmarks: one fsync for the lot instead of one per card. Idempotency keys are not supported here.
+    /// Create many cards in one transaction, each exactly as [`Store::create_task`] would (the same rules,
+    /// the same `created` event), with one commit for the lot. For benchmarks and seeding; parents by id
+    /// only. See [`Store::create_batch`] for parents named by key or by their place in the batch.
     pub fn create_tasks(&mut self, batch: &[NewTask], now: i64) -> Result<Vec<String>> {
-        for new in batch {
-            non_blank(&new.title, "title")?;
-            if new.idempotency_key.is_some() || !new.parents.is_empty() || new.initial_status.is_some() {
-                return Err(StoreError::Invalid(
-                    "batch create takes plain cards only (no idempotency key, parents or initial status)"
-                        .into(),
-                ));
-            }
+        let batch: Vec<BatchCard> = batch
+            .iter()
+            .map(|new| {
+                let mut card = new.clone();
+                let parents = std::mem::take(&mut card.parents).into_iter().map(ParentRef::Id).collect();
+                BatchCard { card, parents }
+            })
+            .collect();
+        let created = self.create_batch(&batch, now, &mut |_| {}).map_err(|e| e.error)?;
+        Ok(created.into_iter().map(|c| c.id).collect())
+    }
+
+    /// Create a batch of cards all or nothing: every card is checked by the rules of
+    /// [`Store::create_task`] before the transaction opens, then each is created in order in one
+    /// transaction, so a card may wait on an earlier card of the batch. A card whose idempotency key is
+    /// already held by a card that is not archived (on the board, or an earlier card of the batch) gives
+    /// that card, unchanged, as `create_task` does. On any error nothing is written, and the error says
+    /// which card caused it. `progress` is told how many cards are written so far.
+    pub fn create_batch(
+        &mut self,
+        batch: &[BatchCard],
+        now: i64,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Created>, BatchError> {
+        let mut titles = Vec::with_capacity(batch.len());
+        for (i, item) in batch.iter().enumerate() {
+            let title = if item.card.parents.is_empty() {
+                check_new(&item.card)
+            } else {
+                Err(StoreError::Invalid("a card of a batch names its parents in `BatchCard::parents`".into()))
+            };
+            titles.push(title.map_err(|error| BatchError { index: Some(i), field: None, error })?);
         }
-        self.write(|tx| {
-            let mut ids = Vec::with_capacity(batch.len());
-            for new in batch {
-                let status = if new.triage { Status::Triage } else { Status::Ready };
-                let kind = new.workspace_kind.unwrap_or(WorkspaceKind::Scratch);
-                let id = insert_with_fresh_id(tx, new, new.title.trim(), kind, status, now)?;
-                append_event(
-                    tx,
-                    Some(&id),
-                    None,
-                    EventKind::Created,
-                    json!({"status": status, "assignee": new.assignee}),
-                    now,
-                )?;
-                ids.push(id);
+        // Which card (and field) the transaction was at when it failed.
+        let mut at: Option<(usize, Option<&'static str>)> = None;
+        let written = self.write(|tx| {
+            let mut done: Vec<Created> = Vec::with_capacity(batch.len());
+            for (i, (item, title)) in batch.iter().zip(&titles).enumerate() {
+                at = Some((i, None));
+                if let Some(task) = holder_of_key(tx, item.card.idempotency_key.as_deref())? {
+                    done.push(Created { id: task.id, status: task.status, created: false });
+                    progress(i + 1);
+                    continue;
+                }
+                at = Some((i, Some("parents")));
+                let mut parents = Vec::with_capacity(item.parents.len());
+                for parent in &item.parents {
+                    parents.push(match parent {
+                        ParentRef::Id(id) => (id.clone(), status_of(tx, id)?),
+                        ParentRef::Key(key) => match holder_of_key(tx, Some(key))? {
+                            Some(task) => (task.id, task.status),
+                            None => {
+                                return Err(StoreError::NotFound(format!(
+                                    "card with idempotency key '{key}'"
+                                )));
+                            }
+                        },
+                        ParentRef::Earlier(j) => match done.get(*j) {
+                            Some(earlier) if *j < i => (earlier.id.clone(), earlier.status),
+                            _ => {
+                                return Err(StoreError::Invalid(format!(
+                                    "card {j} of the batch is not an earlier card than card {i}"
+                                )));
+                            }
+                        },
+                    });
+                }
+                at = Some((i, None));
+                let (id, status) = insert_card(tx, &item.card, title, &parents, now)?;
+                done.push(Created { id, status, created: true });
+                progress(i + 1);
             }
-            Ok(ids)
+            at = None;
+            Ok(done)
+        });
+        written.map_err(|error| {
+            // A card is named only for its own fault, not for the database's (a full disk, a lock).
+            let own =
+                matches!(error, StoreError::Invalid(_) | StoreError::NotFound(_) | StoreError::Refused(_));
+            let at = at.filter(|_| own);
+            BatchError { index: at.map(|(i, _)| i), field: at.and_then(|(_, f)| f), error }
         })
     }
 

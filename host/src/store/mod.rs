@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-pub use cards::{Applied, EditTask, ListSort, NewTask, Stats, TaskDetail, TaskFilter, new_task_id};
+pub use cards::{
+    Applied, BatchCard, BatchError, Created, EditTask, ListSort, NewTask, ParentRef, Stats, TaskDetail,
+    TaskFilter, new_task_id,
+};
 pub use conn::{BUSY_TIMEOUT, check_not_torn, open_connection, quarantine};
 pub use gc::{EventPrune, FilesRemoved};
 pub use pauses::Paused;
