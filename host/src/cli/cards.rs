@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use super::render;
 use super::scope::WorkerScope;
-use super::{BulkFailure, Command, CreateArgs, Invocation, ListArgs, SortKey, UsageError};
+use super::{BulkFailure, Command, CreateArgs, Invocation, ListArgs, SortKey};
 use crate::board::Board;
 use crate::lifecycle::Action;
 use crate::model::{Status, WorkspaceKind};
@@ -252,16 +252,20 @@ pub(super) fn default_author() -> Option<String> {
 }
 
 fn warn_unknown_profile(board: &Board, assignee: Option<&str>) {
-    if let Some(name) = assignee
-        && !board.config.profiles.contains_key(name)
-    {
-        let known = board.config.profile_names().join(", ");
-        eprintln!(
-            "kanban: warning: board '{}' has no profile '{name}' (defined: {}); the card will not be dispatched",
-            board.slug,
-            if known.is_empty() { "none" } else { &known }
-        );
+    if let Some(warning) = unknown_profile(board, assignee) {
+        eprintln!("kanban: warning: {warning}; the card will not be dispatched");
     }
+}
+
+/// `board 'B' has no profile 'P' (defined: ...)` when `assignee` is not a profile of the board.
+pub(super) fn unknown_profile(board: &Board, assignee: Option<&str>) -> Option<String> {
+    let name = assignee.filter(|name| !board.config.profiles.contains_key(*name))?;
+    let known = board.config.profile_names().join(", ");
+    Some(format!(
+        "board '{}' has no profile '{name}' (defined: {})",
+        board.slug,
+        if known.is_empty() { "none" } else { &known }
+    ))
 }
 
 /// Apply `op` to every id, report each failure on stderr, and fail at the end if any did. With one id the
@@ -293,43 +297,26 @@ fn create(desk: &mut Desk, args: CreateArgs) -> anyhow::Result<()> {
         }
         None => args.body.clone().unwrap_or_default(),
     };
-    let (workspace_kind, mut workspace_path) = match &args.workspace {
-        Some(spec) => (spec.kind, spec.path.clone()),
-        None => (WorkspaceKind::Scratch, None),
-    };
-    // The board's default workdir is inherited by dir and worktree cards only, never by scratch.
-    if workspace_path.is_none() && workspace_kind != WorkspaceKind::Scratch {
-        workspace_path = board.config.board.default_workdir.clone();
-    }
-    if workspace_kind == WorkspaceKind::Dir && workspace_path.is_none() {
-        return Err(UsageError(
-            "--workspace dir needs a path (dir:/abs/path) or a board default_workdir".into(),
-        )
-        .into());
-    }
     let new = NewTask {
         title: args.title,
         body,
-        assignee: args.assignee.filter(|a| !a.trim().is_empty() && a != "none"),
+        assignee: args.assignee,
         priority: args.priority,
         parents: args.parents,
         triage: args.triage,
         tenant: args.tenant,
-        workspace_kind: Some(workspace_kind),
-        workspace_path: workspace_path.map(|p| p.display().to_string()),
+        workspace_kind: args.workspace.as_ref().map(|w| w.kind),
+        workspace_path: args.workspace.and_then(|w| w.path).map(|p| p.display().to_string()),
         branch_name: args.branch,
         idempotency_key: args.idempotency_key,
         max_runtime_seconds: args.max_runtime,
         max_retries: args.max_retries,
         goal_mode: args.goal,
         goal_max_turns: args.goal_max_turns,
-        initial_status: args.initial_status.map(|s| match s {
-            super::InitialStatus::Running => Status::Running,
-            super::InitialStatus::Blocked => Status::Blocked,
-        }),
+        initial_status: args.initial_status.map(super::InitialStatus::status),
         created_by: default_author(),
     };
-    let (task, created) = cards::create(desk, &new)?;
+    let (task, created) = cards::create(desk, new)?;
     if created {
         warn_unknown_profile(board, task.assignee.as_deref());
         if task.goal_mode && board.config.goal.judge.is_none() {

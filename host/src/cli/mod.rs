@@ -483,6 +483,15 @@ pub enum InitialStatus {
     Blocked,
 }
 
+impl InitialStatus {
+    pub fn status(self) -> crate::model::Status {
+        match self {
+            InitialStatus::Running => crate::model::Status::Running,
+            InitialStatus::Blocked => crate::model::Status::Blocked,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum BlockKind {
     Dependency,

@@ -5,9 +5,10 @@ use serde_json::json;
 
 use super::Desk;
 use super::stop::{self, StopOutcome};
+use crate::board::Board;
 use crate::lifecycle::{Action, Actor};
-use crate::model::{Comment, EventKind, Status, Task};
-use crate::store::{EditTask, NewTask, StoreError};
+use crate::model::{Comment, EventKind, Status, Task, WorkspaceKind};
+use crate::store::{BatchCard, BatchError, Created, EditTask, NewTask, StoreError};
 use crate::workspace::Cleanup;
 
 /// Who asks for a change.
@@ -144,8 +145,42 @@ pub fn delete(desk: &mut Desk, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn create(desk: &mut Desk, new: &NewTask) -> anyhow::Result<(Task, bool)> {
-    Ok(desk.store.create_task(new, crate::clock::now())?)
+/// The board's part of a new card, the same for `create` and every card of `import`: an assignee of `none`
+/// (or blank) is no assignee; a dir or worktree card without a path takes the board's `default_workdir`
+/// (a scratch card never does); and a dir card must end up with a path.
+pub fn with_board_defaults(board: &Board, mut new: NewTask) -> Result<NewTask, StoreError> {
+    new.assignee = new.assignee.filter(|a| !a.trim().is_empty() && a != "none");
+    let kind = new.workspace_kind.unwrap_or(WorkspaceKind::Scratch);
+    if new.workspace_path.is_none() && kind != WorkspaceKind::Scratch {
+        new.workspace_path = board.config.board.default_workdir.as_ref().map(|p| p.display().to_string());
+    }
+    if kind == WorkspaceKind::Dir && new.workspace_path.is_none() {
+        return Err(StoreError::Invalid(
+            "workspace 'dir' needs a path (dir:/abs/path) or a board default_workdir".into(),
+        ));
+    }
+    Ok(new)
+}
+
+/// Create a card. Returns it and whether it is new (an idempotency key already held returns that card).
+pub fn create(desk: &mut Desk, new: NewTask) -> anyhow::Result<(Task, bool)> {
+    let new = with_board_defaults(desk.board, new)?;
+    Ok(desk.store.create_task(&new, crate::clock::now())?)
+}
+
+/// Create a batch of cards all or nothing, each as [`create`] would, in one transaction
+/// ([`crate::store::Store::create_batch`]). The board's defaults are applied to `batch` in place, so the
+/// caller sees each card as it was created. `progress` is told how many cards are written so far.
+pub fn create_batch(
+    desk: &mut Desk,
+    batch: &mut [BatchCard],
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Created>, BatchError> {
+    for (i, item) in batch.iter_mut().enumerate() {
+        item.card = with_board_defaults(desk.board, std::mem::take(&mut item.card))
+            .map_err(|error| BatchError { index: Some(i), field: None, error })?;
+    }
+    desk.store.create_batch(batch, crate::clock::now(), progress)
 }
 
 pub fn edit(desk: &mut Desk, id: &str, edit: &EditTask) -> anyhow::Result<Task> {
