@@ -96,6 +96,10 @@ fn every_json_document_has_exactly_the_keys_docs_cli_md_lists() {
     assert_documented(&f.json(&["stats", "--json"]), "Stats");
     let other = f.create("to promote", &["--triage"]);
     assert_documented(&f.json(&["promote", &other, "--json"]), "Promote");
+    let cards = f.write_file("cards.jsonl", b"{\"title\": \"imported\"}\n");
+    let imported = f.json(&["import", cards.to_str().unwrap(), "--json"]);
+    assert_documented(&imported, "Import");
+    assert_documented(&imported["cards"][0], "Imported card");
     assert_documented(&f.json(&["board", "list", "--json"])[0], "Board list");
     assert_documented(&f.json(&["board", "show", "--json"]), "Board show");
     f.ok(&["pause", "--reason", "contract"]);

@@ -12,6 +12,7 @@ mod durability;
 mod faults;
 mod gc;
 mod host_faults;
+mod import;
 mod migrations;
 mod pause;
 mod policies;

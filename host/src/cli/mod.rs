@@ -7,6 +7,7 @@ mod cards;
 mod demo;
 mod dispatch;
 mod gc;
+mod import;
 mod policies;
 mod render;
 mod scope;
@@ -79,6 +80,8 @@ pub enum Command {
     Board(BoardCommand),
     /// Create a card
     Create(Box<CreateArgs>),
+    /// Create cards from a JSON Lines file, one card per line, all or nothing in one transaction
+    Import(ImportArgs),
     /// List cards (archived ones only with --archived or --status archived)
     List(ListArgs),
     /// Show one card with its parents, children, comments, events, runs and attachments
@@ -440,6 +443,16 @@ pub struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// JSON Lines: one card per line, with the fields of `kanban create` (see docs/cli.md); `-` reads stdin
+    #[arg(value_name = "FILE|-")]
+    pub file: PathBuf,
+    /// Print the ids of the cards, in line order, as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ListArgs {
     #[arg(long, value_parser = parse_status, value_name = "STATUS")]
     pub status: Option<crate::model::Status>,
@@ -568,6 +581,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Diagnostics { task, severity, json } => policies::diagnostics(&inv, task, severity, json),
         Command::Decompose { id, all, json } => policies::decompose(&inv, id, all, json),
         Command::Gc { older_than, dry_run, json } => gc::run(&inv, older_than, dry_run, json),
+        Command::Import(args) => import::run(&inv, args),
         other => cards::run(&inv, other),
     }
 }

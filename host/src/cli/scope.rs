@@ -71,8 +71,8 @@ fn allowed(command: &Command) -> Allowed<'_> {
             PluginCommand::List { .. } | PluginCommand::Show { .. } | PluginCommand::Verify { .. },
         ) => Always,
         Command::Promote { dry_run: true, .. } => Always,
-        // Creating cards.
-        Command::Create(_) => Always,
+        // Creating cards (one, or a file of them).
+        Command::Create(_) | Command::Import(_) => Always,
         // Reports on its own card. (`attach-rm` is checked against the card of the attachment by the store.)
         Command::Complete { ids, .. } => OwnCard(ids.iter().map(String::as_str).collect()),
         Command::Block { id, .. }
