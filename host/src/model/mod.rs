@@ -362,6 +362,7 @@ pub mod testing {
             host_id: None,
             stop_requested_at: None,
             stop_action: None,
+            swept_at: None,
         }
     }
 }

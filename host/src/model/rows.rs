@@ -98,6 +98,9 @@ pub struct Run {
     /// Internal: not shown.
     #[serde(skip_serializing)]
     pub stop_action: Option<serde_json::Value>,
+    /// When the tick stopped watching the ended attempt's session for leftovers. Internal: not shown.
+    #[serde(skip_serializing)]
+    pub swept_at: Option<i64>,
 }
 
 impl Run {

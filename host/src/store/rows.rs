@@ -108,6 +108,7 @@ reader!(RunReader => Run {
     id, task_id, profile, status, outcome, error, summary, metadata => opt_json_text, exit_code, claim_lock,
     worker_pid, started_at, ended_at, last_heartbeat_at, supervisor_pid, supervisor_start, worker_start,
     exit_signal, exited_at, turn, lane, workspace, host_id, stop_requested_at, stop_action => opt_json_text,
+    swept_at,
 });
 
 reader!(EventReader => Event { id, task_id, run_id, kind, payload => json_text, created_at });
