@@ -1,6 +1,8 @@
 //! Policy runtime benchmark: `cargo bench --bench policy`.
 //!
 //! - one respawn-guard decision inside a tick (instance reused), per call;
+//! - building a card's policy context: read alone, read alone with 10,000 events, and as a tick reads its
+//!   candidates (256 together);
 //! - plugin cold start: the first call in a fresh engine, with the compiled cache warm on disk and cold;
 //! - `kanban dispatch --dry-run` as a whole process, warm and cold cache.
 //!
@@ -14,8 +16,8 @@ use std::time::{Duration, Instant};
 use kanban::board::{Board, Home, PolicyKind, write_atomic};
 use kanban::policy::runtime::PolicyEngine;
 use kanban::policy::{BoardPolicies, Guard, Policy, PolicyContext, context};
-use kanban::store::NewTask;
-use kanban::store::Store;
+use kanban::model::{CardFacts, Task};
+use kanban::store::{NewTask, Store, TaskFilter};
 use support::{Report, Stats, run_kanban, us};
 
 fn main() {
@@ -79,16 +81,63 @@ fn main() {
         "policy call overhead: one guard decision, instance reused (per call)",
         us(Stats::of(batches).median),
     );
-    let builds: Vec<Duration> = (0..21)
+    // The context is one bounded read (newest 200 events, 20 runs, 50 comments by SQL LIMIT), so its cost
+    // must not grow with a card's history: the same rows for a card with 10,000 events.
+    let long = store
+        .create_task(&NewTask { title: "long history".into(), ..NewTask::default() }, now)
+        .unwrap()
+        .0;
+    {
+        let conn = rusqlite::Connection::open(board.db_path()).unwrap();
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
+             INSERT INTO task_events (task_id, kind, payload, created_at) SELECT ?1, 'heartbeat', '{}', ?2 FROM n",
+            rusqlite::params![long.id, now],
+        )
+        .unwrap();
+    }
+    let alone = |store: &mut Store, id: &str| -> Duration {
+        let samples: Vec<Duration> = (0..21)
+            .map(|_| {
+                let start = Instant::now();
+                for _ in 0..100 {
+                    record(&board, store, id, now);
+                }
+                start.elapsed() / 100
+            })
+            .collect();
+        Stats::of(samples).median
+    };
+    report.row("building a card's policy context, read alone (per card)", us(alone(&mut store, &task.id)));
+    report.row(
+        "building a card's policy context, read alone, the card has 10,000 events (per card)",
+        us(alone(&mut store, &long.id)),
+    );
+    // As a tick builds them: its candidates' histories read ahead together, 256 at a time.
+    let batch: Vec<NewTask> =
+        (0..254).map(|i| NewTask { title: format!("card {i}"), ..NewTask::default() }).collect();
+    store.create_tasks(&batch, now).unwrap();
+    let cards: Vec<Task> = store.list_tasks(&TaskFilter::default()).unwrap();
+    let ids: Vec<String> = cards.iter().map(|t| t.id.clone()).collect();
+    let together: Vec<Duration> = (0..21)
         .map(|_| {
             let start = Instant::now();
-            for _ in 0..100 {
-                record(&board, &mut store, &task.id, now);
+            let mut histories =
+                store.card_histories(&ids, context::RUNS, context::EVENTS, context::COMMENTS).unwrap();
+            for card in &cards {
+                let history = histories.remove(&card.id).unwrap();
+                context::record(&board, CardFacts::new(card.clone(), history), &BTreeMap::new(), now);
             }
-            start.elapsed() / 100
+            start.elapsed() / cards.len() as u32
         })
         .collect();
-    report.row("building a card's policy context from the store (per card)", us(Stats::of(builds).median));
+    report.row(
+        format!(
+            "building policy contexts as a tick does, {} cards read together, one with 10,000 events (per card)",
+            cards.len()
+        ),
+        us(Stats::of(together).median),
+    );
     store.close().unwrap();
 
     let dispatch = |clear: bool| -> Duration {
