@@ -171,6 +171,50 @@ fn rate_limit_cooldown_follows_the_guard_config() {
     assert_eq!(f.runs(&id).len(), 2);
 }
 
+/// Issue 15, item 6: after a counted failure the built-in guard defers the retry by an exponential backoff
+/// with a deterministic jitter, so a crashing card does not respawn on the very next tick.
+#[test]
+fn a_crashed_card_backs_off_exponentially_before_its_retry() {
+    let f = Fleet::new();
+    board(&f, "exit 3", "[dispatch]\nfailure_limit = 5\n");
+    let id = f.create("crashes", &["--assignee", "p"]);
+    let guarded = |report: &Value| -> (String, i64) {
+        assert_eq!(task_ids(&report["respawn_guarded"]), vec![id.clone()], "{report}");
+        assert!(spawned(report).is_empty(), "{report}");
+        let entry = &report["respawn_guarded"][0];
+        (entry["reason"].as_str().unwrap().to_string(), entry["retry_after"].as_i64().unwrap())
+    };
+    let mut waits = Vec::new();
+    for n in 1..=3_i64 {
+        assert_eq!(list(&f.dispatch_wait(), "crashed"), vec![id.clone()]);
+        let ended = f.runs(&id).iter().filter_map(|r| r["ended_at"].as_i64()).max().unwrap();
+        let (reason, retry_after) = guarded(&f.dispatch(&["--dry-run"]));
+        assert!(reason.starts_with(&format!("crashed {n} time")), "{reason}");
+        assert_eq!(guarded(&f.dispatch(&["--dry-run"])).1, retry_after, "the same attempt, the same delay");
+        let wait = retry_after - ended;
+        // 5 s, 10 s, 20 s, each less up to 20%.
+        let full = 5 << (n - 1);
+        assert!(wait <= full && wait >= full - full / 5, "failure {n}: waits {wait} s");
+        waits.push(wait);
+        f.set_now(retry_after - 1);
+        guarded(&f.dispatch(&[]));
+        f.set_now(retry_after);
+    }
+    assert!(waits.windows(2).all(|w| w[1] > w[0]), "{waits:?}");
+
+    // Switched off in the config: the retry is at once.
+    let f = Fleet::new();
+    board(
+        &f,
+        "exit 3",
+        "[[policies]]\nkind = \"respawn-guard\"\nplugin = \"builtin:respawn-guard\"\n\
+         [policies.config]\ncrash_backoff_base_seconds = 0\n",
+    );
+    let id = f.create("crashes", &["--assignee", "p"]);
+    f.dispatch_wait();
+    assert_eq!(spawned(&f.dispatch(&["--dry-run"])), vec![id.clone()]);
+}
+
 #[test]
 fn exit_78_trips_the_breaker_at_once_sticky() {
     let f = Fleet::new();
@@ -217,6 +261,7 @@ exit 3"#,
     assert_eq!(runs[0]["outcome"], "crashed", "{runs:?}");
     assert_eq!(runs[0]["exit_code"], 3, "{runs:?}");
 
+    f.advance(300); // past the respawn guard's crash backoff
     let report = f.dispatch_wait();
     assert_eq!(list(&report, "crashed"), vec![id.clone()], "{report}");
     assert_eq!(list(&report, "auto_blocked"), vec![id.clone()], "{report}");
@@ -251,6 +296,7 @@ fn max_retries_on_the_card_raises_its_failure_limit() {
         let task = f.task(&id);
         assert_eq!(task["status"], "ready", "crash {n} is below the card's limit of 3: {task}");
         assert_eq!(task["consecutive_failures"], n, "{task}");
+        f.advance(300); // past the respawn guard's crash backoff
     }
     let report = f.dispatch_wait();
     assert_eq!(list(&report, "auto_blocked"), vec![id.clone()], "{report}");

@@ -220,10 +220,13 @@ echo "$KANBAN_RUN_ID" > work.txt
         f.runs(&id).iter().any(|r| r["id"] == run["id"] && r["status"] == "exited")
     });
 
-    // The next tick settles the failed run (cleanup finds nothing to delete and says nothing) and retries
-    // in a fresh workspace, where the worker completes.
-    let report = f.dispatch_wait();
+    // The next tick settles the failed run (cleanup finds nothing to delete and says nothing); once the
+    // respawn guard's crash backoff has passed, a tick retries in a fresh workspace, where the worker
+    // completes.
+    let report = f.dispatch(&[]);
     assert_eq!(report["crashed"], serde_json::json!([id]), "{report}");
+    f.advance(300);
+    f.dispatch_wait();
     let runs = f.runs(&id);
     let first = runs.iter().find(|r| r["id"] == run["id"]).expect("first run");
     assert_eq!(first["outcome"], "crashed", "{first}");

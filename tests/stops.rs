@@ -66,7 +66,8 @@ fn a_timed_out_worker_whose_child_ignores_sigterm_leaves_nothing_behind() {
     wait_moved_on(&f, &id);
     assert_attempt_gone(&f, i(&run["id"]), "timed out");
     assert_eq!(run_of(&f, &id, i(&run["id"]))["outcome"], "timed_out");
-    // Respawned, it runs alone: only the new run's processes exist.
+    // Respawned (past the crash backoff), it runs alone: only the new run's processes exist.
+    f.advance(300);
     let report = f.dispatch(&[]);
     assert_eq!(task_ids(&report["spawned"]), vec![id.clone()], "{report}");
     let second = f.wait_worker(&id);

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kanban::board::{Board, Home, PolicyKind, write_atomic};
+use kanban::model::{CardFacts, Task};
 use kanban::policy::runtime::PolicyEngine;
 use kanban::policy::{BoardPolicies, Guard, Policy, PolicyContext, context};
-use kanban::model::{CardFacts, Task};
 use kanban::store::{NewTask, Store, TaskFilter};
 use support::{Report, Stats, run_kanban, us};
 
@@ -83,10 +83,8 @@ fn main() {
     );
     // The context is one bounded read (newest 200 events, 20 runs, 50 comments by SQL LIMIT), so its cost
     // must not grow with a card's history: the same rows for a card with 10,000 events.
-    let long = store
-        .create_task(&NewTask { title: "long history".into(), ..NewTask::default() }, now)
-        .unwrap()
-        .0;
+    let long =
+        store.create_task(&NewTask { title: "long history".into(), ..NewTask::default() }, now).unwrap().0;
     {
         let conn = rusqlite::Connection::open(board.db_path()).unwrap();
         conn.execute(

@@ -1,6 +1,6 @@
 //! `builtin:respawn-guard`: may the dispatcher spawn a worker for this ready card now?
 //!
-//! Four rules, checked in this order; the first that defers wins, otherwise the spawn is allowed. Each rule's
+//! Five rules, checked in this order; the first that defers wins, otherwise the spawn is allowed. Each rule's
 //! window comes from the config and 0 turns the rule off. The guard only ever defers: it never blocks a card,
 //! because repeated failures already trip the host's circuit breaker, and a deferral that always ends lets
 //! the breaker see them.
@@ -9,8 +9,14 @@
 //! 2. `auth_error_defer_seconds` (600): the newest run's error, or the card's last failure, reads like an
 //!    auth, quota or billing problem (whole words, see [`AUTH_TERMS`]), and the newest run ended less than
 //!    this long ago.
-//! 3. `recent_success_seconds` (3600): a run completed less than this long ago.
-//! 4. `pr_link_window_seconds` (86400): a comment newer than this links a pull request (GitHub) or merge
+//! 3. `crash_backoff_base_seconds` (5), `crash_backoff_cap_seconds` (300), `crash_backoff_jitter_percent`
+//!    (20): the newest run ended with a counted failure (crashed, timed out, spawn failed, configuration
+//!    error) and the card's failure counter is at `n` >= 1: wait `min(cap, base * 2^(n-1))` from when that
+//!    run ended, less a jitter of up to that percent drawn from the card and the run (so it repeats for the
+//!    same attempt and spreads different cards apart). A person's `unblock` or `reclaim` resets the counter,
+//!    and with it the backoff.
+//! 4. `recent_success_seconds` (3600): a run completed less than this long ago.
+//! 5. `pr_link_window_seconds` (86400): a comment newer than this links a pull request (GitHub) or merge
 //!    request (GitLab).
 //!
 //! Every deferral carries `retry-after`: the time at which its rule stops applying.
@@ -48,6 +54,12 @@ pub struct Rules {
     #[serde(deserialize_with = "non_negative")]
     pub auth_error_defer_seconds: i64,
     #[serde(deserialize_with = "non_negative")]
+    pub crash_backoff_base_seconds: i64,
+    #[serde(deserialize_with = "non_negative")]
+    pub crash_backoff_cap_seconds: i64,
+    #[serde(deserialize_with = "percent")]
+    pub crash_backoff_jitter_percent: i64,
+    #[serde(deserialize_with = "non_negative")]
     pub recent_success_seconds: i64,
     #[serde(deserialize_with = "non_negative")]
     pub pr_link_window_seconds: i64,
@@ -58,6 +70,9 @@ impl Default for Rules {
         Rules {
             rate_limit_cooldown_seconds: 300,
             auth_error_defer_seconds: 600,
+            crash_backoff_base_seconds: 5,
+            crash_backoff_cap_seconds: 300,
+            crash_backoff_jitter_percent: 20,
             recent_success_seconds: 3600,
             pr_link_window_seconds: 86400,
         }
@@ -67,7 +82,13 @@ impl Default for Rules {
 impl Rules {
     /// The decision for `ctx`: the first rule that defers, else allow.
     pub fn decide(&self, ctx: &Context) -> Decision {
-        let rules = [Self::rate_limited, Self::auth_trouble, Self::recent_success, Self::linked_pull_request];
+        let rules = [
+            Self::rate_limited,
+            Self::auth_trouble,
+            Self::crash_backoff,
+            Self::recent_success,
+            Self::linked_pull_request,
+        ];
         rules.iter().find_map(|rule| rule(self, ctx)).map_or(Decision::Allow, Decision::Defer)
     }
 
@@ -104,6 +125,26 @@ impl Rules {
         ))
     }
 
+    fn crash_backoff(&self, ctx: &Context) -> Option<Deferral> {
+        let (base, cap) = (self.crash_backoff_base_seconds, self.crash_backoff_cap_seconds);
+        let failures = ctx.card.consecutive_failures;
+        if base == 0 || cap == 0 || failures < 1 {
+            return None;
+        }
+        let newest = ctx.latest_run().filter(|run| run.outcome().is_some_and(|o| COUNTED.contains(&o)))?;
+        let delay = backoff(base, cap, failures, self.crash_backoff_jitter_percent, &ctx.card.id, newest.id);
+        let until = ctx.still_within(newest.ended_or_started_at(), delay)?;
+        Some(defer(
+            format!(
+                "{} {failures} time{} in a row; backing off {}",
+                newest.outcome().map_or("failed".to_string(), |o| o.to_string().replace('_', " ")),
+                if failures == 1 { "" } else { "s" },
+                text::until(ctx.now, until)
+            ),
+            until,
+        ))
+    }
+
     fn recent_success(&self, ctx: &Context) -> Option<Deferral> {
         let window = self.recent_success_seconds;
         let ended = ctx
@@ -128,6 +169,34 @@ impl Rules {
             Some(defer(format!("an open pull request is linked: {url}"), until))
         })
     }
+}
+
+/// Outcomes the host counts as a failure of the card: the ones a backoff follows.
+const COUNTED: [Outcome; 4] =
+    [Outcome::Crashed, Outcome::TimedOut, Outcome::SpawnFailed, Outcome::ConfigError];
+
+/// The backoff after the `failures`-th counted failure in a row, in seconds: `base * 2^(failures-1)`, capped
+/// at `cap`, less up to `jitter_percent` of it, drawn from the card and the run (FNV-1a), so one attempt
+/// always gets the same delay and cards that failed together spread apart.
+pub fn backoff(base: i64, cap: i64, failures: i64, jitter_percent: i64, card: &str, run: i64) -> i64 {
+    let exponent = (failures - 1).clamp(0, 40) as u32;
+    let full = base.saturating_mul(1_i64 << exponent).min(cap);
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in card.bytes().chain(run.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let fraction = (hash % 10_000) as i64; // 0..10,000, in units of 0.01%
+    full - full * jitter_percent * fraction / 1_000_000
+}
+
+/// A whole percentage, 0 to 100.
+fn percent<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let value = non_negative(deserializer)?;
+    if value > 100 {
+        return Err(serde::de::Error::custom(format!("must be at most 100, got {value}")));
+    }
+    Ok(value)
 }
 
 fn defer(reason: String, retry_after: i64) -> Deferral {
@@ -350,9 +419,65 @@ mod tests {
         assert_eq!(
             err,
             "config.cooldown: unknown key (known: rate_limit_cooldown_seconds, auth_error_defer_seconds, \
+             crash_backoff_base_seconds, crash_backoff_cap_seconds, crash_backoff_jitter_percent, \
              recent_success_seconds, pr_link_window_seconds)"
         );
         let err = from_config(r#"{"recent_success_seconds": "1h"}"#).unwrap_err();
         assert!(err.starts_with("config.recent_success_seconds: must be a non-negative integer"), "{err}");
+    }
+
+    #[test]
+    fn a_counted_failure_backs_off_exponentially_with_a_jitter_that_repeats_per_attempt() {
+        let mut ctx = context();
+        ctx.card.consecutive_failures = 1;
+        ctx.runs = vec![run(7, "crashed", 0, Some("segfault"))];
+        let first = deferral(Rules::default().decide(&ctx));
+        let wait = first.retry_after.unwrap() - NOW;
+        assert!((4..=5).contains(&wait), "base 5 s less up to 20%: {wait}");
+        assert!(first.reason.starts_with("crashed 1 time in a row; backing off"), "{}", first.reason);
+        assert_eq!(deferral(Rules::default().decide(&ctx)), first, "the same attempt, the same delay");
+
+        // The third failure in a row: 5 * 2^2 = 20 s, less up to 20%.
+        ctx.card.consecutive_failures = 3;
+        ctx.runs = vec![run(9, "timed_out", 0, None)];
+        let wait = deferral(Rules::default().decide(&ctx)).retry_after.unwrap() - NOW;
+        assert!((16..=20).contains(&wait), "{wait}");
+        // Capped.
+        ctx.card.consecutive_failures = 30;
+        let wait = deferral(Rules::default().decide(&ctx)).retry_after.unwrap() - NOW;
+        assert!((240..=300).contains(&wait), "{wait}");
+        // Counted from when the run ended: passed.
+        ctx.card.consecutive_failures = 1;
+        ctx.runs = vec![run(7, "crashed", 6, None)];
+        assert!(is_allow(&Rules::default().decide(&ctx)));
+    }
+
+    #[test]
+    fn no_backoff_without_a_counted_failure_or_when_switched_off() {
+        let mut ctx = context();
+        ctx.runs = vec![run(7, "crashed", 0, None)];
+        assert!(is_allow(&Rules::default().decide(&ctx)), "a person reset the counter (unblock, reclaim)");
+        ctx.card.consecutive_failures = 1;
+        for outcome in ["reclaimed", "stale", "protocol_violation", "spawn_lost", "host_error"] {
+            ctx.runs = vec![run(7, outcome, 0, None)];
+            assert!(is_allow(&Rules::default().decide(&ctx)), "{outcome} is not a counted failure");
+        }
+        ctx.runs = vec![run(7, "crashed", 0, None)];
+        let off = Rules { crash_backoff_base_seconds: 0, ..Rules::default() };
+        assert!(is_allow(&off.decide(&ctx)));
+    }
+
+    #[test]
+    fn jitter_spreads_cards_and_stays_within_its_percent() {
+        let delays: std::collections::BTreeSet<i64> =
+            (0..50).map(|i| backoff(100, 1000, 1, 20, &format!("t_{i:08x}"), 1)).collect();
+        assert!(delays.len() > 10, "different cards get different delays: {delays:?}");
+        assert!(delays.iter().all(|d| (80..=100).contains(d)), "{delays:?}");
+        assert_eq!(backoff(100, 1000, 1, 0, "t_x", 1), 100, "no jitter");
+        assert_eq!(backoff(100, 1000, 5, 0, "t_x", 1), 1000, "capped");
+        assert_eq!(
+            from_config(r#"{"crash_backoff_jitter_percent": 101}"#).unwrap_err(),
+            "config.crash_backoff_jitter_percent: must be at most 100, got 101"
+        );
     }
 }
