@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use clap::{CommandFactory, Parser};
 use common::Kanban;
 use kanban::board::config::{BoardConfig, BoardSection, GoalConfig, ReviewConfig};
-use kanban::board::{DispatchConfig, PolicyKind, PolicySpec, Profile};
+use kanban::board::{DispatchConfig, NotifySpec, PolicyKind, PolicySpec, Profile};
 use kanban::cli::Cli;
 use kanban::cli::values::{parse_duration, parse_workspace};
 use kanban::clock::MAX_DURATION_SECONDS;
@@ -98,6 +98,27 @@ fn policy() -> impl Strategy<Value = PolicySpec> {
     )
 }
 
+fn notify() -> impl Strategy<Value = NotifySpec> {
+    let kind =
+        prop_oneof![4 => Just("gave_up"), 2 => Just("blocked"), 1 => Just("completed"), 1 => Just("nope")];
+    let url = prop_oneof![3 => Just("https://hooks.example/k"), 1 => Just("http://127.0.0.1:9/"), 1 => Just("ftp://x")];
+    let target = prop_oneof![
+        3 => url.prop_map(|u| (Some(u.to_string()), None)),
+        2 => command().prop_map(|c| (None, Some(c))),
+        1 => Just((None, None)),
+        1 => command().prop_map(|c| (Some("https://hooks.example/k".to_string()), Some(c))),
+    ];
+    (prop::collection::vec(kind, 0..3), target, -1i64..302, -1i64..102).prop_map(
+        |(on, (webhook, command), timeout_seconds, max_attempts)| NotifySpec {
+            on: on.into_iter().map(str::to_string).collect(),
+            webhook,
+            command,
+            timeout_seconds,
+            max_attempts,
+        },
+    )
+}
+
 fn board_config() -> impl Strategy<Value = BoardConfig> {
     let limits = (int(), int(), int());
     let dispatch = (int(), small_u32(), prop::option::of(small_u32()), int(), int(), int(), int(), limits)
@@ -130,14 +151,18 @@ fn board_config() -> impl Strategy<Value = BoardConfig> {
         goal,
         prop::collection::vec(policy(), 0..3),
         review,
+        prop::collection::vec(notify(), 0..2),
     )
-        .prop_map(|(name, default_workdir, dispatch, profiles, goal, policies, review)| BoardConfig {
-            board: BoardSection { name, default_workdir },
-            dispatch,
-            profiles,
-            goal,
-            policies,
-            review,
+        .prop_map(|(name, default_workdir, dispatch, profiles, goal, policies, review, notify)| {
+            BoardConfig {
+                board: BoardSection { name, default_workdir },
+                dispatch,
+                profiles,
+                goal,
+                policies,
+                review,
+                notify,
+            }
         })
 }
 
@@ -218,6 +243,27 @@ fn faults(c: &BoardConfig) -> Vec<String> {
         };
         if !on_error_ok {
             bad.push(format!("policies[{i}].on_error"));
+        }
+    }
+    for (i, n) in c.notify.iter().enumerate() {
+        if n.on.is_empty() || n.on.iter().any(|k| k == "nope") {
+            bad.push(format!("notify[{i}].on"));
+        }
+        match (&n.webhook, &n.command) {
+            (Some(url), None) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                bad.push(format!("notify[{i}].webhook"))
+            }
+            (None, Some(cmd)) if cmd.is_empty() || cmd[0].trim().is_empty() => {
+                bad.push(format!("notify[{i}].command"))
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => bad.push(format!("notify[{i}]")),
+        }
+        if !(1..=300).contains(&n.timeout_seconds) {
+            bad.push(format!("notify[{i}].timeout_seconds"));
+        }
+        if !(1..=100).contains(&n.max_attempts) {
+            bad.push(format!("notify[{i}].max_attempts"));
         }
     }
     bad

@@ -14,6 +14,7 @@ mod gc;
 mod host_faults;
 mod import;
 mod migrations;
+mod notify;
 mod pause;
 mod policies;
 mod policy_failures;

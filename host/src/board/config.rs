@@ -26,6 +26,31 @@ pub struct BoardConfig {
     pub policies: Vec<PolicySpec>,
     #[serde(default)]
     pub review: ReviewConfig,
+    /// `[[notify]]`: where to deliver events of chosen kinds.
+    #[serde(default)]
+    pub notify: Vec<NotifySpec>,
+}
+
+/// One `[[notify]]` entry: events of the kinds in `on` are delivered to a webhook (an HTTP POST of a
+/// signed JSON payload) or a command (the payload on its stdin), at least once, from the board's outbox.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    pub on: Vec<String>,
+    pub webhook: Option<String>,
+    pub command: Option<Vec<String>>,
+    #[serde(default = "default_notify_timeout")]
+    pub timeout_seconds: i64,
+    #[serde(default = "default_notify_attempts")]
+    pub max_attempts: i64,
+}
+
+fn default_notify_timeout() -> i64 {
+    10
+}
+
+fn default_notify_attempts() -> i64 {
+    8
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -256,6 +281,41 @@ impl BoardConfig {
                 }
             }
         }
+        for (i, notify) in self.notify.iter().enumerate() {
+            if notify.on.is_empty() {
+                return Err(format!("notify[{i}].on: must list at least one event kind"));
+            }
+            if let Some(kind) = notify.on.iter().find(|k| crate::model::EventKind::parse(k).is_none()) {
+                return Err(format!("notify[{i}].on: '{kind}' is not an event kind (see `kanban events`)"));
+            }
+            match (&notify.webhook, &notify.command) {
+                (Some(url), None) => {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(format!(
+                            "notify[{i}].webhook: must be an http:// or https:// URL, got '{url}'"
+                        ));
+                    }
+                }
+                (None, Some(command)) => {
+                    if command.is_empty() || command[0].trim().is_empty() {
+                        return Err(format!("notify[{i}].command: must name a program"));
+                    }
+                }
+                _ => return Err(format!("notify[{i}]: set exactly one of webhook and command")),
+            }
+            if !(1..=300).contains(&notify.timeout_seconds) {
+                return Err(format!(
+                    "notify[{i}].timeout_seconds: must be between 1 and 300, got {}",
+                    notify.timeout_seconds
+                ));
+            }
+            if !(1..=100).contains(&notify.max_attempts) {
+                return Err(format!(
+                    "notify[{i}].max_attempts: must be between 1 and 100, got {}",
+                    notify.max_attempts
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -342,6 +402,13 @@ name = {name}
 # plugin = "builtin:respawn-guard"    # builtin:NAME, an installed plugin's name, or sha256:HEX
 # [policies.config]
 # rate_limit_cooldown_seconds = 300
+
+## Notifications: events of these kinds go to a webhook (signed POST) or a command (payload on stdin).
+# [[notify]]
+# on = ["gave_up", "blocked", "review_requested"]
+# webhook = "https://hooks.example.com/kanban"   # or: command = ["/abs/notify.sh"]
+# timeout_seconds = 10
+# max_attempts = 8
 "#,
         name = toml::Value::String(name.to_string()),
     )

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use crate::model::PolicyKind;
-pub use config::{BoardConfig, ConfigError, DispatchConfig, PolicySpec, Profile};
+pub use config::{BoardConfig, ConfigError, DispatchConfig, NotifySpec, PolicySpec, Profile};
 
 use crate::store::{Store, StoreError};
 
@@ -420,6 +420,10 @@ impl Board {
     }
     pub fn db_path(&self) -> PathBuf {
         self.dir.join("kanban.db")
+    }
+    /// The secret that signs the board's notifications (made on first use, mode 0600).
+    pub fn notify_key_path(&self) -> PathBuf {
+        self.dir.join("notify.key")
     }
     pub fn workspaces_dir(&self) -> PathBuf {
         self.dir.join("workspaces")

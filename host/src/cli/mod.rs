@@ -8,6 +8,7 @@ mod demo;
 mod dispatch;
 mod gc;
 mod import;
+mod notify;
 mod policies;
 mod render;
 mod scope;
@@ -278,6 +279,9 @@ pub enum Command {
         #[arg(long, value_name = "PROFILE")]
         profile: Option<String>,
     },
+    /// The board's notifications ([[notify]] in board.toml): the delivery log, and a delivery pass by hand
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Show the dispatcher at work on a demo board: success, rate limit, crash loop, wedged worker
     Demo,
     /// Install, list, inspect, remove and verify policy plugins (WebAssembly components)
@@ -328,6 +332,26 @@ pub enum Command {
         id: String,
         #[arg(long)]
         run: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// The outbox, newest first: every delivery with its status, attempts and last error
+    Log {
+        /// Only deliveries in this state
+        #[arg(long, value_parser = ["pending", "delivered", "failed"])]
+        status: Option<String>,
+        /// At most this many
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver what is due now, once (the daemon does this continuously; this is for cron and checks)
+    Deliver {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -582,6 +606,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Decompose { id, all, json } => policies::decompose(&inv, id, all, json),
         Command::Gc { older_than, dry_run, json } => gc::run(&inv, older_than, dry_run, json),
         Command::Import(args) => import::run(&inv, args),
+        Command::Notify(cmd) => notify::run(&inv, cmd),
         other => cards::run(&inv, other),
     }
 }

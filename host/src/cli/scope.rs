@@ -6,7 +6,7 @@
 
 use anyhow::bail;
 
-use super::{BoardCommand, Command, PluginCommand};
+use super::{BoardCommand, Command, NotifyCommand, PluginCommand};
 
 /// The worker a command line runs inside of, if any.
 pub(super) struct WorkerScope {
@@ -71,6 +71,7 @@ fn allowed(command: &Command) -> Allowed<'_> {
             PluginCommand::List { .. } | PluginCommand::Show { .. } | PluginCommand::Verify { .. },
         ) => Always,
         Command::Promote { dry_run: true, .. } => Always,
+        Command::Notify(NotifyCommand::Log { .. }) => Always,
         // Creating cards (one, or a file of them).
         Command::Create(_) | Command::Import(_) => Always,
         // Reports on its own card. (`attach-rm` is checked against the card of the attachment by the store.)
@@ -102,6 +103,7 @@ fn name(command: &Command) -> &'static str {
             PluginCommand::Rm { .. } => "plugin rm",
             _ => "plugin",
         },
+        Command::Notify(NotifyCommand::Deliver { .. }) => "notify deliver",
         Command::Assign { .. } => "assign",
         Command::Link { .. } => "link",
         Command::Unlink { .. } => "unlink",

@@ -99,6 +99,7 @@ pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<(u64, Ended)>
         // One runtime for the daemon's life: components compile once, instances are per tick.
         let mut runtime = PolicyRuntime::new(home);
         let mut ticks = 0u64;
+        start_notifier(home.clone(), options.board.clone(), options.interval);
         tracing::info!(interval = ?options.interval, "daemon started");
         loop {
             // Reap first, always, even if no board can be opened this tick.
@@ -133,6 +134,35 @@ pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<(u64, Ended)>
         return Err(binary.reexec());
     }
     Ok((ticks, ended))
+}
+
+/// The notifier: a thread beside the ticks that delivers each board's due notifications (see
+/// [`crate::ops::notify`]), so a slow or broken endpoint never holds up a tick. It ends with the process;
+/// a delivery cut off by the exit is leased, and delivered again once its lease expires.
+fn start_notifier(home: Home, board: Option<String>, interval: Duration) {
+    let pause = interval.clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let spawned = std::thread::Builder::new().name("notifier".into()).spawn(move || {
+        loop {
+            let slugs = match &board {
+                Some(slug) => vec![slug.clone()],
+                None => home.board_slugs().unwrap_or_default(),
+            };
+            for slug in slugs {
+                let Ok(board) = home.open_board(&slug) else { continue };
+                let delivered = board
+                    .open_store()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut store| crate::ops::notify::deliver_due(&board, &mut store, clock::now()));
+                if let Err(e) = delivered {
+                    tracing::warn!(board = %slug, error = %format!("{e:#}"), "notification delivery failed");
+                }
+            }
+            std::thread::sleep(pause);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the notifier; notifications wait for `kanban notify deliver`");
+    }
 }
 
 /// One tick on every board this daemon serves. Returns true when all of them are idle.

@@ -191,6 +191,10 @@ pub fn tick(
         clock::now(),
     )?;
 
+    if !options.dry_run {
+        // Events appended from here on reach the targets board.toml names now.
+        ops::notify::sync_routes(board, desk.store)?;
+    }
     let still_running = assess_running(&mut desk, &mut report)?;
     report.promoted = desk.store.recompute_ready(Some(board.config.dispatch.failure_limit), clock::now())?;
     let children = spawn_phase(home, &mut desk, runtime, &still_running, &mut report, options)?;

@@ -10,6 +10,7 @@
 mod cards;
 mod conn;
 mod gc;
+mod notify;
 mod pauses;
 mod policy;
 pub(crate) mod rows;
@@ -26,6 +27,7 @@ pub use cards::{
 };
 pub use conn::{BUSY_TIMEOUT, check_not_torn, open_connection, quarantine};
 pub use gc::{EventPrune, FilesRemoved};
+pub use notify::{Attempt, Delivery};
 pub use pauses::Paused;
 pub use policy::{PolicyTick, Quarantined};
 pub use runs::{HostSeen, RunningCard, Settled};

@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever [`TABLES`] or [`INDEXES`] change. Files at this version skip the migration entirely, so
 /// opening a board stays cheap for the short-lived commands workers run.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 pub struct Table {
     pub name: &'static str,
@@ -204,6 +204,34 @@ pub const TABLES: &[Table] = &[
             ("paused_by", "TEXT"),
         ],
     },
+    // `[[notify]]` of board.toml as rows the outbox trigger reads: which event kinds go to which target
+    // (the target's spec as JSON). Synced from board.toml by every tick.
+    Table {
+        name: "notify_routes",
+        key: Key::Composite("kind, target"),
+        columns: &[("kind", "TEXT NOT NULL"), ("target", "TEXT NOT NULL")],
+    },
+    // The outbox: one row per (event, target), written by a trigger in the transaction that appends the
+    // event, drained by the daemon. Delivered rows stay (the log), failed ones too (never dropped).
+    Table {
+        name: "notify_outbox",
+        key: Key::IntegerId,
+        columns: &[
+            ("event_id", "INTEGER NOT NULL DEFAULT 0"),
+            ("task_id", "TEXT"),
+            ("run_id", "INTEGER"),
+            ("kind", "TEXT NOT NULL DEFAULT ''"),
+            ("payload", "TEXT NOT NULL DEFAULT '{}'"),
+            ("event_at", "INTEGER NOT NULL DEFAULT 0"),
+            ("target", "TEXT NOT NULL DEFAULT ''"),
+            ("status", "TEXT NOT NULL DEFAULT 'pending'"),
+            ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+            ("next_attempt_at", "INTEGER NOT NULL DEFAULT 0"),
+            ("lease_until", "INTEGER"),
+            ("last_error", "TEXT"),
+            ("delivered_at", "INTEGER"),
+        ],
+    },
     Table {
         name: "task_attachments",
         key: Key::IntegerId,
@@ -218,7 +246,7 @@ pub const TABLES: &[Table] = &[
     },
 ];
 
-/// Created after every table has every column. `IF NOT EXISTS` keeps them idempotent.
+/// Indexes and triggers, created after every table has every column. `IF NOT EXISTS` keeps them idempotent.
 pub const INDEXES: &[&str] = &[
     // The idempotency key is enforced here, not by a racy lookup; archived cards free their key.
     "CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency_key ON tasks(idempotency_key)
@@ -236,6 +264,16 @@ pub const INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS task_comments_task ON task_comments(task_id, id)",
     "CREATE INDEX IF NOT EXISTS task_attachments_task ON task_attachments(task_id, id)",
     "CREATE INDEX IF NOT EXISTS task_findings_task ON task_findings(task_id)",
+    "CREATE INDEX IF NOT EXISTS notify_outbox_due ON notify_outbox(next_attempt_at) WHERE status = 'pending'",
+    // Every event of a routed kind enters the outbox in the transaction that appends it, whatever path
+    // appended it: no front end can forget a notification.
+    "CREATE TRIGGER IF NOT EXISTS notify_outbox_fill AFTER INSERT ON task_events
+       WHEN EXISTS (SELECT 1 FROM notify_routes WHERE kind = NEW.kind)
+     BEGIN
+       INSERT INTO notify_outbox (event_id, task_id, run_id, kind, payload, event_at, target, next_attempt_at)
+       SELECT NEW.id, NEW.task_id, NEW.run_id, NEW.kind, NEW.payload, NEW.created_at, target, NEW.created_at
+         FROM notify_routes WHERE kind = NEW.kind;
+     END",
 ];
 
 /// Bring the file to [`SCHEMA_VERSION`]. A no-op (one pragma read) when it is already there. A file from a
