@@ -25,6 +25,7 @@ pub mod ops;
 pub mod policies;
 pub mod policy;
 pub mod process;
+pub mod recurring;
 pub mod store;
 pub mod views;
 pub mod worker;

@@ -251,7 +251,7 @@ pub(super) fn default_author() -> Option<String> {
     std::env::var("USER").ok().filter(|u| !u.is_empty())
 }
 
-fn warn_unknown_profile(board: &Board, assignee: Option<&str>) {
+pub(super) fn warn_unknown_profile(board: &Board, assignee: Option<&str>) {
     if let Some(warning) = unknown_profile(board, assignee) {
         eprintln!("kanban: warning: {warning}; the card will not be dispatched");
     }

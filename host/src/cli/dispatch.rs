@@ -87,6 +87,15 @@ fn print_report(r: &TickReport) -> anyhow::Result<()> {
     for p in &r.pauses {
         println!("{}", pause_line(p, &r.board));
     }
+    for o in r.recurring_created.iter().chain(&r.recurring_skipped).chain(&r.recurring_due) {
+        let at = render::time(o.occurrence);
+        match (&o.task_id, &o.skipped, r.dry_run) {
+            (Some(task), _, _) => println!("recurring {}: created {task} for {at}", o.schedule),
+            (None, Some(why), true) => println!("recurring {}: would skip {at} ({why})", o.schedule),
+            (None, Some(why), false) => println!("recurring {}: skipped {at} ({why})", o.schedule),
+            (None, None, _) => println!("recurring {}: would create a card for {at}", o.schedule),
+        }
+    }
     let verb = if r.dry_run { "would spawn" } else { "spawned" };
     for s in &r.spawned {
         let lane = if s.lane == crate::model::Lane::Review { " to review" } else { "" };

@@ -10,6 +10,7 @@ mod gc;
 mod import;
 mod notify;
 mod policies;
+mod recurring;
 mod render;
 mod scope;
 pub mod values;
@@ -85,6 +86,9 @@ pub enum Command {
     Import(ImportArgs),
     /// List cards (archived ones only with --archived or --status archived)
     List(ListArgs),
+    /// Recurring cards: a card created by the dispatcher at each occurrence of a cron expression
+    #[command(subcommand)]
+    Recurring(RecurringCommand),
     /// Show one card with its parents, children, comments, events, runs and attachments
     Show {
         id: String,
@@ -385,6 +389,68 @@ pub enum PluginCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum RecurringCommand {
+    /// Add a schedule: the dispatcher creates a card (as `create` would) at each occurrence of --cron in --tz
+    Add(Box<RecurringAddArgs>),
+    /// List the board's schedules with their next occurrence
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a schedule (the cards it created stay)
+    Rm { id: i64 },
+}
+
+#[derive(Debug, Args)]
+pub struct RecurringAddArgs {
+    /// The title of each card
+    pub title: String,
+    /// Five fields: minute hour day-of-month month day-of-week (or @hourly, @daily, @weekly, ...)
+    #[arg(long, value_name = "EXPR")]
+    pub cron: String,
+    /// The IANA time zone the expression is read in (DST included)
+    #[arg(long, default_value = "UTC", value_name = "ZONE")]
+    pub tz: String,
+    /// Missed occurrences after downtime: latest (the newest only), all (each, at most 100), none
+    #[arg(long, value_parser = parse_catch_up, default_value = "latest", value_name = "RULE")]
+    pub catch_up: crate::model::CatchUp,
+    /// Skip an occurrence while the card of the previous one is neither done nor archived
+    #[arg(long)]
+    pub skip_if_open: bool,
+    #[arg(long)]
+    pub body: Option<String>,
+    #[arg(long, value_name = "PROFILE")]
+    pub assignee: Option<String>,
+    /// Higher is dispatched first
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i64,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// scratch, dir:PATH, worktree or worktree:PATH
+    #[arg(long, value_parser = values::parse_workspace, value_name = "KIND")]
+    pub workspace: Option<values::WorkspaceSpec>,
+    /// Seconds, or 30s, 5m, 2h, 1d
+    #[arg(long, value_parser = values::parse_duration, value_name = "DUR")]
+    pub max_runtime: Option<i64>,
+    /// Breaker limit for each card
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..), value_name = "N")]
+    pub max_retries: Option<i64>,
+    /// Goal cards: a judge decides after each turn whether one is done
+    #[arg(long)]
+    pub goal: bool,
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..), value_name = "N", requires = "goal")]
+    pub goal_max_turns: Option<i64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_catch_up(text: &str) -> Result<crate::model::CatchUp, String> {
+    crate::model::CatchUp::parse(text).ok_or_else(|| {
+        format!("'{text}' is not a catch-up rule (possible: {})", crate::model::CatchUp::names().join(", "))
+    })
+}
+
+#[derive(Debug, Subcommand)]
 pub enum BoardCommand {
     /// Create a board with a commented board.toml
     Create {
@@ -607,6 +673,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc { older_than, dry_run, json } => gc::run(&inv, older_than, dry_run, json),
         Command::Import(args) => import::run(&inv, args),
         Command::Notify(cmd) => notify::run(&inv, cmd),
+        Command::Recurring(cmd) => recurring::run(&inv, cmd),
         other => cards::run(&inv, other),
     }
 }

@@ -6,7 +6,7 @@
 
 use anyhow::bail;
 
-use super::{BoardCommand, Command, NotifyCommand, PluginCommand};
+use super::{BoardCommand, Command, NotifyCommand, PluginCommand, RecurringCommand};
 
 /// The worker a command line runs inside of, if any.
 pub(super) struct WorkerScope {
@@ -70,6 +70,7 @@ fn allowed(command: &Command) -> Allowed<'_> {
         Command::Plugin(
             PluginCommand::List { .. } | PluginCommand::Show { .. } | PluginCommand::Verify { .. },
         ) => Always,
+        Command::Recurring(RecurringCommand::List { .. }) => Always,
         Command::Promote { dry_run: true, .. } => Always,
         Command::Notify(NotifyCommand::Log { .. }) => Always,
         // Creating cards (one, or a file of them).
@@ -104,6 +105,11 @@ fn name(command: &Command) -> &'static str {
             _ => "plugin",
         },
         Command::Notify(NotifyCommand::Deliver { .. }) => "notify deliver",
+        Command::Recurring(r) => match r {
+            RecurringCommand::Add(_) => "recurring add",
+            RecurringCommand::Rm { .. } => "recurring rm",
+            RecurringCommand::List { .. } => "recurring list",
+        },
         Command::Assign { .. } => "assign",
         Command::Link { .. } => "link",
         Command::Unlink { .. } => "unlink",

@@ -8,7 +8,8 @@
 //!    advance a stop (never waiting for one: stops escalate across ticks and in the supervisor), classify a
 //!    recorded exit, settle a vanished attempt;
 //! 3. recompute ready (todo → ready, non-sticky blocked cards under the failure limit recover);
-//! 4. **plan** the spawns within the board's pauses and caps, asking the board's router and respawn guards
+//! 4. create the cards of due recurring occurrences ([`ops::recurring::run_due`]; a dry run reports them);
+//! 5. **plan** the spawns within the board's pauses and caps, asking the board's router and respawn guards
 //!    ([`plan::plan`]), then **act**: claim each planned card and start its supervisor (a dry run stops
 //!    after the plan). A pause touches only this step: steps 2 and 3 run on a paused board as on any other.
 //!
@@ -35,7 +36,7 @@ use crate::ops::{self, Desk};
 use crate::policies::{PolicyFailure, PolicyHost};
 use crate::policy::{PolicyContext, PolicyRuntime};
 use crate::process::{ProcessId, ProcessTable};
-use crate::store::{RunningCard, Settled, Store};
+use crate::store::{Occurrence, RunningCard, Settled, Store};
 use liveness::{Assessment, Observed, Sweep};
 pub use plan::{AutoAssigned, Capped, Guarded, PauseScope, PausedCard};
 
@@ -89,6 +90,12 @@ pub struct TickReport {
     pub paused: Vec<PausedCard>,
     /// The board's pauses, as this tick read them (`kanban pause`).
     pub pauses: Vec<Pause>,
+    /// Cards this tick created for due occurrences of recurring schedules (`kanban recurring`).
+    pub recurring_created: Vec<Occurrence>,
+    /// Due occurrences this tick skipped, each with why (`skipped`).
+    pub recurring_skipped: Vec<Occurrence>,
+    /// A dry run only: the due occurrences a real tick would create (or skip, with why); nothing written.
+    pub recurring_due: Vec<Occurrence>,
     pub skipped_locked: bool,
     pub policy_errors: Vec<PolicyFailure>,
     pub dry_run: bool,
@@ -197,6 +204,13 @@ pub fn tick(
     }
     let still_running = assess_running(&mut desk, &mut report)?;
     report.promoted = desk.store.recompute_ready(Some(board.config.dispatch.failure_limit), clock::now())?;
+    let occurrences = ops::recurring::run_due(&mut desk, clock::now(), options.dry_run)?;
+    if options.dry_run {
+        report.recurring_due = occurrences;
+    } else {
+        (report.recurring_created, report.recurring_skipped) =
+            occurrences.into_iter().partition(|o| o.task_id.is_some());
+    }
     let children = spawn_phase(home, &mut desk, runtime, &still_running, &mut report, options)?;
 
     if options.wait && !children.is_empty() {

@@ -63,7 +63,7 @@ mod rows;
 mod sql;
 
 pub use policy::{ChildSpec, DecomposePlan, Finding, GuardDecision, PolicyKey, Severity};
-pub use rows::{Attachment, CardFacts, CardHistory, Comment, Event, Pause, Run, Task};
+pub use rows::{Attachment, CardFacts, CardHistory, Comment, Event, Pause, Run, Schedule, Task, Template};
 
 named_enum! {
     /// A card's place in its lifecycle, in lifecycle order (the `status` sort uses this order).
@@ -119,6 +119,18 @@ impl RunStatus {
     /// Still the card's open attempt.
     pub fn is_open(self) -> bool {
         !matches!(self, RunStatus::Ended)
+    }
+}
+
+named_enum! {
+    /// What a recurring schedule does with the occurrences a dispatcher missed while it was down.
+    pub enum CatchUp {
+        /// Create only the newest missed occurrence.
+        Latest => "latest",
+        /// Create every missed occurrence (the newest 100).
+        All => "all",
+        /// Create none: only occurrences the tick finds on time.
+        None => "none",
     }
 }
 
@@ -216,6 +228,15 @@ named_enum! {
         Paused => "paused",
         /// A pause was lifted. Board-level.
         Resumed => "resumed",
+        /// A recurring schedule was added (`kanban recurring add`). Board-level.
+        RecurringAdded => "recurring_added",
+        /// A recurring schedule was removed. Board-level.
+        RecurringRemoved => "recurring_removed",
+        /// The tick created the card of a schedule's occurrence. On the new card.
+        RecurringCreated => "recurring_created",
+        /// The tick skipped a schedule's occurrence (`--skip-if-open`, missed by the catch-up rule, or its
+        /// card could not be created). Board-level.
+        RecurringSkipped => "recurring_skipped",
     }
 }
 

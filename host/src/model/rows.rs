@@ -1,9 +1,9 @@
 //! The records the host keeps: a card, one attempt at it, an audit event, a comment, an attachment. Plain
 //! data; the store maps them to and from rows, the CLI and the API render them through their views.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{Lane, Outcome, RunStatus, Status, WorkspaceKind};
+use super::{CatchUp, Lane, Outcome, RunStatus, Status, WorkspaceKind};
 
 /// A card, as stored.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -161,6 +161,50 @@ impl Pause {
             Some(profile) => format!("profile {profile}"),
         }
     }
+}
+
+/// A recurring schedule (`kanban recurring add`): a card made from `card` at every occurrence of `cron` in
+/// the zone `tz`. `next_at` is the next occurrence the tick waits for (none: the expression never fires
+/// again); `last_task_id` the card of the newest occurrence created.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Schedule {
+    pub id: i64,
+    pub cron: String,
+    pub tz: String,
+    pub catch_up: CatchUp,
+    pub skip_if_open: bool,
+    pub next_at: Option<i64>,
+    pub last_occurrence: Option<i64>,
+    pub last_task_id: Option<String>,
+    pub created_at: i64,
+    pub created_by: Option<String>,
+    pub card: Template,
+}
+
+/// The card a schedule creates at each occurrence: the fields of `kanban create` it takes, stored as JSON.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Template {
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub workspace_kind: Option<WorkspaceKind>,
+    #[serde(default)]
+    pub workspace_path: Option<String>,
+    #[serde(default)]
+    pub max_runtime_seconds: Option<i64>,
+    #[serde(default)]
+    pub max_retries: Option<i64>,
+    #[serde(default)]
+    pub goal_mode: bool,
+    #[serde(default)]
+    pub goal_max_turns: Option<i64>,
 }
 
 /// What a policy may know about a card: the card, its newest runs (newest first), its newest events and

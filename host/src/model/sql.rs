@@ -3,7 +3,9 @@
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
-use super::{EventKind, Lane, OnError, Outcome, PolicyKind, RunStatus, Severity, Status, WorkspaceKind};
+use super::{
+    CatchUp, EventKind, Lane, OnError, Outcome, PolicyKind, RunStatus, Severity, Status, WorkspaceKind,
+};
 
 macro_rules! sql_by_name {
     ($($name:ident),+) => {$(
@@ -24,7 +26,18 @@ macro_rules! sql_by_name {
     )+};
 }
 
-sql_by_name!(Status, RunStatus, Outcome, WorkspaceKind, Lane, PolicyKind, OnError, Severity, EventKind);
+sql_by_name!(
+    Status,
+    RunStatus,
+    Outcome,
+    WorkspaceKind,
+    Lane,
+    PolicyKind,
+    OnError,
+    Severity,
+    EventKind,
+    CatchUp
+);
 
 #[cfg(test)]
 mod tests {

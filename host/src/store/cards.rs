@@ -527,7 +527,7 @@ pub(crate) fn insert_with_fresh_id(
 /// The rules every new card obeys, checked before its transaction opens; returns the trimmed title.
 /// [`Store::create_task`] and [`Store::create_batch`] both run it, so one card and a batch cannot differ.
 /// (The command line's parser checks most of these first, with the flag's name.)
-fn check_new(new: &NewTask) -> Result<String> {
+pub(crate) fn check_new(new: &NewTask) -> Result<String> {
     let title = non_blank(&new.title, "title")?;
     if let Some(key) = &new.idempotency_key {
         non_blank(key, "idempotency key")?;
@@ -633,6 +633,24 @@ fn insert_card(
     Ok((id, status))
 }
 
+/// Create one card in the caller's transaction exactly as [`Store::create_task`] does (the same rules, the
+/// same `created` event), for a writer whose own change must commit with the card (a recurring schedule
+/// advancing past the occurrence it created). Returns the card and whether it is new.
+pub(crate) fn create_in(tx: &Transaction, new: &NewTask, now: i64) -> Result<(Task, bool)> {
+    let title = check_new(new)?;
+    create_checked(tx, new, &title, now)
+}
+
+fn create_checked(tx: &Transaction, new: &NewTask, title: &str, now: i64) -> Result<(Task, bool)> {
+    if let Some(task) = holder_of_key(tx, new.idempotency_key.as_deref())? {
+        return Ok((task, false));
+    }
+    let parents =
+        new.parents.iter().map(|p| Ok((p.clone(), status_of(tx, p)?))).collect::<Result<Vec<_>>>()?;
+    let (id, _) = insert_card(tx, new, title, &parents, now)?;
+    Ok((load(tx, &id)?, true))
+}
+
 /// Open a run for a card that is (now) running, and point the card at it.
 pub(crate) fn open_run(
     tx: &Transaction,
@@ -671,15 +689,7 @@ impl Store {
     /// is not archived returns that card unchanged.
     pub fn create_task(&mut self, new: &NewTask, now: i64) -> Result<(Task, bool)> {
         let title = check_new(new)?;
-        self.write(|tx| {
-            if let Some(task) = holder_of_key(tx, new.idempotency_key.as_deref())? {
-                return Ok((task, false));
-            }
-            let parents =
-                new.parents.iter().map(|p| Ok((p.clone(), status_of(tx, p)?))).collect::<Result<Vec<_>>>()?;
-            let (id, _) = insert_card(tx, new, &title, &parents, now)?;
-            Ok((load(tx, &id)?, true))
-        })
+        self.write(|tx| create_checked(tx, new, &title, now))
     }
 
     /// Create many cards in one transaction, each exactly as [`Store::create_task`] would (the same rules,

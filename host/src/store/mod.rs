@@ -13,6 +13,7 @@ mod gc;
 mod notify;
 mod pauses;
 mod policy;
+mod recurring;
 pub(crate) mod rows;
 mod runs;
 mod schema;
@@ -30,6 +31,7 @@ pub use gc::{EventPrune, FilesRemoved};
 pub use notify::{Attempt, Delivery};
 pub use pauses::Paused;
 pub use policy::{PolicyTick, Quarantined};
+pub use recurring::{NewSchedule, Occurrence, card_of};
 pub use runs::{HostSeen, RunningCard, Settled};
 pub use schema::SCHEMA_VERSION;
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever [`TABLES`] or [`INDEXES`] change. Files at this version skip the migration entirely, so
 /// opening a board stays cheap for the short-lived commands workers run.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 pub struct Table {
     pub name: &'static str,
@@ -232,6 +232,25 @@ pub const TABLES: &[Table] = &[
             ("delivered_at", "INTEGER"),
         ],
     },
+    // Recurring schedules (`kanban recurring add`): the tick creates a card from `card` (JSON) at each
+    // occurrence of `cron` in the zone `tz`, one per occurrence by an idempotency key, and advances `next_at`
+    // in the same transaction. `next_at` NULL: the expression never fires again.
+    Table {
+        name: "recurring",
+        key: Key::IntegerId,
+        columns: &[
+            ("cron", "TEXT NOT NULL DEFAULT ''"),
+            ("tz", "TEXT NOT NULL DEFAULT 'UTC'"),
+            ("catch_up", "TEXT NOT NULL DEFAULT 'latest'"),
+            ("skip_if_open", "INTEGER NOT NULL DEFAULT 0"),
+            ("card", "TEXT NOT NULL DEFAULT '{}'"),
+            ("next_at", "INTEGER"),
+            ("last_occurrence", "INTEGER"),
+            ("last_task_id", "TEXT"),
+            ("created_at", "INTEGER NOT NULL DEFAULT 0"),
+            ("created_by", "TEXT"),
+        ],
+    },
     Table {
         name: "task_attachments",
         key: Key::IntegerId,
@@ -274,6 +293,9 @@ pub const INDEXES: &[&str] = &[
        SELECT NEW.id, NEW.task_id, NEW.run_id, NEW.kind, NEW.payload, NEW.created_at, target, NEW.created_at
          FROM notify_routes WHERE kind = NEW.kind;
      END",
+    // The tick reads only the schedules that are due: a board of schedules none of which is due costs one
+    // index probe.
+    "CREATE INDEX IF NOT EXISTS recurring_due ON recurring(next_at) WHERE next_at IS NOT NULL",
 ];
 
 /// Bring the file to [`SCHEMA_VERSION`]. A no-op (one pragma read) when it is already there. A file from a
