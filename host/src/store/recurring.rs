@@ -294,3 +294,85 @@ fn fire_schedule(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JAN15: i64 = 1_768_435_200;
+    const HOUR: i64 = 3600;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        (dir, store)
+    }
+
+    fn hourly(store: &mut Store) -> Schedule {
+        let new = NewSchedule {
+            cron: "0 * * * *".into(),
+            tz: "UTC".into(),
+            catch_up: CatchUp::Latest,
+            skip_if_open: false,
+            card: Template { title: "hourly".into(), ..Template::default() },
+            next_at: JAN15 + HOUR,
+            created_by: None,
+        };
+        store.add_schedule(&new, JAN15).unwrap()
+    }
+
+    fn cards(store: &mut Store) -> usize {
+        store.list_tasks(&crate::store::TaskFilter::default()).unwrap().len()
+    }
+
+    #[test]
+    fn a_racer_that_read_the_old_next_at_creates_no_second_card() {
+        let (_dir, mut store) = store();
+        let s = hourly(&mut store);
+        let first = store.run_recurring(JAN15 + HOUR, false, &Ok).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(cards(&mut store), 1);
+        // A second dispatcher that decided on the old next_at: the occurrence's key is held.
+        store
+            .write(|tx| {
+                Ok(tx.execute(
+                    "UPDATE recurring SET next_at = ?1 WHERE id = ?2",
+                    params![JAN15 + HOUR, s.id],
+                )?)
+            })
+            .unwrap();
+        let again = store.run_recurring(JAN15 + HOUR, false, &Ok).unwrap();
+        assert_eq!(again[0].task_id, first[0].task_id, "the card that holds the key");
+        assert_eq!(cards(&mut store), 1);
+        let created =
+            store.events(None, None).unwrap().iter().filter(|e| e.kind == "recurring_created").count();
+        assert_eq!(created, 1, "one event for one card");
+    }
+
+    #[test]
+    fn a_dry_run_decides_the_same_and_writes_nothing() {
+        let (_dir, mut store) = store();
+        let s = hourly(&mut store);
+        assert!(!store.recurring_due(JAN15 + HOUR - 1).unwrap());
+        assert!(store.recurring_due(JAN15 + HOUR).unwrap());
+        let dry = store.run_recurring(JAN15 + HOUR, true, &Ok).unwrap();
+        assert_eq!(
+            dry,
+            [Occurrence { schedule: s.id, occurrence: JAN15 + HOUR, task_id: None, skipped: None }]
+        );
+        assert_eq!(cards(&mut store), 0);
+        assert_eq!(store.schedules().unwrap()[0].next_at, Some(JAN15 + HOUR));
+    }
+
+    #[test]
+    fn a_card_the_board_refuses_skips_its_occurrence_and_the_schedule_moves_on() {
+        let (_dir, mut store) = store();
+        let s = hourly(&mut store);
+        let refuse = |_: NewTask| -> Result<NewTask> { Err(StoreError::Invalid("no workdir".into())) };
+        let done = store.run_recurring(JAN15 + HOUR, false, &refuse).unwrap();
+        assert_eq!(done[0].skipped.as_deref(), Some("no workdir"));
+        assert_eq!(cards(&mut store), 0);
+        assert_eq!(store.schedules().unwrap()[0].next_at, Some(JAN15 + 2 * HOUR));
+        assert_eq!(s.next_at, Some(JAN15 + HOUR));
+    }
+}
