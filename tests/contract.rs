@@ -102,6 +102,8 @@ fn every_json_document_has_exactly_the_keys_docs_cli_md_lists() {
     assert_documented(&imported["cards"][0], "Imported card");
     assert_documented(&f.json(&["board", "list", "--json"])[0], "Board list");
     assert_documented(&f.json(&["board", "show", "--json"]), "Board show");
+    assert_documented(&f.json(&["recurring", "add", "nightly", "--cron", "0 3 * * *", "--json"]), "Schedule");
+    assert_documented(&f.json(&["recurring", "list", "--json"])[0], "Schedule");
     f.ok(&["pause", "--reason", "contract"]);
     assert_documented(&f.json(&["board", "show", "--json"])["pauses"][0], "Pause");
     assert_documented(&f.dispatch(&["--dry-run"])["pauses"][0], "Pause");
