@@ -106,7 +106,8 @@ fn add_list_and_rm_round_trip_with_their_json_shapes() {
     assert_eq!(s["card"]["priority"], 5);
     assert_eq!(s["card"]["max_retries"], 2);
 
-    let plain = add(&k, "hourly", "0 * * * *", &[]);
+    let plain = add(&k, "hourly", "0 * * * *", &["--assignee", "none"]);
+    assert_eq!(plain["card"]["assignee"], Value::Null, "`none` is no assignee, as for create");
     assert_eq!(plain["tz"], "UTC", "the zone is stored explicitly");
     assert_eq!(plain["catch_up"], "latest");
     assert_eq!(plain["skip_if_open"], false);

@@ -29,13 +29,17 @@ pub fn add(desk: &mut Desk, add: AddSchedule) -> anyhow::Result<Schedule> {
     let next_at = spec.first_after(&add.cron, now).map_err(|e| StoreError::Invalid(e.to_string()))?;
     // The board's defaults are applied at each occurrence (as `create` applies them then); checking them now
     // refuses a card that could never be created.
-    with_board_defaults(desk.board, card_of(0, &add.card, next_at))?;
+    let checked = with_board_defaults(desk.board, card_of(0, &add.card, next_at))?;
+    let mut card = add.card;
+    // An assignee of `none` (or blank) is no assignee, as `create` reads it; the workdir stays the board's
+    // to give at each occurrence.
+    card.assignee = checked.assignee;
     let new = NewSchedule {
         cron: add.cron.trim().to_string(),
         tz: spec.zone().to_string(),
         catch_up: add.catch_up,
         skip_if_open: add.skip_if_open,
-        card: add.card,
+        card,
         next_at,
         created_by: add.created_by,
     };
