@@ -21,7 +21,7 @@ pub fn run(inv: &Invocation, command: RecurringCommand) -> anyhow::Result<()> {
                 println!("no recurring schedules on board {}", board.slug);
             }
             for s in &schedules {
-                println!("{}", line(s));
+                println!("{}  {}", s.id, line(s));
             }
             Ok(())
         }
@@ -66,10 +66,11 @@ fn add(desk: &mut Desk, args: RecurringAddArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `3  0 3 * * * Europe/Berlin  catch-up latest  next 2026-01-16 02:00:00 UTC  nightly report`.
+/// `0 3 * * * Europe/Berlin  catch-up latest  next 2026-01-16 02:00:00 UTC  nightly report` (after the id
+/// in `list`).
 fn line(s: &Schedule) -> String {
     let next =
         s.next_at.map(|t| format!("next {} UTC", render::time(t))).unwrap_or_else(|| "never again".into());
     let skip = if s.skip_if_open { ", skip if open" } else { "" };
-    format!("{}  {} {}  catch-up {}{skip}  {next}  {}", s.id, s.cron, s.tz, s.catch_up, s.card.title)
+    format!("{} {}  catch-up {}{skip}  {next}  {}", s.cron, s.tz, s.catch_up, s.card.title)
 }
