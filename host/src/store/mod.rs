@@ -7,6 +7,7 @@
 //! plugin call. This module knows nothing of board.toml, processes or plugins: limits and "now" are passed
 //! in.
 
+mod backup;
 mod cards;
 mod conn;
 mod gc;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+pub use backup::{Snapshot, header_schema_version};
 pub use cards::{
     Applied, BatchCard, BatchError, Created, EditTask, ListSort, NewTask, ParentRef, Stats, TaskDetail,
     TaskFilter, new_task_id,
