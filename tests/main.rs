@@ -18,6 +18,7 @@ mod notify;
 mod pause;
 mod policies;
 mod policy_failures;
+mod portable;
 mod recurring;
 mod review;
 mod stops;

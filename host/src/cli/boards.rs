@@ -1,4 +1,5 @@
-//! Board commands: create, list, show, switch, remove, set the default workdir, check the config.
+//! Board commands: create, list, show, switch, remove, set the default workdir, check the config, export
+//! and import.
 
 use std::collections::BTreeMap;
 
@@ -96,6 +97,42 @@ pub fn run(inv: &Invocation, command: BoardCommand) -> anyhow::Result<()> {
             match &board.config.board.default_workdir {
                 Some(dir) => println!("Board {slug}: default workdir {}", dir.display()),
                 None => println!("Board {slug}: default workdir cleared"),
+            }
+            Ok(())
+        }
+        BoardCommand::Export { slug, output, force, json } => {
+            let done = crate::ops::portable::export(home, &slug, &output, force, clock::now())?;
+            if json {
+                return render::json(&done);
+            }
+            println!(
+                "Exported board {}: {} card(s), {} file(s), {} bytes to {} (sha256 {})",
+                done.slug, done.cards, done.files, done.bytes, done.file, done.sha256
+            );
+            Ok(())
+        }
+        BoardCommand::Import { file, as_slug, force, json } => {
+            let done = crate::ops::portable::import(home, &file, as_slug.as_deref(), force, clock::now())?;
+            if json {
+                return render::json(&done);
+            }
+            println!(
+                "Imported board {} from {}: {} card(s), {} file(s), {} bytes (sha256 {})",
+                done.slug, done.file, done.cards, done.files, done.bytes, done.sha256
+            );
+            if let Some(old) = &done.replaced {
+                println!("  replaced the existing board (moved to {old})");
+            }
+            for r in &done.released {
+                println!(
+                    "  {} was running on the exporting host: run {} ended, now {}",
+                    r.id,
+                    r.run_id,
+                    r.status.as_deref().unwrap_or("unchanged")
+                );
+            }
+            for p in &done.plugins {
+                println!("  plugin {} ({}): {}", p.reference, p.sha256, p.status);
             }
             Ok(())
         }

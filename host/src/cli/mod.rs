@@ -484,6 +484,30 @@ pub enum BoardCommand {
     SetDefaultWorkdir { slug: String, path: Option<PathBuf> },
     /// Validate board.toml (exit 2 naming the key at fault)
     Check { slug: Option<String> },
+    /// Write the board (database snapshot, board.toml, attachments, its installed plugins) to one archive
+    Export {
+        slug: String,
+        /// The archive file to write
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
+        /// Replace FILE if it exists
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a board from an archive written by `board export`, checking every digest first
+    Import {
+        file: PathBuf,
+        /// Import under this slug instead of the one in the archive
+        #[arg(long = "as", value_name = "SLUG")]
+        as_slug: Option<String>,
+        /// Replace an existing board of that slug (it is moved to <home>/archive/)
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -97,6 +97,8 @@ fn name(command: &Command) -> &'static str {
             BoardCommand::Rm { .. } => "board rm",
             BoardCommand::Switch { .. } => "board switch",
             BoardCommand::SetDefaultWorkdir { .. } => "board set-default-workdir",
+            BoardCommand::Export { .. } => "board export",
+            BoardCommand::Import { .. } => "board import",
             _ => "board",
         },
         Command::Plugin(p) => match p {

@@ -12,6 +12,7 @@ pub mod gc;
 pub mod notify;
 pub mod pause;
 pub mod policies;
+pub mod portable;
 pub mod recurring;
 pub mod stop;
 pub mod supervise;

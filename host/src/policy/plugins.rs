@@ -249,3 +249,49 @@ pub fn verify(home: &Home) -> Result<Vec<Verified>, PluginStoreError> {
     }
     Ok(out)
 }
+
+/// Whether a blob with this hash is stored (for export of a pinned `sha256:HEX` reference).
+pub fn blob_bytes(home: &Home, sha256: &str) -> Option<Vec<u8>> {
+    std::fs::read(blob_path(home, sha256)).ok().filter(|bytes| sha256_hex(bytes) == sha256)
+}
+
+/// Store a plugin carried by a board archive (`kanban board import`): its blob, checked against its hash,
+/// and, when it has a name, `name → hash` in the index. A name already installed with the same hash is
+/// left as it is; a name installed with a different hash is refused, never replaced. The bytes are not
+/// loaded here: every load re-hashes them, and `kanban board check` loads each policy of the board.
+pub fn adopt(
+    home: &Home,
+    entry: Option<&Installed>,
+    sha256: &str,
+    bytes: &[u8],
+) -> Result<(), PluginStoreError> {
+    let actual = sha256_hex(bytes);
+    if actual != sha256 {
+        return Err(PluginStoreError::Invalid(format!("plugin blob {sha256} hashes to {actual}")));
+    }
+    let mut index = read_index(home)?;
+    if let Some(entry) = entry
+        && let Some(existing) = index.plugins.get(&entry.name)
+        && existing.sha256 != sha256
+    {
+        return Err(PluginStoreError::Invalid(format!(
+            "plugin '{}' is already installed with sha256 {}, not {sha256}; refusing to replace it",
+            entry.name, existing.sha256
+        )));
+    }
+    if blob_bytes(home, sha256).is_none() {
+        let blob = blob_path(home, sha256);
+        let blobs = blob.parent().expect("blobs dir");
+        std::fs::create_dir_all(blobs)
+            .map_err(|error| PluginStoreError::Io { path: blobs.to_path_buf(), error })?;
+        write_atomic(&blob, bytes)
+            .map_err(|e| PluginStoreError::Invalid(format!("cannot store the plugin: {e}")))?;
+    }
+    if let Some(entry) = entry
+        && !index.plugins.contains_key(&entry.name)
+    {
+        index.plugins.insert(entry.name.clone(), entry.clone());
+        write_index(home, &index)?;
+    }
+    Ok(())
+}

@@ -42,7 +42,10 @@ impl Store {
                     // More, Busy, Locked (and anything a later SQLite adds): wait and step again.
                     _ => {
                         if began.elapsed() > SNAPSHOT_PATIENCE {
-                            return Err(StoreError::Locked { path: self.path.clone(), waited: began.elapsed() });
+                            return Err(StoreError::Locked {
+                                path: self.path.clone(),
+                                waited: began.elapsed(),
+                            });
                         }
                         std::thread::sleep(Duration::from_millis(20));
                     }
