@@ -104,6 +104,12 @@ fn every_json_document_has_exactly_the_keys_docs_cli_md_lists() {
     assert_documented(&f.json(&["board", "show", "--json"]), "Board show");
     assert_documented(&f.json(&["recurring", "add", "nightly", "--cron", "0 3 * * *", "--json"]), "Schedule");
     assert_documented(&f.json(&["recurring", "list", "--json"])[0], "Schedule");
+    let archive = f.home().join("default.kanban");
+    let exported = f.json(&["board", "export", "default", "-o", archive.to_str().unwrap(), "--json"]);
+    assert_documented(&exported, "Board export");
+    let elsewhere = crate::common::Kanban::new();
+    let imported = elsewhere.json(&["board", "import", archive.to_str().unwrap(), "--json"]);
+    assert_documented(&imported, "Board import");
     f.ok(&["pause", "--reason", "contract"]);
     assert_documented(&f.json(&["board", "show", "--json"])["pauses"][0], "Pause");
     assert_documented(&f.dispatch(&["--dry-run"])["pauses"][0], "Pause");

@@ -122,6 +122,9 @@ fn export_then_import_round_trips_the_board_its_attachments_and_its_plugin() {
     assert_eq!(done["slug"], "default");
     assert_eq!(done["cards"], 2);
     assert_eq!(done["plugins"][0]["status"], "installed");
+    let keys: std::collections::BTreeSet<String> =
+        done["plugins"][0].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, crate::contract::documented_keys("Imported plugin"));
     assert_eq!(there.snapshot(), f.snapshot(), "cards, links and events are the same");
     assert_eq!(there.json(&["runs", &parent, "--json"]), f.json(&["runs", &parent, "--json"]));
     assert_eq!(
@@ -332,6 +335,9 @@ fn a_card_running_in_the_snapshot_is_requeued_on_import_without_a_counted_failur
     let done = import(&there, &archive, &[]);
     assert_eq!(done["released"][0]["id"], id.as_str());
     assert_eq!(done["released"][0]["status"], "ready");
+    let keys: std::collections::BTreeSet<String> =
+        done["released"][0].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, crate::contract::documented_keys("Released card"));
     let task = there.task(&id);
     assert_eq!(task["status"], "ready");
     assert_eq!(task["consecutive_failures"], 0, "{task}");
