@@ -249,29 +249,37 @@ fn a_tampered_archive_is_refused_before_anything_is_written() {
     assert!(board_entries(&there).is_empty());
 }
 
-/// Rewrite an exported archive with its database's `user_version` set to `version` (manifest updated to
-/// match, so only the schema is at fault).
-fn with_schema(k: &Kanban, archive: &Path, version: i64) -> PathBuf {
+/// Rewrite an exported archive with `db` as its database (manifest updated to match, so only the database
+/// differs), written to `<home>/<name>`.
+fn with_database(k: &Kanban, archive: &Path, db: &[u8], name: &str) -> PathBuf {
     let mut list = members(archive);
-    let db_path = k.home().join("scratch.db");
-    let db = list.iter().position(|(p, _)| p == "board/kanban.db").unwrap();
-    std::fs::write(&db_path, &list[db].1).unwrap();
-    let conn = rusqlite::Connection::open(&db_path).unwrap();
-    conn.pragma_update(None, "user_version", version).unwrap();
-    conn.close().unwrap();
-    list[db].1 = std::fs::read(&db_path).unwrap();
+    let at = list.iter().position(|(p, _)| p == "board/kanban.db").unwrap();
+    list[at].1 = db.to_vec();
+    let version = i64::from(i32::from_be_bytes(db[60..64].try_into().unwrap()));
     let mut manifest: Value = serde_json::from_slice(&list[0].1).unwrap();
     manifest["schema_version"] = version.into();
     for entry in manifest["files"].as_array_mut().unwrap() {
         if entry["path"] == "board/kanban.db" {
-            entry["size"] = (list[db].1.len() as u64).into();
-            entry["sha256"] = sha256(&list[db].1).into();
+            entry["size"] = (db.len() as u64).into();
+            entry["sha256"] = sha256(db).into();
         }
     }
     list[0].1 = serde_json::to_vec(&manifest).unwrap();
-    let out = k.home().join(format!("schema-{version}.kanban"));
+    let out = k.home().join(name);
     write_members(&out, &list);
     out
+}
+
+/// Rewrite an exported archive with its database's `user_version` set to `version`.
+fn with_schema(k: &Kanban, archive: &Path, version: i64) -> PathBuf {
+    let list = members(archive);
+    let db_path = k.home().join(format!("scratch-{version}.db"));
+    let db = list.iter().find(|(p, _)| p == "board/kanban.db").unwrap();
+    std::fs::write(&db_path, &db.1).unwrap();
+    let conn = rusqlite::Connection::open(&db_path).unwrap();
+    conn.pragma_update(None, "user_version", version).unwrap();
+    conn.close().unwrap();
+    with_database(k, archive, &std::fs::read(&db_path).unwrap(), &format!("schema-{version}.kanban"))
 }
 
 #[test]
@@ -288,6 +296,28 @@ fn an_archive_with_a_newer_schema_is_refused() {
     // The same archive rebuilt at the current version imports: the refusal was the schema's.
     let same = with_schema(&k, &archive, kanban::store::SCHEMA_VERSION);
     import(&there, &same, &[]);
+}
+
+#[test]
+fn an_archive_with_an_older_schema_is_migrated_as_opening_a_board_does() {
+    let k = Kanban::new();
+    k.ok(&["board", "create", "b"]);
+    let archive = k.home().join("b.kanban");
+    export(&k, "b", &archive);
+    let legacy_path = k.home().join("legacy.db");
+    let conn = rusqlite::Connection::open(&legacy_path).unwrap();
+    conn.execute_batch(include_str!("fixtures/legacy-v1.sql")).unwrap();
+    conn.close().unwrap();
+    let legacy = std::fs::read(&legacy_path).unwrap();
+    let old = with_database(&k, &archive, &legacy, "legacy.kanban");
+
+    let there = Kanban::new();
+    let done = import(&there, &old, &[]);
+    assert!(done["schema_version"].as_i64().unwrap() < kanban::store::SCHEMA_VERSION, "{done}");
+    let db = rusqlite::Connection::open(there.db_path("b")).unwrap();
+    let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, kanban::store::SCHEMA_VERSION);
+    assert_eq!(done["cards"].as_i64().unwrap(), card_ids(&there, "b").len() as i64);
 }
 
 #[test]
@@ -362,4 +392,27 @@ fn a_worker_cannot_export_or_import() {
     }
     assert!(!Path::new("/tmp/never.kanban").exists());
     assert!(!k.board_dir("c").exists());
+}
+
+#[test]
+fn import_never_replaces_a_different_plugin_of_the_same_name() {
+    let k = Kanban::new();
+    k.ok(&["board", "create", "b"]);
+    k.ok(&["plugin", "install", test_plugin("probe").to_str().unwrap(), "--name", "guard"]);
+    std::fs::write(k.toml_path("b"), "[[policies]]\nkind = \"respawn-guard\"\nplugin = \"guard\"\n").unwrap();
+    let archive = k.home().join("b.kanban");
+    export(&k, "b", &archive);
+
+    let there = Kanban::new();
+    there.ok(&["plugin", "install", test_plugin("hostile").to_str().unwrap(), "--name", "guard"]);
+    let before = there.json(&["plugin", "show", "guard", "--json"]);
+    let err = there.fails(&["board", "import", archive.to_str().unwrap()], 1);
+    assert!(err.contains("plugin 'guard'") && err.contains("refusing to replace"), "{err}");
+    assert!(board_entries(&there).is_empty());
+    assert_eq!(there.json(&["plugin", "show", "guard", "--json"]), before);
+
+    // The same plugin already installed is simply present.
+    let same = Kanban::new();
+    same.ok(&["plugin", "install", test_plugin("probe").to_str().unwrap(), "--name", "guard"]);
+    assert_eq!(import(&same, &archive, &[])["plugins"][0]["status"], "present");
 }

@@ -386,8 +386,19 @@ pub fn export(home: &Home, slug: &str, out: &Path, force: bool, now: i64) -> any
     let file = hashing.inner.into_inner().map_err(|e| e.into_error()).with_context(write_err)?;
     file.sync_all().with_context(write_err)?;
     drop(file);
-    fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
-    std::mem::forget(tmp_guard);
+    if force {
+        fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+        std::mem::forget(tmp_guard);
+    } else {
+        // A link never replaces a file created meanwhile; the temporary name goes with the guard.
+        fs::hard_link(&tmp, out).map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => {
+                anyhow::anyhow!("{} already exists; pass --force to replace it", out.display())
+            }
+            _ => anyhow::Error::new(e).context(format!("cannot write {}", out.display())),
+        })?;
+        drop(tmp_guard);
+    }
     sync_dir(&parent);
     Ok(Exported {
         slug: slug.to_string(),
@@ -649,7 +660,7 @@ pub fn import(
         .and_then(|text| BoardConfig::parse(&text, &staging.join("board.toml")).ok())
         .map(|c| c.dispatch.limits())
         .unwrap_or_default();
-    let released = release_running(&staging.join("kanban.db"), &manifest, limits, now)?;
+    let (released, cards) = release_running(&staging.join("kanban.db"), &manifest, limits, now)?;
 
     let mut plugin_report = Vec::new();
     for p in &manifest.plugins {
@@ -689,7 +700,7 @@ pub fn import(
         file: file.display().to_string(),
         format_version: manifest.format_version,
         schema_version: manifest.schema_version,
-        cards: manifest.cards,
+        cards,
         files: manifest.files.len(),
         bytes,
         sha256: digest,
@@ -702,13 +713,13 @@ pub fn import(
 /// Open the staged database (migrating an older schema, as opening a board does) and end every attempt
 /// that was running: requeued uncounted (`reclaimed`, `host_lost`), as the tick does for the claims of a
 /// host that stopped working the board. An attempt that was being stopped is finished with the action it
-/// was stopped for.
+/// was stopped for. Returns them with the board's card count.
 fn release_running(
     db: &Path,
     manifest: &Manifest,
     limits: crate::breaker::BreakerLimits,
     now: i64,
-) -> anyhow::Result<Vec<Released>> {
+) -> anyhow::Result<(Vec<Released>, i64)> {
     let mut store = Store::open(db)?;
     let mut released = Vec::new();
     for card in store.running_cards()? {
@@ -731,6 +742,7 @@ fn release_running(
         };
         released.push(Released { id, run_id: card.run.id, status: status.map(|s| s.as_str().to_string()) });
     }
+    let cards = store.stats()?.total;
     store.close()?;
-    Ok(released)
+    Ok((released, cards))
 }
