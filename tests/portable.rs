@@ -341,7 +341,13 @@ fn import_never_replaces_a_board_unless_forced_and_as_renames() {
     assert_eq!(card_ids(&there, "copy"), vec![id.clone()]);
     there.fails(&["board", "import", archive.to_str().unwrap(), "--as", "Bad Slug"], 2);
 
+    there.ok(&["board", "switch", "b"]);
     let done = import(&there, &archive, &["--force"]);
+    assert_eq!(
+        std::fs::read_to_string(there.home().join("current")).unwrap().trim(),
+        "b",
+        "still the current board"
+    );
     let moved = PathBuf::from(done["replaced"].as_str().unwrap());
     assert!(moved.starts_with(there.home().join("archive")) && moved.join("kanban.db").exists(), "{done}");
     assert_eq!(card_ids(&there, "b"), vec![id]);

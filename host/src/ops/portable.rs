@@ -684,6 +684,7 @@ pub fn import(
     }
 
     let mut replaced = None;
+    let was_current = home.current_board().as_deref() == Some(slug.as_str());
     if fs::symlink_metadata(&target).is_ok() {
         if !force {
             bail!("board '{slug}' was created while the archive was imported; nothing was imported");
@@ -693,6 +694,9 @@ pub fn import(
     fs::rename(&staging, &target).with_context(|| format!("cannot create board {}", target.display()))?;
     guard.0 = None;
     sync_dir(&boards);
+    if was_current {
+        home.switch_board(&slug)?; // moving the old board aside forgot it as the current board
+    }
     Ok(Imported {
         path: target.display().to_string(),
         slug,
