@@ -123,15 +123,21 @@ impl Home {
         let mut bytes = [0u8; 8];
         getrandom::fill(&mut bytes).map_err(|e| BoardError::Invalid(format!("no random source: {e}")))?;
         let id = format!("h_{}", hex::encode(bytes));
-        // create_new: two processes starting at once agree on whichever id was written first.
-        let created = fs::OpenOptions::new().write(true).create_new(true).open(&path);
-        match created {
-            Ok(mut file) => {
-                file.write_all(format!("{id}\n").as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(io(format!("cannot write {}", path.display())))?;
-                Ok(id)
-            }
+        // Written whole to a file of its own, then published by a hard link, which never replaces an existing
+        // file: a reader sees no file or a complete one, and processes starting at once agree on the first.
+        let tmp = self.root.join(format!(".host-id.{id}.{}", std::process::id()));
+        let written =
+            fs::OpenOptions::new().write(true).create_new(true).open(&tmp).and_then(|mut file| {
+                file.write_all(format!("{id}\n").as_bytes()).and_then(|()| file.sync_all())
+            });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(BoardError::Io { context: format!("cannot write {}", tmp.display()), error: e });
+        }
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(id),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let text =
                     fs::read_to_string(&path).map_err(io(format!("cannot read {}", path.display())))?;
@@ -469,6 +475,22 @@ mod tests {
         }
         for bad in ["", "-a", "_a", "A", "a b", "a/b", "..", &"a".repeat(65), "é"] {
             assert!(!is_valid_slug(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn processes_drawing_the_host_id_at_once_agree_and_never_read_a_half_written_file() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let home = Home::resolve(Some(dir.path().to_path_buf())).unwrap();
+            let ids: Vec<String> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8).map(|_| s.spawn(|| home.host_id().unwrap())).collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+            let files: Vec<_> =
+                std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+            assert!(files.iter().all(|f| !f.to_string_lossy().starts_with(".host-id")), "{files:?}");
         }
     }
 }
