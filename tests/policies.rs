@@ -348,3 +348,31 @@ fn checklist_decomposition_makes_children_that_inherit_the_workspace() {
     assert!(out[0]["left"].as_str().unwrap().contains("no checklist"), "{out}");
     assert_eq!(k.json(&["--board", "b", "show", &plain, "--json"])["task"]["status"], "triage");
 }
+
+/// `kanban plugin context ID`: the record a policy gets, as JSON, built as the tick builds it.
+#[test]
+fn plugin_context_prints_the_record_a_policy_would_get() {
+    let k = Kanban::new();
+    let parent = k.create("parent", &[]);
+    let id = k.create("Fix the login redirect", &["--assignee", "coder", "--parent", &parent]);
+    k.ok(&["comment", &id, "see https://github.com/acme/web/pull/7"]);
+    let ctx = k.json(&["plugin", "context", &id]);
+    let keys: std::collections::BTreeSet<&str> =
+        ctx.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["board", "card", "comments", "config", "events", "now", "parents", "runs"].into_iter().collect(),
+        "{ctx}"
+    );
+    assert_eq!(ctx["card"]["id"], id.as_str());
+    assert_eq!(ctx["card"]["title"], "Fix the login redirect");
+    assert_eq!(ctx["parents"][0]["id"], parent.as_str());
+    assert_eq!(ctx["comments"][0]["body"], "see https://github.com/acme/web/pull/7");
+    assert_eq!(ctx["now"], k.now());
+    assert_eq!(ctx["config"], "");
+    let kinds: Vec<&str> =
+        ctx["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"created") && kinds.contains(&"commented"), "{kinds:?}");
+    let err = k.fails(&["plugin", "context", "t_00000000"], 1);
+    assert!(err.contains("card t_00000000 not found"), "{err}");
+}

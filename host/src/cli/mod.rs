@@ -386,6 +386,8 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the context record a policy would get about a card now, as JSON (a fixture for a plugin's tests)
+    Context { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,6 +15,13 @@ use crate::store::TaskFilter;
 pub fn plugin(inv: &Invocation, command: PluginCommand) -> anyhow::Result<()> {
     let home = &inv.home;
     match command {
+        PluginCommand::Context { id } => {
+            let (board, mut store) = inv.open()?;
+            let host_id = home.host_id()?;
+            let mut desk = crate::ops::Desk::new(&board, &mut store, &host_id);
+            let context = crate::ops::policies::context_of(&mut desk, &id, clock::now())?;
+            render::json(&context)
+        }
         PluginCommand::Install { path, name } => {
             let mut runtime = PolicyRuntime::new(home);
             let engine = runtime.engine()?;

@@ -68,7 +68,10 @@ fn allowed(command: &Command) -> Allowed<'_> {
             BoardCommand::List { .. } | BoardCommand::Show { .. } | BoardCommand::Check { .. },
         ) => Always,
         Command::Plugin(
-            PluginCommand::List { .. } | PluginCommand::Show { .. } | PluginCommand::Verify { .. },
+            PluginCommand::List { .. }
+            | PluginCommand::Show { .. }
+            | PluginCommand::Verify { .. }
+            | PluginCommand::Context { .. },
         ) => Always,
         Command::Recurring(RecurringCommand::List { .. }) => Always,
         Command::Promote { dry_run: true, .. } => Always,

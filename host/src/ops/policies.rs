@@ -24,6 +24,20 @@ pub fn running_counts(desk: &mut Desk) -> anyhow::Result<BTreeMap<String, usize>
     Ok(running)
 }
 
+/// The context record a policy would be handed about card `id` now (with an empty `config`: each policy
+/// gets its own `[policies.config]`), built exactly as a tick builds it: one bounded read of the card's
+/// history, the board's facts and the running counts.
+pub fn context_of(desk: &mut Desk, id: &str, now: i64) -> anyhow::Result<crate::policy::PolicyContext> {
+    let running = running_counts(desk)?;
+    let facts = desk.store.card_facts(
+        id,
+        crate::policy::context::RUNS,
+        crate::policy::context::EVENTS,
+        crate::policy::context::COMMENTS,
+    )?;
+    Ok(crate::policy::context::record(desk.board, facts, &running, now))
+}
+
 /// Run the board's diagnostics over one card, or every card not archived, and store the findings
 /// (replacing the previous ones of those cards, and the board-level ones on a whole-board run). The host
 /// adds its own board-level findings: quarantined plugins (through the policy host) and pauses.

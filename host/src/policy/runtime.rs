@@ -30,7 +30,12 @@ use crate::model::PolicyKind;
 /// Generated bindings, one module per world; all four share the `types` interface of the first.
 pub mod bindings {
     pub mod guard {
-        wasmtime::component::bindgen!({ path: "../wit", world: "respawn-guard-policy" });
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "respawn-guard-policy",
+            // `kanban plugin context` prints the record a policy gets, as JSON.
+            additional_derives: [serde::Serialize],
+        });
     }
     pub mod diagnostics {
         wasmtime::component::bindgen!({
