@@ -376,3 +376,54 @@ fn plugin_context_prints_the_record_a_policy_would_get() {
     let err = k.fails(&["plugin", "context", "t_00000000"], 1);
     assert!(err.contains("card t_00000000 not found"), "{err}");
 }
+
+/// `kanban plugin run`: one call of a plugin on a real card or a saved context, with its decision and cost.
+#[test]
+fn plugin_run_decides_on_a_card_or_a_saved_context_and_reports_its_cost() {
+    let k = Kanban::new();
+    let id = k.create("Fix the login redirect", &[]);
+    k.ok(&["comment", &id, "see https://github.com/acme/web/pull/7"]);
+    let run = k.json(&["plugin", "run", "builtin:respawn-guard", "--card", &id, "--json"]);
+    assert_eq!(run["kind"], "respawn-guard", "{run}");
+    assert_eq!(run["decision"]["decision"], "defer", "{run}");
+    assert!(run["decision"]["reason"].as_str().unwrap().contains("pull request"), "{run}");
+    assert_eq!(run["fuel_limit"], 200_000_000);
+    assert!(run["fuel_used"].as_u64().unwrap() > 0, "{run}");
+    assert!(run["peak_memory"].as_u64().unwrap() > 0, "{run}");
+    // The same decision from a saved context; a config of the policy's own changes it.
+    let fixture = k.home().join("ctx.json");
+    std::fs::write(&fixture, k.ok(&["plugin", "context", &id])).unwrap();
+    let path = fixture.to_str().unwrap();
+    let again = k.json(&["plugin", "run", "builtin:respawn-guard", "--context", path, "--json"]);
+    assert_eq!(again["decision"], run["decision"]);
+    let off = r#"{"pr_link_window_seconds": 0}"#;
+    let allowed =
+        k.json(&["plugin", "run", "builtin:respawn-guard", "--context", path, "--config", off, "--json"]);
+    assert_eq!(allowed["decision"]["decision"], "allow", "{allowed}");
+    let text = k.ok(&["plugin", "run", "builtin:checklist-decompose", "--card", &id]);
+    assert!(text.starts_with("decompose builtin:checklist-decompose") && text.contains("fuel:"), "{text}");
+    // Refusals name what is wrong.
+    let err =
+        k.fails(&["plugin", "run", "builtin:respawn-guard", "--card", &id, "--config", r#"{"nope": 1}"#], 1);
+    assert!(err.contains("config.nope: unknown key"), "{err}");
+    let err = k.fails(&["plugin", "run", "builtin:respawn-guard", "--card", &id, "--config", "{"], 2);
+    assert!(err.contains("--config is not JSON"), "{err}");
+    let err = k.fails(&["plugin", "run", "nothing", "--card", &id], 1);
+    assert!(err.contains("plugin 'nothing' is not a file"), "{err}");
+    std::fs::write(&fixture, "{}").unwrap();
+    let err = k.fails(&["plugin", "run", "builtin:respawn-guard", "--context", path], 2);
+    assert!(err.contains("is not a context record"), "{err}");
+}
+
+/// A hostile plugin run by hand is bounded by the same sandbox as in a tick.
+#[test]
+fn plugin_run_bounds_a_looping_plugin_by_its_fuel() {
+    let k = Kanban::new();
+    let id = k.create("x", &[]);
+    let plugin = test_plugin("hostile");
+    let err = k.fails(
+        &["plugin", "run", plugin.to_str().unwrap(), "--card", &id, "--config", r#"{"mode": "loop"}"#],
+        1,
+    );
+    assert!(err.contains("fuel"), "{err}");
+}

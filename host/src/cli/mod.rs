@@ -388,6 +388,22 @@ pub enum PluginCommand {
     },
     /// Print the context record a policy would get about a card now, as JSON (a fixture for a plugin's tests)
     Context { id: String },
+    /// Call a plugin once on a card (or a saved context) and print its decision, fuel used, time and memory
+    Run {
+        /// A component file, or a plugin as board.toml names it (builtin:NAME, an installed name, sha256:HEX)
+        plugin: String,
+        /// The card to decide about, as the board stands now
+        #[arg(long, value_name = "ID", required_unless_present = "context", conflicts_with = "context")]
+        card: Option<String>,
+        /// A context record saved by `kanban plugin context` (or written by hand)
+        #[arg(long, value_name = "FILE")]
+        context: Option<PathBuf>,
+        /// The policy's config, as [policies.config] would give it (a JSON object)
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        config: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

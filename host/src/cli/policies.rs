@@ -1,6 +1,7 @@
 //! Policy commands: the plugin store, diagnostics, decomposition, and board check's config validation.
 //! These are the only card-level commands that build a wasmtime engine.
 
+use anyhow::Context as _;
 use serde::Serialize;
 
 use super::{Invocation, PluginCommand, UsageError, render};
@@ -18,9 +19,41 @@ pub fn plugin(inv: &Invocation, command: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Context { id } => {
             let (board, mut store) = inv.open()?;
             let host_id = home.host_id()?;
-            let mut desk = crate::ops::Desk::new(&board, &mut store, &host_id);
-            let context = crate::ops::policies::context_of(&mut desk, &id, clock::now())?;
+            let mut desk = Desk::new(&board, &mut store, &host_id);
+            let context = ops::policies::context_of(&mut desk, &id, clock::now())?;
             render::json(&context)
+        }
+        PluginCommand::Run { plugin, card, context, config, json } => {
+            let config: serde_json::Value = serde_json::from_str(&config)
+                .map_err(|e| UsageError(format!("--config is not JSON: {e}")))?;
+            let ctx = match (card, context) {
+                (Some(id), _) => {
+                    let (board, mut store) = inv.open()?;
+                    let host_id = home.host_id()?;
+                    let mut desk = Desk::new(&board, &mut store, &host_id);
+                    ops::policies::context_of(&mut desk, &id, clock::now())?
+                }
+                (None, Some(file)) => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    serde_json::from_str(&text)
+                        .map_err(|e| UsageError(format!("{} is not a context record: {e}", file.display())))?
+                }
+                (None, None) => unreachable!("clap requires --card or --context"),
+            };
+            let run = ops::policies::run_plugin(home, &plugin, ctx, &config)?;
+            if json {
+                return render::json(&run);
+            }
+            println!("{} {} (sha256:{})", run.kind, run.plugin, &run.sha256[..16]);
+            println!("decision: {}", run.decision);
+            println!("fuel:     {} of {}", run.fuel_used, run.fuel_limit);
+            println!("time:     {:.2} ms (instantiation included)", run.micros as f64 / 1000.0);
+            println!(
+                "memory:   {:.1} MiB (largest linear memory)",
+                run.peak_memory as f64 / (1 << 20) as f64
+            );
+            Ok(())
         }
         PluginCommand::Install { path, name } => {
             let mut runtime = PolicyRuntime::new(home);

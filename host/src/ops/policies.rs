@@ -120,3 +120,104 @@ pub fn decompose(
     host.finish(desk.store, crate::clock::now())?;
     Ok(results)
 }
+
+/// What `kanban plugin run` found: the plugin's kind, its decision as JSON, and what the call cost.
+#[derive(Debug, Serialize)]
+pub struct PluginRun {
+    pub plugin: String,
+    pub sha256: String,
+    pub kind: PolicyKind,
+    pub decision: serde_json::Value,
+    /// Wall time of the call, instantiation (and config validation) included, in microseconds.
+    pub micros: u64,
+    pub fuel_used: u64,
+    pub fuel_limit: u64,
+    /// The largest linear memory of the instance, in bytes.
+    pub peak_memory: usize,
+}
+
+/// Call a plugin once on a context, with `config` (a JSON object) as its `[policies.config]`, under the
+/// default limits, as a tick would: the sandbox, fuel and memory are the same; nothing is recorded.
+/// `plugin` is a path to a component, or a reference as board.toml writes it (`builtin:NAME`, an installed
+/// name, `sha256:HEX`).
+pub fn run_plugin(
+    home: &Home,
+    plugin: &str,
+    mut ctx: crate::policy::PolicyContext,
+    config: &serde_json::Value,
+) -> anyhow::Result<PluginRun> {
+    use crate::policy::{Loaded, plugins};
+    use anyhow::Context as _;
+    let path = std::path::Path::new(plugin);
+    let (sha256, bytes) = if path.is_file() {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        (crate::digest::sha256_hex(&bytes), bytes)
+    } else {
+        plugins::resolve(home, plugin)
+            .map_err(|e| anyhow::anyhow!("plugin '{plugin}' is not a file, and {e}"))?
+    };
+    if !config.is_object() {
+        anyhow::bail!("--config must be a JSON object, got {config}");
+    }
+    let mut runtime = PolicyRuntime::new(home);
+    let engine = runtime.engine()?;
+    let component = engine.component(&sha256, &bytes)?;
+    let kind = engine.shape(&component)?.kind;
+    let mut loaded = Loaded::from_component(component, &sha256, kind, plugin, None);
+    let started = std::time::Instant::now();
+    let asked = (|| -> Result<_, crate::policy::PolicyError> {
+        Ok(match &mut loaded {
+            Loaded::Guard(p) => {
+                p.set_config(config.to_string());
+                let decision = match p.decide(engine, &mut ctx)? {
+                    crate::model::GuardDecision::Allow => serde_json::json!({"decision": "allow"}),
+                    crate::model::GuardDecision::Defer { reason, retry_after } => {
+                        serde_json::json!({"decision": "defer", "reason": reason, "retry_after": retry_after})
+                    }
+                    crate::model::GuardDecision::Block { reason } => {
+                        serde_json::json!({"decision": "block", "reason": reason})
+                    }
+                };
+                (decision, p.last_cost())
+            }
+            Loaded::Router(p) => {
+                p.set_config(config.to_string());
+                let assignee = p.route(engine, &mut ctx)?;
+                (serde_json::json!({"assignee": assignee}), p.last_cost())
+            }
+            Loaded::Diagnoser(p) => {
+                p.set_config(config.to_string());
+                let findings = p.diagnose(engine, &mut ctx)?;
+                (serde_json::json!({"findings": findings}), p.last_cost())
+            }
+            Loaded::Decomposer(p) => {
+                p.set_config(config.to_string());
+                let decision = match p.decompose(engine, &mut ctx)? {
+                    DecomposePlan::Leave(reason) => serde_json::json!({"leave": reason}),
+                    DecomposePlan::Children(children) => serde_json::json!({"children": children
+                    .iter()
+                    .map(|c| serde_json::json!({
+                        "title": c.title, "body": c.body, "assignee": c.assignee, "priority": c.priority,
+                        "workspace": c.workspace.as_ref().map(|(k, p)| serde_json::json!({"kind": k.as_str(), "path": p})),
+                        "depends_on": c.depends_on,
+                    }))
+                    .collect::<Vec<_>>()}),
+                };
+                (decision, p.last_cost())
+            }
+        })
+    })();
+    let (decision, cost) = asked.map_err(|e| anyhow::anyhow!("{plugin}: {e}"))?;
+    let micros = started.elapsed().as_micros() as u64;
+    let cost = cost.unwrap_or(crate::policy::CallCost { fuel_used: 0, fuel_limit: 0, peak_memory: 0 });
+    Ok(PluginRun {
+        plugin: plugin.to_string(),
+        sha256,
+        kind,
+        decision,
+        micros,
+        fuel_used: cost.fuel_used,
+        fuel_limit: cost.fuel_limit,
+        peak_memory: cost.peak_memory,
+    })
+}

@@ -88,9 +88,32 @@ pub struct Policy<W: World> {
     instance: Option<(Store<Sandbox>, W)>,
     /// Bytes of stdout/stderr already logged from the current instance.
     logged: (usize, usize),
+    /// What the last call cost.
+    last_cost: Option<CallCost>,
+}
+
+/// What one call cost: fuel, and the largest linear memory of its instance so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CallCost {
+    pub fuel_used: u64,
+    pub fuel_limit: u64,
+    pub peak_memory: usize,
 }
 
 impl<W: World> Policy<W> {
+    /// What the last call cost (none before the first call).
+    pub fn last_cost(&self) -> Option<CallCost> {
+        self.last_cost
+    }
+
+    /// Give the policy this `[policies.config]` (a JSON object, as text); it is validated when the next
+    /// instance starts.
+    pub fn set_config(&mut self, config_json: String) {
+        self.config_json = config_json;
+        self.validate_on_start = true;
+        self.instance = None;
+    }
+
     fn new(component: Component, sha256: &str, reference: &str, entry: Option<usize>) -> Policy<W> {
         Policy {
             entry,
@@ -105,6 +128,7 @@ impl<W: World> Policy<W> {
             rng: SharedRng::default(),
             instance: None,
             logged: (0, 0),
+            last_cost: None,
         }
     }
 
@@ -172,6 +196,11 @@ impl<W: World> Policy<W> {
             self.instance.as_mut().ok_or_else(|| PolicyError::Engine("no instance".into()))?;
         store.set_fuel(fuel).map_err(|e| PolicyError::Engine(e.to_string()))?;
         let result = f(store, bindings);
+        self.last_cost = Some(CallCost {
+            fuel_used: fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
+            fuel_limit: fuel,
+            peak_memory: store.data().peak_memory(),
+        });
         let (stdout, stderr) = runtime::output(store);
         let (new_out, new_err) =
             (&stdout[self.logged.0.min(stdout.len())..], &stderr[self.logged.1.min(stderr.len())..]);

@@ -13,7 +13,7 @@ mod instance;
 pub mod plugins;
 pub mod runtime;
 
-pub use instance::{Decomposer, Diagnoser, Guard, Loaded, Policy, Router, World};
+pub use instance::{CallCost, Decomposer, Diagnoser, Guard, Loaded, Policy, Router, World};
 /// The record every policy call gets (see [`context`]).
 pub use runtime::bindings::types::Context as PolicyContext;
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasData, Linker, Resource, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::p2::{DynPollable, Pollable};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
@@ -34,7 +34,7 @@ pub mod bindings {
             path: "../wit",
             world: "respawn-guard-policy",
             // `kanban plugin context` prints the record a policy gets, as JSON.
-            additional_derives: [serde::Serialize],
+            additional_derives: [serde::Serialize, serde::Deserialize],
         });
     }
     pub mod diagnostics {
@@ -96,9 +96,66 @@ pub struct ComponentShape {
 pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Tracked,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+}
+
+impl Sandbox {
+    /// The largest size any linear memory of the instance has reached, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.limits.peak
+    }
+}
+
+/// The store's limits, remembering the largest linear memory they allowed (for `kanban plugin run`).
+pub struct Tracked {
+    limits: StoreLimits,
+    peak: usize,
+}
+
+impl ResourceLimiter for Tracked {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.peak = self.peak.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl WasiView for Sandbox {
@@ -369,13 +426,16 @@ impl PolicyEngine {
             // - memory_size: the policy's `memory_mib` (default 64 MiB) per memory. The largest initial
             //   heaps are componentize-py's snapshot of the initialised interpreter (12.3 MiB) and
             //   componentize-js's SpiderMonkey (9.1 MiB); neither grows while deciding.
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(20)
-                .tables(16)
-                .memories(4)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: Tracked {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .instances(20)
+                    .tables(16)
+                    .memories(4)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                peak: 0,
+            },
             stdout,
             stderr,
         };
