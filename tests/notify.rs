@@ -231,6 +231,27 @@ fn a_hung_endpoint_never_holds_up_the_daemons_ticks() {
 }
 
 #[test]
+fn a_hung_endpoint_of_one_board_does_not_hold_up_another_boards_notifications() {
+    let f = Fleet::new();
+    let hung = Receiver::start();
+    hung.answer(200, Duration::from_secs(120));
+    let fine = Receiver::start();
+    board(&f, &["created"], &format!("webhook = {:?}\ntimeout_seconds = 120", hung.url));
+    f.ok(&["board", "create", "other"]);
+    let toml = format!("[[notify]]\non = [\"created\"]\nwebhook = {:?}\n", fine.url);
+    std::fs::write(f.toml_path("other"), toml).unwrap();
+    f.ok(&["--board", "other", "dispatch"]); // syncs its routes
+    f.create("on the hung board", &[]);
+    let mut daemon = f.cmd(&["daemon", "--interval", "0.1"]).spawn().unwrap();
+    wait_for("the hung board's notification to be sent", || !hung.got().is_empty());
+    f.ok(&["--board", "other", "create", "on the other board"]);
+    wait_for("the other board's notification, while the first endpoint hangs", || fine.got().len() == 1);
+    assert_eq!(fine.got()[0].body["board"], "other");
+    kill9(i64::from(daemon.id()));
+    let _ = daemon.wait();
+}
+
+#[test]
 fn notify_config_errors_name_the_key_and_a_worker_cannot_deliver() {
     let f = Fleet::new();
     let text = format!(

@@ -136,32 +136,56 @@ pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<(u64, Ended)>
     Ok((ticks, ended))
 }
 
-/// The notifier: a thread beside the ticks that delivers each board's due notifications (see
-/// [`crate::ops::notify`]), so a slow or broken endpoint never holds up a tick. It ends with the process;
-/// a delivery cut off by the exit is leased, and delivered again once its lease expires.
+/// The notifier: a thread per board beside the ticks that delivers the board's due notifications (see
+/// [`crate::ops::notify`]), so a slow or broken endpoint never holds up a tick, nor another board's
+/// notifications. A watcher thread starts one for each board it finds. They end with the process; a
+/// delivery cut off by the exit is leased, and delivered again once its lease expires.
 fn start_notifier(home: Home, board: Option<String>, interval: Duration) {
     let pause = interval.clamp(Duration::from_millis(100), Duration::from_secs(1));
     let spawned = std::thread::Builder::new().name("notifier".into()).spawn(move || {
+        let mut running: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         loop {
             let slugs = match &board {
                 Some(slug) => vec![slug.clone()],
                 None => home.board_slugs().unwrap_or_default(),
             };
             for slug in slugs {
-                let Ok(board) = home.open_board(&slug) else { continue };
-                let delivered = board
-                    .open_store()
-                    .map_err(anyhow::Error::from)
-                    .and_then(|mut store| crate::ops::notify::deliver_due(&board, &mut store, clock::now()));
-                if let Err(e) = delivered {
-                    tracing::warn!(board = %slug, error = %format!("{e:#}"), "notification delivery failed");
+                if running.contains(&slug) {
+                    continue;
+                }
+                let home = home.clone();
+                let name = slug.clone();
+                let started = std::thread::Builder::new()
+                    .name(format!("notify-{slug}"))
+                    .spawn(move || deliver_forever(&home, &name, pause));
+                match started {
+                    Ok(_) => {
+                        running.insert(slug);
+                    }
+                    Err(e) => tracing::error!(board = %slug, error = %e, "cannot start the board's notifier"),
                 }
             }
-            std::thread::sleep(pause);
+            std::thread::sleep(pause * 5);
         }
     });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the notifier; notifications wait for `kanban notify deliver`");
+    }
+}
+
+/// Deliver one board's due notifications, pass after pass, until the process ends.
+fn deliver_forever(home: &Home, slug: &str, pause: Duration) {
+    loop {
+        if let Ok(board) = home.open_board(slug) {
+            let delivered = board
+                .open_store()
+                .map_err(anyhow::Error::from)
+                .and_then(|mut store| crate::ops::notify::deliver_due(&board, &mut store, clock::now()));
+            if let Err(e) = delivered {
+                tracing::warn!(board = %slug, error = %format!("{e:#}"), "notification delivery failed");
+            }
+        }
+        std::thread::sleep(pause);
     }
 }
 
