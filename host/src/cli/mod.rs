@@ -437,6 +437,15 @@ pub struct RecurringAddArgs {
     pub skip_if_open: bool,
     #[arg(long)]
     pub body: Option<String>,
+    #[command(flatten)]
+    pub card: CardFields,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The fields of a new card that `create` and `recurring add` (for each card it makes) share.
+#[derive(Debug, Args)]
+pub struct CardFields {
     #[arg(long, value_name = "PROFILE")]
     pub assignee: Option<String>,
     /// Higher is dispatched first
@@ -450,16 +459,14 @@ pub struct RecurringAddArgs {
     /// Seconds, or 30s, 5m, 2h, 1d
     #[arg(long, value_parser = values::parse_duration, value_name = "DUR")]
     pub max_runtime: Option<i64>,
-    /// Breaker limit for each card
+    /// Breaker limit for the card
     #[arg(long, value_parser = clap::value_parser!(i64).range(0..), value_name = "N")]
     pub max_retries: Option<i64>,
-    /// Goal cards: a judge decides after each turn whether one is done
+    /// A goal card: a judge decides after each turn whether it is done
     #[arg(long)]
     pub goal: bool,
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..), value_name = "N", requires = "goal")]
     pub goal_max_turns: Option<i64>,
-    #[arg(long)]
-    pub json: bool,
 }
 
 fn parse_catch_up(text: &str) -> Result<crate::model::CatchUp, String> {
@@ -536,11 +543,6 @@ pub struct CreateArgs {
     /// Read the body from a file, or `-` for stdin
     #[arg(long, value_name = "PATH|-")]
     pub body_file: Option<PathBuf>,
-    #[arg(long, value_name = "PROFILE")]
-    pub assignee: Option<String>,
-    /// Higher is dispatched first
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub priority: i64,
     /// A card this one waits on (repeatable)
     #[arg(long = "parent", value_name = "ID")]
     pub parents: Vec<String>,
@@ -548,26 +550,12 @@ pub struct CreateArgs {
     #[arg(long, conflicts_with = "initial_status")]
     pub triage: bool,
     #[arg(long)]
-    pub tenant: Option<String>,
-    /// scratch, dir:PATH, worktree or worktree:PATH
-    #[arg(long, value_parser = values::parse_workspace, value_name = "KIND")]
-    pub workspace: Option<values::WorkspaceSpec>,
-    #[arg(long)]
     pub branch: Option<String>,
     /// Creating again with the same key returns the existing card
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
-    /// Seconds, or 30s, 5m, 2h, 1d
-    #[arg(long, value_parser = values::parse_duration, value_name = "DUR")]
-    pub max_runtime: Option<i64>,
-    /// Breaker limit for this card
-    #[arg(long, value_parser = clap::value_parser!(i64).range(0..), value_name = "N")]
-    pub max_retries: Option<i64>,
-    /// A goal card: a judge decides after each turn whether it is done
-    #[arg(long)]
-    pub goal: bool,
-    #[arg(long, value_parser = clap::value_parser!(i64).range(1..), value_name = "N", requires = "goal")]
-    pub goal_max_turns: Option<i64>,
+    #[command(flatten)]
+    pub card: CardFields,
     #[arg(long, value_enum)]
     pub initial_status: Option<InitialStatus>,
     #[arg(long)]
