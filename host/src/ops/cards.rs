@@ -54,21 +54,27 @@ pub fn act(desk: &mut Desk, id: &str, by: By, action: Action) -> anyhow::Result<
     let task = desk.store.get_task(id)?;
     if task.status == Status::Running && action.run_outcome().is_some() {
         let reason = stop_reason(&action);
-        return Ok(match stop::stop_card(desk, id, None, action, &reason)? {
-            StopOutcome::Finished(task, had_worker) => {
-                Acted { task: *task, stopped_worker: had_worker, pending: None, cleanup: Cleanup::Nothing }
-            }
-            StopOutcome::Pending { why, .. } => Acted {
-                task: desk.store.get_task(id)?,
-                stopped_worker: false,
-                pending: Some(why),
-                cleanup: Cleanup::Nothing,
-            },
-        });
+        let stopped = stop::stop_card(desk, id, None, action, &reason)?;
+        return stopped_acted(desk, id, stopped);
     }
     let applied = desk.store.apply(id, Actor::Operator, &action, limits, now)?;
     let cleanup = stop::after_change(desk.board, &applied.task);
     Ok(Acted::of(applied.task, cleanup))
+}
+
+/// What an action that had to stop the card's worker came to, for the front end to report.
+fn stopped_acted(desk: &mut Desk, id: &str, stopped: StopOutcome) -> anyhow::Result<Acted> {
+    Ok(match stopped {
+        StopOutcome::Finished(task, had_worker) => {
+            Acted { task: *task, stopped_worker: had_worker, pending: None, cleanup: Cleanup::Nothing }
+        }
+        StopOutcome::Pending { why, .. } => Acted {
+            task: desk.store.get_task(id)?,
+            stopped_worker: false,
+            pending: Some(why),
+            cleanup: Cleanup::Nothing,
+        },
+    })
 }
 
 /// Requeue a running card by hand, stopping exactly the run named (`run`, else the one current when the
@@ -82,17 +88,8 @@ pub fn reclaim(desk: &mut Desk, id: &str, run: Option<i64>, reason: Option<&str>
         );
     }
     let action = Action::Reclaim { reason: reason.clone() };
-    Ok(match stop::stop_card(desk, id, run.or(task.current_run_id), action, &reason)? {
-        StopOutcome::Finished(task, had_worker) => {
-            Acted { task: *task, stopped_worker: had_worker, pending: None, cleanup: Cleanup::Nothing }
-        }
-        StopOutcome::Pending { why, .. } => Acted {
-            task: desk.store.get_task(id)?,
-            stopped_worker: false,
-            pending: Some(why),
-            cleanup: Cleanup::Nothing,
-        },
-    })
+    let stopped = stop::stop_card(desk, id, run.or(task.current_run_id), action, &reason)?;
+    stopped_acted(desk, id, stopped)
 }
 
 fn stop_reason(action: &Action) -> String {
