@@ -1,0 +1,1 @@
+//! Python and JavaScript guests on a real board: the docs examples decide, hostile guests are bounded.
