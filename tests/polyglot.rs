@@ -14,13 +14,12 @@ mod guests;
 
 use std::path::PathBuf;
 
-/// Why every test here is ignored by default.
-pub const NEEDS: &str = "needs Python/JS toolchains: KANBAN_POLYGLOT_DIR=DIR after tests/plugins-polyglot/build.sh DIR";
-
 /// A component built by tests/plugins-polyglot/build.sh (e.g. "hostile_py.wasm").
 pub fn built(name: &str) -> PathBuf {
     let dir = std::env::var_os("KANBAN_POLYGLOT_DIR").unwrap_or_else(|| {
-        panic!("KANBAN_POLYGLOT_DIR is not set: build the components with tests/plugins-polyglot/build.sh DIR")
+        panic!(
+            "KANBAN_POLYGLOT_DIR is not set: build the components with tests/plugins-polyglot/build.sh DIR"
+        )
     });
     let path = PathBuf::from(dir).join(name);
     assert!(path.exists(), "{} is missing: run tests/plugins-polyglot/build.sh", path.display());

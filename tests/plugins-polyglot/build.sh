@@ -4,7 +4,8 @@
 #
 #   tests/plugins-polyglot/build.sh [OUT_DIR]     # default OUT_DIR: tests/plugins-polyglot/target
 #
-# writes hostile_py.wasm and hostile_js.wasm. The toolchains are the ones the docs examples pin (the same
+# writes hostile_py.wasm and hostile_js.wasm, and the docs examples business_hours_guard.wasm (Python) and
+# label_router.wasm (JavaScript) with their own build.sh. The toolchains are the ones the docs examples pin (the same
 # componentize-py version as docs/examples/business-hours-guard/build.sh, the same package-lock.json as
 # docs/examples/label-router), installed into throwaway folders under /tmp on first use.
 set -euo pipefail
@@ -40,4 +41,8 @@ fi
 "$tools/node_modules/.bin/jco" componentize "$here/js-hostile/hostile.js" \
     --wit "$root/wit" --world-name respawn-guard-policy --disable http fetch-event --out "$out/hostile_js.wasm"
 
-ls -l "$out"/hostile_*.wasm >&2
+# The docs examples, built by their own scripts as a reader would.
+OUT="$out/business_hours_guard.wasm" "$root/docs/examples/business-hours-guard/build.sh"
+OUT="$out/label_router.wasm" "$root/docs/examples/label-router/build.sh"
+
+ls -l "$out"/*.wasm >&2
