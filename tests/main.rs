@@ -20,6 +20,7 @@ mod policies;
 mod policy_failures;
 mod portable;
 mod recurring;
+mod replay;
 mod review;
 mod stops;
 mod workers;

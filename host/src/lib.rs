@@ -19,6 +19,7 @@ pub mod cli;
 pub mod clock;
 pub mod digest;
 pub mod dispatch;
+pub mod history;
 pub mod lifecycle;
 pub mod model;
 pub mod ops;

@@ -57,7 +57,11 @@ fn the_python_business_hours_guard_defers_outside_hours_and_allows_inside() {
     assert_eq!(held[0]["retry_after"], MONDAY_TEN - 3600, "opens Monday 09:00 UTC: {report}");
     let reason = held[0]["reason"].as_str().unwrap();
     assert!(reason.starts_with("outside business hours for coder"), "{reason}");
-    assert_eq!(spawned(&report), [reviewer.clone()], "a profile without hours is never deferred");
+    assert_eq!(
+        spawned(&report),
+        std::slice::from_ref(&reviewer),
+        "a profile without hours is never deferred"
+    );
     assert!(report["policy_errors"].as_array().unwrap().is_empty(), "{report}");
 
     f.set_now(MONDAY_TEN);

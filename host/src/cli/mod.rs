@@ -291,6 +291,9 @@ pub enum Command {
     /// Install, list, inspect, remove and verify policy plugins (WebAssembly components)
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Ask a candidate policy about the decisions the board made, and see where it would have differed
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Run the board's diagnostics policies over its cards and print the findings
     Diagnostics {
         /// Only this card
@@ -401,6 +404,45 @@ pub enum PluginCommand {
         /// The policy's config, as [policies.config] would give it (a JSON object)
         #[arg(long, value_name = "JSON", default_value = "{}")]
         config: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Replay the board's recorded spawn decisions (guards) or assignments (routers) with a candidate
+    /// plugin, each card rebuilt as it stood then, and report where the candidate decides differently
+    #[command(
+        long_about = "Replay the board's history with a candidate policy before turning it on. For a respawn \
+                      guard, every spawn decision the board recorded in the window (each claim, each deferral \
+                      and each block by a guard) is asked again; for a router, every assignment a routing \
+                      policy made. Each time the card is rebuilt from the event log as it stood just before \
+                      the decision (its runs, events, comments, counters, block and assignee as of then), with \
+                      the running counts of that moment and the board's config of today. The report counts \
+                      the decisions by verdict (same, would_defer, would_block, would_allow, would_assign, \
+                      error) and lists every one that differs. Nothing is written."
+    )]
+    Replay {
+        /// The candidate: a component file, or a plugin as board.toml names it (builtin:NAME, an installed
+        /// name, sha256:HEX)
+        #[arg(long, value_name = "PLUGIN")]
+        plugin: String,
+        /// The kind to replay; the candidate must be of it [default: the candidate's kind]
+        #[arg(long, value_parser = ["respawn-guard", "routing"])]
+        kind: Option<String>,
+        /// How far back to go (seconds, or 30s, 5m, 2h, 7d)
+        #[arg(long, value_parser = values::parse_duration, default_value = "7d", value_name = "DUR")]
+        since: i64,
+        /// The candidate's config, as [policies.config] would give it (a JSON object)
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        config: String,
+        /// List every decision, not only those the candidate would change
+        #[arg(long)]
+        all: bool,
+        /// With --json: each listed decision with the context record the candidate was handed
+        #[arg(long, requires = "json")]
+        contexts: bool,
         #[arg(long)]
         json: bool,
     },
@@ -698,6 +740,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Demo
         | Command::Supervise { .. }) => dispatch::run(&inv, cmd),
         Command::Plugin(cmd) => policies::plugin(&inv, cmd),
+        Command::Policy(cmd) => policies::policy(&inv, cmd),
         Command::Diagnostics { task, severity, json } => policies::diagnostics(&inv, task, severity, json),
         Command::Decompose { id, all, json } => policies::decompose(&inv, id, all, json),
         Command::Gc { older_than, dry_run, json } => gc::run(&inv, older_than, dry_run, json),

@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{Invocation, PluginCommand, UsageError, render};
+use super::{Invocation, PluginCommand, PolicyCommand, UsageError, render};
 use crate::board::Board;
 use crate::clock;
 use crate::model::{Finding, Severity, Status};
@@ -124,6 +124,61 @@ pub fn plugin(inv: &Invocation, command: PluginCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `kanban policy ...`.
+pub fn policy(inv: &Invocation, command: PolicyCommand) -> anyhow::Result<()> {
+    let PolicyCommand::Replay { plugin, kind, since, config, all, contexts, json } = command;
+    let config: serde_json::Value =
+        serde_json::from_str(&config).map_err(|e| UsageError(format!("--config is not JSON: {e}")))?;
+    let (board, mut store) = inv.open()?;
+    let host_id = inv.home.host_id()?;
+    let mut desk = Desk::new(&board, &mut store, &host_id);
+    let from = clock::now() - since;
+    let listing = ops::replay::Listing { all, contexts };
+    let kind = kind.as_deref().and_then(crate::model::PolicyKind::parse);
+    let report = ops::replay::replay(&mut desk, &inv.home, &plugin, &config, from, kind, listing)?;
+    if json {
+        return render::json(&report);
+    }
+    println!(
+        "Replayed {} {} decision(s) of board {} since {} with {} (sha256:{})",
+        report.decisions,
+        report.kind,
+        report.board,
+        render::time(report.since),
+        report.plugin,
+        &report.sha256[..16]
+    );
+    let counts = |m: &std::collections::BTreeMap<String, usize>| {
+        m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    };
+    println!("the board:     {}", counts(&report.actual));
+    println!("the candidate: {}", counts(&report.verdicts));
+    if !report.inexact.is_empty() {
+        println!("rebuilt with today's value (may differ): {}", counts(&report.inexact));
+    }
+    for c in &report.listed {
+        let what = |v: &serde_json::Value| match v.get("decision").and_then(|d| d.as_str()) {
+            Some(d) => match v.get("reason").and_then(|r| r.as_str()) {
+                Some(reason) => format!("{d} ({reason})"),
+                None => d.to_string(),
+            },
+            None => match v.get("error") {
+                Some(e) => format!("error: {}", e.as_str().unwrap_or_default()),
+                None => format!("assign {}", v.get("assignee").unwrap_or(&serde_json::Value::Null)),
+            },
+        };
+        println!(
+            "{:<12} {} {:<11} board: {}; candidate: {}",
+            c.verdict,
+            render::time(c.at),
+            c.task_id,
+            what(&c.actual),
+            what(&c.replayed)
+        );
+    }
+    Ok(())
 }
 
 fn print_installed(p: &Installed) {

@@ -131,6 +131,7 @@ fn name(command: &Command) -> &'static str {
         Command::Resume { .. } => "resume",
         Command::Demo => "demo",
         Command::Diagnostics { .. } => "diagnostics",
+        Command::Policy(_) => "policy replay",
         Command::Decompose { .. } => "decompose",
         Command::Gc { .. } => "gc",
         Command::Supervise { .. } => "supervise",

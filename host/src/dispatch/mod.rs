@@ -539,6 +539,15 @@ fn spawn_phase(
             report.auto_blocked.push(id);
         }
     }
+    if !options.dry_run {
+        // Recorded so `kanban policy replay` can ask a candidate guard about the spawns this board deferred.
+        let deferred: Vec<_> = report
+            .respawn_guarded
+            .iter()
+            .map(|g| (g.task_id.as_str(), g.policy.as_str(), g.reason.as_str(), g.retry_after))
+            .collect();
+        desk.store.record_deferrals(&deferred, clock::now())?;
+    }
     let starts: Vec<plan::Start> = starts.into_iter().filter(|s| !unrouted.contains(&s.task.id)).collect();
     if options.dry_run {
         for plan::Start { task, lane, profile } in starts {

@@ -216,6 +216,9 @@ named_enum! {
         SpawnLost => "spawn_lost",
         HostError => "host_error",
         GaveUp => "gave_up",
+        /// A respawn guard deferred the card's spawn. Recorded once per streak: a tick records it unless
+        /// the card's newest event already is a deferral by the same policy.
+        Deferred => "deferred",
         GoalContinue => "goal_continue",
         Tip => "tip",
         DispatcherHealth => "dispatcher_health",

@@ -14,6 +14,7 @@ pub mod pause;
 pub mod policies;
 pub mod portable;
 pub mod recurring;
+pub mod replay;
 pub mod stop;
 pub mod supervise;
 

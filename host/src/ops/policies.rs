@@ -136,69 +136,86 @@ pub struct PluginRun {
     pub peak_memory: usize,
 }
 
-/// Call a plugin once on a context, with `config` (a JSON object) as its `[policies.config]`, under the
-/// default limits, as a tick would: the sandbox, fuel and memory are the same; nothing is recorded.
-/// `plugin` is a path to a component, or a reference as board.toml writes it (`builtin:NAME`, an installed
-/// name, `sha256:HEX`).
-pub fn run_plugin(
-    home: &Home,
-    plugin: &str,
-    mut ctx: crate::policy::PolicyContext,
-    config: &serde_json::Value,
-) -> anyhow::Result<PluginRun> {
-    use crate::policy::{Loaded, plugins};
-    use anyhow::Context as _;
-    let path = std::path::Path::new(plugin);
-    let (sha256, bytes) = if path.is_file() {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        (crate::digest::sha256_hex(&bytes), bytes)
-    } else {
-        plugins::resolve(home, plugin)
-            .map_err(|e| anyhow::anyhow!("plugin '{plugin}' is not a file, and {e}"))?
-    };
-    if !config.is_object() {
-        anyhow::bail!("--config must be a JSON object, got {config}");
+/// A plugin outside any board, with its config, called as a tick would call it (the same sandbox, fuel
+/// and memory; nothing is recorded): `kanban plugin run` calls it once, `kanban policy replay` once per
+/// decision it replays, on the same instance.
+pub struct Candidate {
+    runtime: PolicyRuntime,
+    loaded: crate::policy::Loaded,
+    pub plugin: String,
+    pub sha256: String,
+    pub kind: PolicyKind,
+}
+
+impl Candidate {
+    /// `plugin` is a path to a component, or a reference as board.toml writes it (`builtin:NAME`, an
+    /// installed name, `sha256:HEX`); `config` (a JSON object) is its `[policies.config]`.
+    pub fn open(home: &Home, plugin: &str, config: &serde_json::Value) -> anyhow::Result<Candidate> {
+        use crate::policy::{Loaded, plugins};
+        use anyhow::Context as _;
+        let path = std::path::Path::new(plugin);
+        let (sha256, bytes) = if path.is_file() {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            (crate::digest::sha256_hex(&bytes), bytes)
+        } else {
+            plugins::resolve(home, plugin)
+                .map_err(|e| anyhow::anyhow!("plugin '{plugin}' is not a file, and {e}"))?
+        };
+        if !config.is_object() {
+            anyhow::bail!("--config must be a JSON object, got {config}");
+        }
+        let mut runtime = PolicyRuntime::new(home);
+        let engine = runtime.engine()?;
+        let component = engine.component(&sha256, &bytes)?;
+        let kind = engine.shape(&component)?.kind;
+        let mut loaded = Loaded::from_component(component, &sha256, kind, plugin, None);
+        match &mut loaded {
+            Loaded::Guard(p) => p.set_config(config.to_string()),
+            Loaded::Router(p) => p.set_config(config.to_string()),
+            Loaded::Diagnoser(p) => p.set_config(config.to_string()),
+            Loaded::Decomposer(p) => p.set_config(config.to_string()),
+        }
+        Ok(Candidate { runtime, loaded, plugin: plugin.to_string(), sha256, kind })
     }
-    let mut runtime = PolicyRuntime::new(home);
-    let engine = runtime.engine()?;
-    let component = engine.component(&sha256, &bytes)?;
-    let kind = engine.shape(&component)?.kind;
-    let mut loaded = Loaded::from_component(component, &sha256, kind, plugin, None);
-    let started = std::time::Instant::now();
-    let asked = (|| -> Result<_, crate::policy::PolicyError> {
-        Ok(match &mut loaded {
+
+    /// Ask the plugin about `ctx`: its decision as JSON (`{"decision": "allow" | "defer" | "block", ...}`,
+    /// `{"assignee": ...}`, `{"findings": [...]}`, `{"children": [...]}` or `{"leave": ...}`) and the call's
+    /// cost.
+    pub fn ask(
+        &mut self,
+        ctx: &mut crate::policy::PolicyContext,
+    ) -> Result<(serde_json::Value, Option<crate::policy::CallCost>), crate::policy::PolicyError> {
+        use crate::model::GuardDecision;
+        use crate::policy::Loaded;
+        use serde_json::json;
+        let engine = self.runtime.engine()?;
+        Ok(match &mut self.loaded {
             Loaded::Guard(p) => {
-                p.set_config(config.to_string());
-                let decision = match p.decide(engine, &mut ctx)? {
-                    crate::model::GuardDecision::Allow => serde_json::json!({"decision": "allow"}),
-                    crate::model::GuardDecision::Defer { reason, retry_after } => {
-                        serde_json::json!({"decision": "defer", "reason": reason, "retry_after": retry_after})
+                let decision = match p.decide(engine, ctx)? {
+                    GuardDecision::Allow => json!({"decision": "allow"}),
+                    GuardDecision::Defer { reason, retry_after } => {
+                        json!({"decision": "defer", "reason": reason, "retry_after": retry_after})
                     }
-                    crate::model::GuardDecision::Block { reason } => {
-                        serde_json::json!({"decision": "block", "reason": reason})
-                    }
+                    GuardDecision::Block { reason } => json!({"decision": "block", "reason": reason}),
                 };
                 (decision, p.last_cost())
             }
             Loaded::Router(p) => {
-                p.set_config(config.to_string());
-                let assignee = p.route(engine, &mut ctx)?;
-                (serde_json::json!({"assignee": assignee}), p.last_cost())
+                let assignee = p.route(engine, ctx)?;
+                (json!({"assignee": assignee}), p.last_cost())
             }
             Loaded::Diagnoser(p) => {
-                p.set_config(config.to_string());
-                let findings = p.diagnose(engine, &mut ctx)?;
-                (serde_json::json!({"findings": findings}), p.last_cost())
+                let findings = p.diagnose(engine, ctx)?;
+                (json!({"findings": findings}), p.last_cost())
             }
             Loaded::Decomposer(p) => {
-                p.set_config(config.to_string());
-                let decision = match p.decompose(engine, &mut ctx)? {
-                    DecomposePlan::Leave(reason) => serde_json::json!({"leave": reason}),
-                    DecomposePlan::Children(children) => serde_json::json!({"children": children
+                let decision = match p.decompose(engine, ctx)? {
+                    DecomposePlan::Leave(reason) => json!({"leave": reason}),
+                    DecomposePlan::Children(children) => json!({"children": children
                     .iter()
-                    .map(|c| serde_json::json!({
+                    .map(|c| json!({
                         "title": c.title, "body": c.body, "assignee": c.assignee, "priority": c.priority,
-                        "workspace": c.workspace.as_ref().map(|(k, p)| serde_json::json!({"kind": k.as_str(), "path": p})),
+                        "workspace": c.workspace.as_ref().map(|(k, p)| json!({"kind": k.as_str(), "path": p})),
                         "depends_on": c.depends_on,
                     }))
                     .collect::<Vec<_>>()}),
@@ -206,12 +223,24 @@ pub fn run_plugin(
                 (decision, p.last_cost())
             }
         })
-    })();
-    let (decision, cost) = asked.map_err(|e| anyhow::anyhow!("{plugin}: {e}"))?;
+    }
+}
+
+/// Call a plugin once on a context (see [`Candidate`]).
+pub fn run_plugin(
+    home: &Home,
+    plugin: &str,
+    mut ctx: crate::policy::PolicyContext,
+    config: &serde_json::Value,
+) -> anyhow::Result<PluginRun> {
+    let mut candidate = Candidate::open(home, plugin, config)?;
+    let started = std::time::Instant::now();
+    let (decision, cost) = candidate.ask(&mut ctx).map_err(|e| anyhow::anyhow!("{plugin}: {e}"))?;
     let micros = started.elapsed().as_micros() as u64;
     let cost = cost.unwrap_or(crate::policy::CallCost { fuel_used: 0, fuel_limit: 0, peak_memory: 0 });
+    let Candidate { plugin, sha256, kind, .. } = candidate;
     Ok(PluginRun {
-        plugin: plugin.to_string(),
+        plugin,
         sha256,
         kind,
         decision,

@@ -126,6 +126,15 @@ pub struct Stats {
 }
 
 /// Everything `kanban show` prints about a card, read in one snapshot.
+/// When one run of the board began and ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpan {
+    pub id: i64,
+    pub profile: Option<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct TaskDetail {
     pub task: Task,
@@ -874,6 +883,44 @@ impl Store {
         self.read(|tx| events_of(tx, task, since))
     }
 
+    /// The board's events of `kinds` from `since` (a time) on, in id order: the decisions `kanban policy
+    /// replay` asks a candidate policy about again.
+    pub fn events_of_kinds(&mut self, kinds: &[EventKind], since: i64) -> Result<Vec<Event>> {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let kinds = serde_json::to_string(&kinds).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let cols = rows::event_columns();
+        self.read(|tx| {
+            Ok(query_all!(
+                tx,
+                EventReader,
+                format!(
+                    "SELECT {cols} FROM task_events
+                     WHERE kind IN (SELECT value FROM json_each(?1)) AND created_at >= ?2 ORDER BY id"
+                ),
+                params![kinds, since]
+            ))
+        })
+    }
+
+    /// Every run of the board, in id order: what was running when.
+    pub fn run_spans(&mut self) -> Result<Vec<RunSpan>> {
+        self.read(|tx| {
+            let mut stmt =
+                tx.prepare_cached("SELECT id, profile, started_at, ended_at FROM task_runs ORDER BY id")?;
+            let spans = stmt
+                .query_map([], |r| {
+                    Ok(RunSpan {
+                        id: r.get(0)?,
+                        profile: r.get(1)?,
+                        started_at: r.get(2)?,
+                        ended_at: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(spans)
+        })
+    }
+
     /// The id of the newest event (0 on an empty board).
     pub fn last_event_id(&mut self) -> Result<i64> {
         self.read(|tx| Ok(tx.query_row("SELECT COALESCE(max(id), 0) FROM task_events", [], |r| r.get(0))?))
@@ -1034,6 +1081,50 @@ impl Store {
             let t = decide(tx, &task, Actor::Operator, &action, BreakerLimits::default())?;
             write_transition(tx, &task, &t, now)?;
             Ok(true)
+        })
+    }
+
+    /// Record a tick's respawn-guard deferrals, `(card, policy, reason, retry_after)`, in one transaction:
+    /// a `deferred` event on each card whose newest event is not already a deferral by the same policy
+    /// (a card deferred tick after tick gets one event per streak, not one per tick). Cards gone or no
+    /// longer dispatchable are skipped. Returns how many events were written.
+    pub fn record_deferrals(
+        &mut self,
+        deferred: &[(&str, &str, &str, Option<i64>)],
+        now: i64,
+    ) -> Result<usize> {
+        if deferred.is_empty() {
+            return Ok(0);
+        }
+        self.write(|tx| {
+            let mut written = 0;
+            for &(id, policy, reason, retry_after) in deferred {
+                let Some(task) = load(tx, id).ok().filter(|t| t.status.is_dispatchable()) else {
+                    continue;
+                };
+                let newest: Option<(String, Option<String>)> = tx
+                    .prepare_cached(
+                        "SELECT kind, json_extract(payload, '$.policy') FROM task_events
+                         WHERE task_id = ?1 ORDER BY id DESC LIMIT 1",
+                    )?
+                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if newest.is_some_and(|(kind, by)| {
+                    kind == EventKind::Deferred.as_str() && by.as_deref() == Some(policy)
+                }) {
+                    continue;
+                }
+                let payload = json!({
+                    "policy": policy,
+                    "reason": reason,
+                    "retry_after": retry_after,
+                    "status": task.status,
+                    "assignee": task.assignee,
+                });
+                append_event(tx, Some(id), None, EventKind::Deferred, payload, now)?;
+                written += 1;
+            }
+            Ok(written)
         })
     }
 
