@@ -35,6 +35,22 @@ fn installed_path(f: &Fleet) -> PathBuf {
 }
 
 /// Copy the binary under test to `path` (its mode kept), the way an install or an upgrade writes it.
+/// Start `cmd`, a copy of the binary this test just wrote. Linux refuses to exec a file that any process
+/// holds open for writing (ETXTBSY), and a thread of this test binary that forks a child while the copy's
+/// write descriptor is open hands that child the descriptor until its own exec closes it: retry briefly.
+fn spawn_copy(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn install_binary(path: &Path) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::copy(bin(), path).unwrap_or_else(|e| panic!("copy {} to {}: {e}", bin(), path.display()));
@@ -61,12 +77,13 @@ fn cmd_at(f: &Fleet, exe: &Path, args: &[&str]) -> Command {
 /// Start `exe --home H daemon --interval 0.2` with `KANBAN_LOG=info`, its stderr in `<home>/daemon.log`.
 fn start_daemon(f: &Fleet, exe: &Path) -> Child {
     let log = File::create(daemon_log_path(f)).unwrap();
-    cmd_at(f, exe, &["daemon", "--interval", "0.2"])
-        .env("KANBAN_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn the daemon")
+    spawn_copy(
+        cmd_at(f, exe, &["daemon", "--interval", "0.2"])
+            .env("KANBAN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log),
+    )
+    .expect("spawn the daemon")
 }
 
 fn daemon_log_path(f: &Fleet) -> PathBuf {
@@ -186,12 +203,13 @@ fn tick_while_the_binary_changes(f: &Fleet, extra: &[&str], change: impl FnOnce(
     let lock = hold_write_lock(f);
     let mut args = vec!["dispatch", "--json"];
     args.extend_from_slice(extra);
-    let child = cmd_at(f, &exe, &args)
-        .env("KANBAN_BUSY_TIMEOUT_MS", "20000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn dispatch");
+    let child = spawn_copy(
+        cmd_at(f, &exe, &args)
+            .env("KANBAN_BUSY_TIMEOUT_MS", "20000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .expect("spawn dispatch");
     // spawn() returns once the binary is executing; the tick then waits for the lock before it claims.
     change(&exe);
     drop(lock);
