@@ -162,6 +162,53 @@ fn a_tampered_plugin_blob_is_a_board_level_hash_mismatch_that_counts_toward_quar
     assert_eq!(quarantined_events(&f, "guard").len(), 1);
 }
 
+/// A load skips hashing a plugin's stored blob and its compiled artifact while their files keep the
+/// fingerprint recorded when they were last checked (docs/security.md). A write to either afterwards, of
+/// the same size, still never runs: the blob is refused, the artifact recompiled from the blob.
+#[test]
+fn a_blob_or_compiled_artifact_changed_after_its_fingerprint_was_recorded_is_checked_again() {
+    let f = Fleet::new();
+    install(&f, &test_plugin("hostile"), "guard");
+    board(&f, &policy("respawn-guard", "guard", "", "mode = \"allow\""));
+    let id = f.create("card", &["--assignee", "w"]);
+    // Fingerprints are recorded only for files unchanged for 2 s (the kernel's file clock is coarse).
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let report = dry_run(&f);
+    assert!(report["policy_errors"].as_array().unwrap().is_empty(), "{report}");
+    let sha = f.json(&["plugin", "show", "guard", "--json"])["sha256"].as_str().unwrap().to_string();
+    assert!(f.home().join("cache/verified").join(&sha).exists(), "the blob's fingerprint was not recorded");
+    let cache = f.home().join("cache/wasm");
+    let name = |ext: &str| {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name().unwrap().to_str().unwrap().starts_with(&sha) && p.extension().unwrap() == ext
+            })
+            .unwrap_or_else(|| panic!("no .{ext} for {sha} in {}", cache.display()))
+    };
+    let mac = std::fs::read_to_string(name("mac")).unwrap();
+    assert_eq!(mac.lines().count(), 2, "the artifact's fingerprint was not sealed: {mac}");
+
+    // The compiled artifact, changed in place: the keyed digest no longer matches, so it is recompiled.
+    let artifact = name("cwasm");
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    std::fs::write(&artifact, bytes).unwrap();
+    let out = f.cmd(&["dispatch", "--dry-run", "--json"]).env("KANBAN_LOG", "warn").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ignoring a compiled artifact the host did not write"), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["policy_errors"].as_array().unwrap().is_empty(), "{report}");
+
+    // The blob, changed in place: refused.
+    tamper(&f, "guard");
+    let report = dry_run(&f);
+    one_error(&report, "guard", "hash_mismatch", None);
+    assert_eq!(task_ids(&report["spawned"]), vec![id], "{report}");
+}
+
 fn findings(report: &Value) -> Vec<Value> {
     report["findings"].as_array().unwrap_or_else(|| panic!("no findings in {report}")).clone()
 }

@@ -24,11 +24,19 @@ export const plugin = {
   },
 };
 
+// The host keeps one instance for a whole tick and hands every call the same config text: parse it once.
+let parsed = { text: null, settings: null };
+
+function settingsOf(text) {
+  if (parsed.text !== text) parsed = { text, settings: parseConfig(text) };
+  return parsed.settings;
+}
+
 export const routing = {
   route(ctx) {
     // The host validated the config at `board check` and when it loaded the board. If it is bad anyway, the
     // exception traps the call: the host records a policy error and leaves the card unassigned.
-    const settings = parseConfig(ctx.config);
+    const settings = settingsOf(ctx.config);
     // A profile the board does not have is refused by the host as a bad_output error, which names it.
     return pickProfile(settings, ctx.card.title) ?? undefined;
   },

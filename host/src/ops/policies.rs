@@ -156,7 +156,7 @@ impl Candidate {
         let path = std::path::Path::new(plugin);
         let (sha256, bytes) = if path.is_file() {
             let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            (crate::digest::sha256_hex(&bytes), bytes)
+            (crate::digest::sha256_hex(&bytes), plugins::PluginBytes::InMemory(bytes))
         } else {
             plugins::resolve(home, plugin)
                 .map_err(|e| anyhow::anyhow!("plugin '{plugin}' is not a file, and {e}"))?

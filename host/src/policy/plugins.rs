@@ -82,11 +82,44 @@ fn builtin_sha(name: &str, bytes: &[u8]) -> String {
     shas.entry(name.to_string()).or_insert_with(|| sha256_hex(bytes)).clone()
 }
 
-/// Resolve a board's plugin reference to `(sha256, bytes)`, checking the bytes against their hash.
-pub fn resolve(home: &Home, reference: &str) -> Result<(String, Vec<u8>), PolicyError> {
+/// A plugin's bytes, known to match their sha256.
+pub enum PluginBytes {
+    /// Read (and checked) already, or embedded in the binary.
+    InMemory(Vec<u8>),
+    /// A stored blob whose file is unchanged since its bytes were last checked (its
+    /// [fingerprint](crate::digest::fingerprint) is the one recorded then), so it was not read: a load that
+    /// finds the compiled artifact in the cache never needs the bytes.
+    Stored { path: PathBuf, sha256: String },
+}
+
+impl PluginBytes {
+    /// The bytes. A stored blob is read now and checked against its hash again.
+    pub fn read(&self) -> Result<std::borrow::Cow<'_, [u8]>, PolicyError> {
+        match self {
+            PluginBytes::InMemory(bytes) => Ok(std::borrow::Cow::Borrowed(bytes)),
+            PluginBytes::Stored { path, sha256 } => {
+                let bytes = std::fs::read(path).map_err(|_| PolicyError::NotInstalled)?;
+                let actual = sha256_hex(&bytes);
+                if actual != *sha256 {
+                    return Err(PolicyError::HashMismatch { expected: sha256.clone(), actual });
+                }
+                Ok(std::borrow::Cow::Owned(bytes))
+            }
+        }
+    }
+}
+
+/// Where the fingerprint of a stored blob is kept once its bytes were checked against `sha256`.
+fn verified_path(home: &Home, sha256: &str) -> PathBuf {
+    home.root().join("cache").join("verified").join(sha256)
+}
+
+/// Resolve a board's plugin reference to `(sha256, bytes)`, checking the bytes against their hash: a
+/// stored blob is hashed unless its file is unchanged since it was last hashed (then it is not read).
+pub fn resolve(home: &Home, reference: &str) -> Result<(String, PluginBytes), PolicyError> {
     if let Some(name) = reference.strip_prefix("builtin:") {
         let (_, bytes) = builtins::get(name).ok_or(PolicyError::NotInstalled)?;
-        return Ok((builtin_sha(name, bytes), bytes.to_vec()));
+        return Ok((builtin_sha(name, bytes), PluginBytes::InMemory(bytes.to_vec())));
     }
     let sha256 = match reference.strip_prefix("sha256:") {
         Some(hex) => hex.to_string(),
@@ -95,12 +128,22 @@ pub fn resolve(home: &Home, reference: &str) -> Result<(String, Vec<u8>), Policy
             index.plugins.get(reference).ok_or(PolicyError::NotInstalled)?.sha256.clone()
         }
     };
-    let bytes = std::fs::read(blob_path(home, &sha256)).map_err(|_| PolicyError::NotInstalled)?;
-    let actual = sha256_hex(&bytes);
-    if actual != sha256 {
-        return Err(PolicyError::HashMismatch { expected: sha256, actual });
+    let path = blob_path(home, &sha256);
+    let fingerprint = crate::digest::fingerprint(&path).ok_or(PolicyError::NotInstalled)?;
+    let record = verified_path(home, &sha256);
+    if std::fs::read_to_string(&record).is_ok_and(|recorded| recorded.trim() == fingerprint.text) {
+        return Ok((sha256.clone(), PluginBytes::Stored { path, sha256 }));
     }
-    Ok((sha256, bytes))
+    let bytes = PluginBytes::Stored { path: path.clone(), sha256: sha256.clone() }.read()?.into_owned();
+    // Checked: remember the file as it is now (best effort; without the record the next load hashes again).
+    if fingerprint.settled
+        && let Some(dir) = record.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+        && let Err(e) = write_atomic(&record, fingerprint.text.as_bytes())
+    {
+        tracing::debug!(error = %e, "could not record a verified plugin blob");
+    }
+    Ok((sha256, PluginBytes::InMemory(bytes)))
 }
 
 /// Install a component: check it is a policy component this host can load (and run `describe`), store
@@ -125,6 +168,8 @@ pub fn install(
         }));
     }
     let sha256 = sha256_hex(&bytes);
+    let size = bytes.len() as u64;
+    let bytes = PluginBytes::InMemory(bytes);
     let component = engine.component(&sha256, &bytes).map_err(&refuse)?;
     let shape = engine.shape(&component).map_err(&refuse)?;
     let mut policy =
@@ -145,7 +190,7 @@ pub fn install(
     let blobs = blob.parent().expect("blobs dir");
     std::fs::create_dir_all(blobs)
         .map_err(|error| PluginStoreError::Io { path: blobs.to_path_buf(), error })?;
-    write_atomic(&blob, &bytes)
+    write_atomic(&blob, &bytes.read().map_err(&refuse)?)
         .map_err(|e| PluginStoreError::Invalid(format!("cannot store the plugin: {e}")))?;
     let installed = Installed {
         name: name.clone(),
@@ -154,7 +199,7 @@ pub fn install(
         version: info.version,
         wit_version: shape.version,
         installed_at: now,
-        size: bytes.len() as u64,
+        size,
     };
     let mut index = read_index(home)?;
     index.plugins.insert(name, installed.clone());

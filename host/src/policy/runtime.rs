@@ -12,6 +12,7 @@
 //! the component's sha256 and the engine's compatibility hash. The host deserializes only artifacts it
 //! wrote itself: each carries a keyed digest (a per-home secret), checked before loading.
 
+use super::plugins::PluginBytes;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -289,15 +290,15 @@ impl PolicyEngine {
     }
 
     /// Compile (or fetch from the caches) the component whose bytes hash to `sha256`.
-    pub fn component(&mut self, sha256: &str, bytes: &[u8]) -> Result<Component, PolicyError> {
+    pub fn component(&mut self, sha256: &str, bytes: &PluginBytes) -> Result<Component, PolicyError> {
         if let Some(component) = self.compiled.get(sha256) {
             return Ok(component.clone());
         }
         let component = match self.load_cached(sha256) {
             Some(component) => component,
             None => {
-                let component = Component::new(&self.engine, bytes).map_err(|e| PolicyError::Invalid {
-                    detail: format!("not a loadable WebAssembly component: {e}"),
+                let component = Component::new(&self.engine, &*bytes.read()?).map_err(|e| {
+                    PolicyError::Invalid { detail: format!("not a loadable WebAssembly component: {e}") }
                 })?;
                 self.store_cached(sha256, &component);
                 component
@@ -316,14 +317,33 @@ impl PolicyEngine {
         Some((base.with_extension("cwasm"), base.with_extension("mac")))
     }
 
+    /// The compiled artifact of `sha256` from the disk cache, if the host wrote it. Its `.mac` file holds
+    /// the artifact's digest keyed with this home's secret and, once the file has settled, the artifact's
+    /// [fingerprint](crate::digest::fingerprint) keyed the same way: while the file keeps that fingerprint
+    /// it is mapped as it is, without reading and hashing its tens of megabytes again.
     fn load_cached(&self, sha256: &str) -> Option<Component> {
         let (artifact, mac_path) = self.artifact_paths(sha256)?;
-        let bytes = std::fs::read(&artifact).ok()?;
         let mac = std::fs::read_to_string(&mac_path).ok()?;
         let key = cache_key(self.cache_dir.as_ref()?)?;
-        if mac.trim() != keyed_digest(&key, &bytes) {
+        let mut lines = mac.lines();
+        let digest = lines.next()?.trim().to_string();
+        let fingerprint = crate::digest::fingerprint(&artifact)?;
+        let recorded = lines.next().and_then(|l| l.split_once(' '));
+        if recorded.is_some_and(|(fp, sealed)| {
+            fp == fingerprint.text && sealed == keyed_digest(&key, format!("{digest} {fp}").as_bytes())
+        }) {
+            // SAFETY: the file is the one whose bytes matched the keyed digest when the fingerprint was
+            // sealed (same inode, size and change times, which any write would move), and the host never
+            // writes an artifact in place (a new one is renamed over it), so the mapping stays valid.
+            return unsafe { Component::deserialize_file(&self.engine, &artifact) }.ok();
+        }
+        let bytes = std::fs::read(&artifact).ok()?;
+        if digest != keyed_digest(&key, &bytes) {
             tracing::warn!(path = %artifact.display(), "ignoring a compiled artifact the host did not write");
             return None;
+        }
+        if fingerprint.settled {
+            seal(&mac_path, &key, &digest, &fingerprint.text);
         }
         // SAFETY: the bytes were produced by `Component::serialize` of this engine configuration (the
         // compatibility hash is in the file name) and carry a digest keyed with this home's secret, so they
@@ -538,6 +558,16 @@ fn cache_key(dir: &Path) -> Option<Vec<u8>> {
 }
 
 /// sha256(key || sha256(bytes) || key): a digest only a holder of the key can produce.
+/// Rewrite an artifact's `.mac` file with its fingerprint sealed beside its digest (best effort: without
+/// it the next load reads and checks the artifact in full).
+fn seal(mac_path: &Path, key: &[u8], digest: &str, fingerprint: &str) {
+    let sealed = keyed_digest(key, format!("{digest} {fingerprint}").as_bytes());
+    let text = format!("{digest}\n{fingerprint} {sealed}\n");
+    if let Err(e) = crate::board::write_atomic(mac_path, text.as_bytes()) {
+        tracing::debug!(error = %e, "could not seal a compiled artifact's fingerprint");
+    }
+}
+
 fn keyed_digest(key: &[u8], bytes: &[u8]) -> String {
     let inner = Sha256::digest(bytes);
     let mut outer = Sha256::new();
