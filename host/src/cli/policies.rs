@@ -63,6 +63,15 @@ pub fn plugin(inv: &Invocation, command: PluginCommand) -> anyhow::Result<()> {
                 "Installed {} ({} plugin {}, built against kanban:policy@{}) sha256:{}",
                 p.name, p.kind, p.version, p.wit_version, p.sha256
             );
+            let compiled = engine.compiled(&p.sha256);
+            let artifact = compiled
+                .artifact_bytes
+                .map(|b| format!("; its compiled artifact is {:.1} MB in the cache", b as f64 / 1e6))
+                .unwrap_or_default();
+            match compiled.compile_time {
+                Some(t) => println!("compiled in {:.1} s{artifact}", t.as_secs_f64()),
+                None => println!("already compiled{artifact}"),
+            }
             Ok(())
         }
         PluginCommand::List { json } => {

@@ -262,7 +262,17 @@ pub struct PolicyEngine {
     engine: Engine,
     linker: Linker<Sandbox>,
     compiled: HashMap<String, Component>,
+    /// How long compiling took, for the components this engine compiled itself (not found in the cache).
+    compile_times: HashMap<String, std::time::Duration>,
     cache_dir: Option<PathBuf>,
+}
+
+/// Where a component came from when it was loaded: compiled now (and how long that took) or found in the
+/// disk cache, and the size of its compiled artifact there.
+#[derive(Debug, Clone, Copy)]
+pub struct Compiled {
+    pub compile_time: Option<std::time::Duration>,
+    pub artifact_bytes: Option<u64>,
 }
 
 impl PolicyEngine {
@@ -282,7 +292,13 @@ impl PolicyEngine {
         )
         .map_err(|e| PolicyError::Engine(e.to_string()))?;
         linker.allow_shadowing(false);
-        Ok(PolicyEngine { engine, linker, compiled: HashMap::new(), cache_dir })
+        Ok(PolicyEngine {
+            engine,
+            linker,
+            compiled: HashMap::new(),
+            compile_times: HashMap::new(),
+            cache_dir,
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -297,15 +313,29 @@ impl PolicyEngine {
         let component = match self.load_cached(sha256) {
             Some(component) => component,
             None => {
-                let component = Component::new(&self.engine, &*bytes.read()?).map_err(|e| {
-                    PolicyError::Invalid { detail: format!("not a loadable WebAssembly component: {e}") }
+                let bytes = bytes.read()?;
+                let started = std::time::Instant::now();
+                let component = Component::new(&self.engine, &*bytes).map_err(|e| PolicyError::Invalid {
+                    detail: format!("not a loadable WebAssembly component: {e}"),
                 })?;
+                self.compile_times.insert(sha256.to_string(), started.elapsed());
                 self.store_cached(sha256, &component);
                 component
             }
         };
         self.compiled.insert(sha256.to_string(), component.clone());
         Ok(component)
+    }
+
+    /// How the component of `sha256` was loaded by this engine (see [`Compiled`]).
+    pub fn compiled(&self, sha256: &str) -> Compiled {
+        Compiled {
+            compile_time: self.compile_times.get(sha256).copied(),
+            artifact_bytes: self
+                .artifact_paths(sha256)
+                .and_then(|(artifact, _)| std::fs::metadata(artifact).ok())
+                .map(|m| m.len()),
+        }
     }
 
     fn artifact_paths(&self, sha256: &str) -> Option<(PathBuf, PathBuf)> {
