@@ -427,3 +427,13 @@ fn plugin_run_bounds_a_looping_plugin_by_its_fuel() {
     );
     assert!(err.contains("fuel"), "{err}");
 }
+
+#[test]
+fn install_says_whether_it_compiled_and_how_big_the_cached_artifact_is() {
+    let k = Kanban::new();
+    let first = install(&k, &hold_guard_plugin(), "hold-guard");
+    assert!(first.contains("\ncompiled in "), "{first}");
+    assert!(first.contains("MB in the cache"), "{first}");
+    let again = install(&k, &hold_guard_plugin(), "hold-guard");
+    assert!(again.contains("\nalready compiled; its compiled artifact is "), "{again}");
+}
