@@ -153,6 +153,41 @@ fn a_replayed_guard_reports_exactly_the_decisions_it_changes_on_a_board_s_real_h
     assert!(text.contains("the candidate: same 4, would_allow 3, would_defer 1"), "{text}");
     assert_eq!(text.lines().filter(|l| l.starts_with("would_")).count(), 4, "{text}");
 
+    // Diagnostics as of T0+100, after the crash card's first crash: a candidate that flags one failure
+    // finds on it what the board's diagnostics (two failures) did not; as of now, with the defaults, the
+    // same findings as the board's own.
+    let diag = |extra: &[&str]| {
+        let mut args = vec!["policy", "replay", "--plugin", "builtin:diagnostics", "--json"];
+        args.extend_from_slice(extra);
+        f.json(&args)
+    };
+    let then = diag(&["--at", "400s", "--config", r#"{"repeated_failures": 1}"#]);
+    assert_eq!(then["at"], T0 + 100, "{then}");
+    assert_eq!(then["decisions"], 3, "three cards existed: {then}");
+    assert_eq!(then["verdicts"], serde_json::json!({"same": 2, "would_find": 1}), "{then}");
+    assert_eq!(then["listed"][0]["task_id"], crash.as_str(), "{then}");
+    let rules: Vec<&str> = then["listed"][0]["replayed"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["repeated-failures"], "{then}");
+    let now = diag(&[]);
+    assert_eq!(now["verdicts"], serde_json::json!({"same": 3}), "{now}");
+    let text = f.ok(&[
+        "policy",
+        "replay",
+        "--plugin",
+        "builtin:diagnostics",
+        "--at",
+        "400s",
+        "--config",
+        r#"{"repeated_failures": 1}"#,
+    ]);
+    assert!(text.contains("card(s) of board default as of"), "{text}");
+    assert!(text.contains("board: no findings; candidate: repeated-failures"), "{text}");
+
     // An edit after the decisions: the rebuilt card uses today's title and says so (its three decisions).
     f.ok(&["edit", &limit, "--title", "LIMIT once, renamed"]);
     let report = replay(&f, "builtin:respawn-guard", &["--all"]);
@@ -162,8 +197,8 @@ fn a_replayed_guard_reports_exactly_the_decisions_it_changes_on_a_board_s_real_h
 #[test]
 fn replay_refuses_a_kind_it_cannot_replay_and_a_candidate_of_another_kind() {
     let f = fleet();
-    let err = f.fails(&["policy", "replay", "--plugin", "builtin:diagnostics"], 1);
-    assert!(err.contains("builtin:diagnostics is a diagnostics policy"), "{err}");
+    let err = f.fails(&["policy", "replay", "--plugin", "builtin:checklist-decompose"], 1);
+    assert!(err.contains("builtin:checklist-decompose is a decompose policy"), "{err}");
     let err = f.fails(&["policy", "replay", "--plugin", "builtin:respawn-guard", "--kind", "routing"], 1);
     assert!(err.contains("--kind routing: builtin:respawn-guard is a respawn-guard policy"), "{err}");
     let err = f.fails(&["policy", "replay", "--plugin", "no-such-plugin"], 1);

@@ -127,6 +127,33 @@ pub fn card_as_of(
     }
 }
 
+/// The card's status just before event `cut`, from the events that move it (`None` when no event before
+/// the moment says: the card did not exist yet).
+pub fn status_as_of(events: &[Event], cut: i64) -> Option<Status> {
+    let mut status = None;
+    for e in events.iter().filter(|e| e.id < cut) {
+        let p = &e.payload;
+        let named = |key: &str| p.get(key).and_then(Value::as_str).and_then(Status::parse);
+        let next = match EventKind::parse(&e.kind) {
+            Some(EventKind::Created) => named("status"),
+            Some(EventKind::Claimed) => Some(Status::Running),
+            Some(EventKind::Completed) => Some(Status::Done),
+            Some(EventKind::Blocked | EventKind::GaveUp) => Some(Status::Blocked),
+            Some(EventKind::Archived) => Some(Status::Archived),
+            Some(EventKind::Scheduled) => Some(Status::Scheduled),
+            Some(EventKind::ReviewRequested) => Some(Status::Review),
+            Some(EventKind::Ready | EventKind::Promoted | EventKind::ChangesRequested) => Some(Status::Ready),
+            Some(EventKind::Waiting) => Some(Status::Todo),
+            // A settled run, an unblock, a reclaim, a recovery: they say where the card went.
+            _ => named("to"),
+        };
+        if next.is_some() {
+            status = next;
+        }
+    }
+    status
+}
+
 /// The time of the newest event before the moment (0 when none).
 fn before_time(before: &[&Event]) -> i64 {
     before.last().map_or(0, |e| e.created_at + 1)
@@ -285,6 +312,27 @@ mod tests {
         assert_eq!(at.facts.task.consecutive_failures, 0);
         assert!(at.facts.runs.is_empty());
         assert_eq!(at.facts.task.assignee.as_deref(), Some("coder"));
+    }
+
+    #[test]
+    fn the_status_as_of_a_moment_follows_the_events_that_move_the_card() {
+        let events = vec![
+            ev(1, "created", None, json!({"status": "ready"}), 0),
+            ev(2, "claimed", Some(1), json!({}), 10),
+            ev(3, "crashed", Some(1), json!({"to": "ready"}), 20),
+            ev(4, "claimed", Some(2), json!({}), 30),
+            ev(5, "crashed", Some(2), json!({"to": "blocked"}), 40),
+            ev(6, "gave_up", Some(2), json!({}), 40),
+            ev(7, "commented", None, json!({}), 50),
+            ev(8, "unblocked", None, json!({"to": "ready"}), 60),
+        ];
+        let at = |cut| status_as_of(&events, cut);
+        assert_eq!(at(1), None);
+        assert_eq!(at(2), Some(Status::Ready));
+        assert_eq!(at(3), Some(Status::Running));
+        assert_eq!(at(4), Some(Status::Ready));
+        assert_eq!(at(8), Some(Status::Blocked));
+        assert_eq!(at(9), Some(Status::Ready));
     }
 
     #[test]

@@ -419,9 +419,11 @@ pub enum PolicyCommand {
                       and each block by a guard) is asked again; for a router, every assignment a routing \
                       policy made. Each time the card is rebuilt from the event log as it stood just before \
                       the decision (its runs, events, comments, counters, block and assignee as of then), with \
-                      the running counts of that moment and the board's config of today. The report counts \
-                      the decisions by verdict (same, would_defer, would_block, would_allow, would_assign, \
-                      error) and lists every one that differs. Nothing is written."
+                      the running counts of that moment and the board's config of today. A diagnostics plugin \
+                      is asked about every card as it stood --at a moment, beside the board's own diagnostics \
+                      policies. The report counts the decisions by verdict (same, would_defer, would_block, \
+                      would_allow, would_assign, would_find, would_miss, would_differ, error) and lists every \
+                      one that differs. Nothing is written."
     )]
     Replay {
         /// The candidate: a component file, or a plugin as board.toml names it (builtin:NAME, an installed
@@ -429,11 +431,14 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "PLUGIN")]
         plugin: String,
         /// The kind to replay; the candidate must be of it [default: the candidate's kind]
-        #[arg(long, value_parser = ["respawn-guard", "routing"])]
+        #[arg(long, value_parser = ["respawn-guard", "routing", "diagnostics"])]
         kind: Option<String>,
-        /// How far back to go (seconds, or 30s, 5m, 2h, 7d)
+        /// Guards and routers: how far back to go (seconds, or 30s, 5m, 2h, 7d)
         #[arg(long, value_parser = values::parse_duration, default_value = "7d", value_name = "DUR")]
         since: i64,
+        /// Diagnostics: the board as it stood this long ago [default: now]
+        #[arg(long, value_parser = values::parse_duration, value_name = "DUR")]
+        at: Option<i64>,
         /// The candidate's config, as [policies.config] would give it (a JSON object)
         #[arg(long, value_name = "JSON", default_value = "{}")]
         config: String,

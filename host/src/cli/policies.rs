@@ -137,25 +137,36 @@ pub fn plugin(inv: &Invocation, command: PluginCommand) -> anyhow::Result<()> {
 
 /// `kanban policy ...`.
 pub fn policy(inv: &Invocation, command: PolicyCommand) -> anyhow::Result<()> {
-    let PolicyCommand::Replay { plugin, kind, since, config, all, contexts, json } = command;
+    let PolicyCommand::Replay { plugin, kind, since, at, config, all, contexts, json } = command;
     let config: serde_json::Value =
         serde_json::from_str(&config).map_err(|e| UsageError(format!("--config is not JSON: {e}")))?;
     let (board, mut store) = inv.open()?;
     let host_id = inv.home.host_id()?;
     let mut desk = Desk::new(&board, &mut store, &host_id);
-    let from = clock::now() - since;
+    let now = clock::now();
+    let (from, at) = (now - since, now - at.unwrap_or(0));
     let listing = ops::replay::Listing { all, contexts };
     let kind = kind.as_deref().and_then(crate::model::PolicyKind::parse);
-    let report = ops::replay::replay(&mut desk, &inv.home, &plugin, &config, from, kind, listing)?;
+    let report = ops::replay::replay(
+        &mut desk,
+        &inv.home,
+        &ops::replay::Request { plugin: &plugin, config: &config, since: from, at, expected: kind, listing },
+    )?;
     if json {
         return render::json(&report);
     }
+    let window = match (report.since, report.at) {
+        (_, Some(at)) => format!("card(s) of board {} as of {}", report.board, render::time(at)),
+        (since, None) => format!(
+            "decision(s) of board {} since {}",
+            report.board,
+            since.map(render::time).unwrap_or_default()
+        ),
+    };
     println!(
-        "Replayed {} {} decision(s) of board {} since {} with {} (sha256:{})",
+        "Replayed {} {} {window} with {} (sha256:{})",
         report.decisions,
         report.kind,
-        report.board,
-        render::time(report.since),
         report.plugin,
         &report.sha256[..16]
     );
@@ -173,9 +184,16 @@ pub fn policy(inv: &Invocation, command: PolicyCommand) -> anyhow::Result<()> {
                 Some(reason) => format!("{d} ({reason})"),
                 None => d.to_string(),
             },
-            None => match v.get("error") {
-                Some(e) => format!("error: {}", e.as_str().unwrap_or_default()),
-                None => format!("assign {}", v.get("assignee").unwrap_or(&serde_json::Value::Null)),
+            None => match (v.get("error"), v.get("findings")) {
+                (Some(e), _) => format!("error: {}", e.as_str().unwrap_or_default()),
+                (None, Some(found)) => {
+                    let rules: Vec<&str> = found
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|f| f["rule"].as_str()).collect())
+                        .unwrap_or_default();
+                    if rules.is_empty() { "no findings".into() } else { rules.join(", ") }
+                }
+                (None, None) => format!("assign {}", v.get("assignee").unwrap_or(&serde_json::Value::Null)),
             },
         };
         println!(

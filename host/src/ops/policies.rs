@@ -178,6 +178,13 @@ impl Candidate {
         Ok(Candidate { runtime, loaded, plugin: plugin.to_string(), sha256, kind })
     }
 
+    /// The engine the candidate runs in (to load other policies beside it).
+    pub fn engine(
+        &mut self,
+    ) -> Result<&mut crate::policy::runtime::PolicyEngine, crate::policy::PolicyError> {
+        self.runtime.engine()
+    }
+
     /// Ask the plugin about `ctx`: its decision as JSON (`{"decision": "allow" | "defer" | "block", ...}`,
     /// `{"assignee": ...}`, `{"findings": [...]}`, `{"children": [...]}` or `{"leave": ...}`) and the call's
     /// cost.

@@ -5,7 +5,9 @@
 //! The decisions, by the candidate's kind:
 //! - respawn guard: every claim (the board let the spawn happen), every deferral (`deferred` events, one
 //!   per streak) and every block by a guard (`blocked` events naming a policy);
-//! - routing: every assignment made by a routing policy (`assigned` events whose source is not `cli`).
+//! - routing: every assignment made by a routing policy (`assigned` events whose source is not `cli`);
+//! - diagnostics: every card as it stood at one moment (`--at`), asked of the candidate and of the board's
+//!   own diagnostics policies, compared by the findings' rules.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -58,8 +60,13 @@ pub struct Report {
     pub plugin: String,
     pub sha256: String,
     pub kind: PolicyKind,
-    pub since: i64,
-    /// Decisions replayed.
+    /// Guards and routers: the start of the window replayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// Diagnostics: the moment the cards were rebuilt at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
+    /// Decisions replayed (diagnostics: cards asked about).
     pub decisions: usize,
     /// Decisions by what the board did (`allow`, `defer`, `block`; `assign` for routing).
     pub actual: BTreeMap<String, usize>,
@@ -72,16 +79,22 @@ pub struct Report {
     pub listed: Vec<Replayed>,
 }
 
-/// Replay the board's decisions since `since` (a time) with `plugin` under `config`.
-pub fn replay(
-    desk: &mut Desk,
-    home: &Home,
-    plugin: &str,
-    config: &Value,
-    since: i64,
-    expected: Option<PolicyKind>,
-    listing: Listing,
-) -> anyhow::Result<Report> {
+/// What to replay: the candidate, its config, the window (guards, routers) or moment (diagnostics), the
+/// kind it must be, and what to list.
+pub struct Request<'a> {
+    pub plugin: &'a str,
+    pub config: &'a Value,
+    /// Guards and routers: decisions from this time on.
+    pub since: i64,
+    /// Diagnostics: the cards as they stood at this time.
+    pub at: i64,
+    pub expected: Option<PolicyKind>,
+    pub listing: Listing,
+}
+
+/// Replay the board's decisions with the candidate of `req`.
+pub fn replay(desk: &mut Desk, home: &Home, req: &Request) -> anyhow::Result<Report> {
+    let Request { plugin, config, since, at, expected, listing } = *req;
     let mut candidate = Candidate::open(home, plugin, config)?;
     if let Some(kind) = expected.filter(|k| *k != candidate.kind) {
         anyhow::bail!("--kind {kind}: {plugin} is a {} policy", candidate.kind);
@@ -89,9 +102,10 @@ pub fn replay(
     let kinds: &[EventKind] = match candidate.kind {
         PolicyKind::RespawnGuard => &[EventKind::Claimed, EventKind::Deferred, EventKind::Blocked],
         PolicyKind::Routing => &[EventKind::Assigned],
-        other => anyhow::bail!(
-            "{plugin} is a {other} policy; replay asks respawn guards and routers about the decisions the \
-             board recorded (see `kanban diagnostics` for diagnostics)"
+        PolicyKind::Diagnostics => return diagnostics(desk, home, candidate, at, listing),
+        PolicyKind::Decompose => anyhow::bail!(
+            "{plugin} is a decompose policy; replay asks respawn guards, routers and diagnostics (a \
+             decomposition is tried on a real triage card with `kanban plugin run PLUGIN --card ID`)"
         ),
     };
     let spans = desk.store.run_spans()?;
@@ -101,7 +115,8 @@ pub fn replay(
         plugin: candidate.plugin.clone(),
         sha256: candidate.sha256.clone(),
         kind: candidate.kind,
-        since,
+        since: Some(since),
+        at: None,
         decisions: 0,
         actual: BTreeMap::new(),
         verdicts: BTreeMap::new(),
@@ -147,6 +162,103 @@ pub fn replay(
                 actual,
                 replayed,
                 verdict,
+                inexact: as_of.inexact,
+                context: listing.contexts.then_some(ctx),
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// Diagnostics as of `at`: every card that existed then (and was not archived), rebuilt as it stood, asked
+/// of the candidate and of the board's own diagnostics policies. The verdict compares the rules found:
+/// `same`, `would_find` (the candidate finds rules the board's policies do not), `would_miss` (the other
+/// way), `would_differ` (both), or `error`.
+fn diagnostics(
+    desk: &mut Desk,
+    home: &Home,
+    mut candidate: Candidate,
+    at: i64,
+    listing: Listing,
+) -> anyhow::Result<Report> {
+    let spans = desk.store.run_spans()?;
+    let running = running_at(&spans, at, None);
+    let engine = candidate.engine()?;
+    let mut board = crate::policy::BoardPolicies::load(engine, home, desk.board, &[PolicyKind::Diagnostics]);
+    let mut report = Report {
+        board: desk.board.slug.clone(),
+        plugin: candidate.plugin.clone(),
+        sha256: candidate.sha256.clone(),
+        kind: candidate.kind,
+        since: None,
+        at: Some(at),
+        decisions: 0,
+        actual: BTreeMap::new(),
+        verdicts: BTreeMap::new(),
+        inexact: BTreeMap::new(),
+        listed: Vec::new(),
+    };
+    let filter = crate::store::TaskFilter { include_archived: true, ..Default::default() };
+    for task in desk.store.list_tasks(&filter)? {
+        if task.created_at > at {
+            continue;
+        }
+        let d = desk.store.task_detail(&task.id)?;
+        let cut = d.events.iter().find(|e| e.created_at > at).map_or(i64::MAX, |e| e.id);
+        let Some(status) = history::status_as_of(&d.events, cut).filter(|s| *s != Status::Archived) else {
+            continue;
+        };
+        let as_of = history::card_as_of(&d.task, &d.events, &d.runs, &d.comments, &d.parents, cut, status);
+        let mut ctx = crate::policy::context::record(desk.board, as_of.facts, &running, at);
+        let engine = candidate.engine()?;
+        let mut found = Vec::new();
+        for p in &mut board.diagnosers {
+            match p.diagnose(engine, &mut ctx) {
+                Ok(findings) => found.extend(findings),
+                Err(e) => found.push(crate::model::Finding {
+                    task_id: Some(task.id.clone()),
+                    policy: p.name().to_string(),
+                    rule: "policy-error".into(),
+                    severity: crate::model::Severity::Error,
+                    title: e.to_string(),
+                    detail: String::new(),
+                    actions: Vec::new(),
+                }),
+            }
+        }
+        let replayed = match candidate.ask(&mut ctx) {
+            Ok((decision, _)) => decision,
+            Err(e) => json!({"error": e.to_string(), "error_kind": e.kind()}),
+        };
+        let rules = |findings: &Value| -> std::collections::BTreeSet<String> {
+            findings
+                .as_array()
+                .map(|a| a.iter().filter_map(|f| f["rule"].as_str().map(str::to_string)).collect())
+                .unwrap_or_default()
+        };
+        let actual = json!({"findings": found});
+        let (theirs, ours) = (rules(&actual["findings"]), rules(&replayed["findings"]));
+        let verdict = match (replayed.get("error"), ours.is_subset(&theirs), theirs.is_subset(&ours)) {
+            (Some(_), ..) => "error",
+            (None, true, true) => "same",
+            (None, false, true) => "would_find",
+            (None, true, false) => "would_miss",
+            (None, false, false) => "would_differ",
+        };
+        report.decisions += 1;
+        *report.actual.entry("findings".into()).or_default() += theirs.len();
+        *report.verdicts.entry(verdict.into()).or_default() += 1;
+        for field in &as_of.inexact {
+            *report.inexact.entry(field.to_string()).or_default() += 1;
+        }
+        if listing.all || verdict != "same" {
+            report.listed.push(Replayed {
+                event_id: cut,
+                at,
+                task_id: task.id.clone(),
+                actual,
+                replayed,
+                verdict: verdict.into(),
                 inexact: as_of.inexact,
                 context: listing.contexts.then_some(ctx),
             });
