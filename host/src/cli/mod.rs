@@ -407,6 +407,43 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new plugin project (Rust, Python or JavaScript) that builds and installs as it is
+    #[command(
+        long_about = "Write a new plugin project to --dir (default ./NAME): a sample rule of the kind with its \
+                      config checks and unit tests, the build (the Rust SDK vendored, or the WIT package and a \
+                      build.sh with the toolchain pinned), and a README with the commands to test, build, try \
+                      and install it. A folder that exists and is not empty is refused, and nothing is left \
+                      half-written. Needs no home or board."
+    )]
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The plugin's name (lowercase letters, digits and '-', starting with a letter); also its package name
+    pub name: String,
+    /// The policy kind: respawn-guard, routing, diagnostics or decompose
+    #[arg(long, value_parser = parse_policy_kind, value_name = "KIND")]
+    pub kind: crate::model::PolicyKind,
+    /// The language of the project
+    #[arg(long, value_enum, default_value_t = PluginLang::Rust)]
+    pub lang: PluginLang,
+    /// Where to write it [default: ./NAME]
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PluginLang {
+    Rust,
+    Python,
+    Js,
+}
+
+fn parse_policy_kind(text: &str) -> Result<crate::model::PolicyKind, String> {
+    crate::model::PolicyKind::parse(text).ok_or_else(|| {
+        format!("'{text}' is not a policy kind (possible: {})", crate::model::PolicyKind::names().join(", "))
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -734,6 +771,10 @@ impl Invocation {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // `plugin new` writes a project folder and nothing else: it needs no home (and creates none).
+    if let Command::Plugin(PluginCommand::New(args)) = cli.command {
+        return policies::plugin_new(args);
+    }
     let inv = Invocation { home: Home::resolve(cli.home)?, board_flag: cli.board.filter(|b| !b.is_empty()) };
     scope::WorkerScope::check_command(&cli.command)?;
     match cli.command {

@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{Invocation, PluginCommand, PolicyCommand, UsageError, render};
+use super::{Invocation, NewArgs, PluginCommand, PluginLang, PolicyCommand, UsageError, render};
 use crate::board::Board;
 use crate::clock;
 use crate::model::{Finding, Severity, Status};
@@ -13,9 +13,54 @@ use crate::policy::plugins::{self, Installed};
 use crate::policy::{Loaded, PolicyError, PolicyRuntime};
 use crate::store::TaskFilter;
 
+/// `kanban plugin new`: write the project, list its files and the commands to run next.
+pub fn plugin_new(args: NewArgs) -> anyhow::Result<()> {
+    use crate::ops::scaffold::{self, Lang};
+    let lang = match args.lang {
+        PluginLang::Rust => Lang::Rust,
+        PluginLang::Python => Lang::Python,
+        PluginLang::Js => Lang::Js,
+    };
+    let usage = |err: scaffold::ScaffoldError| -> anyhow::Error {
+        if err.is_usage() { UsageError(err.to_string()).into() } else { err.into() }
+    };
+    let project = scaffold::project(&args.name, args.kind, lang).map_err(usage)?;
+    let dir = args.dir.unwrap_or_else(|| std::path::PathBuf::from(&args.name));
+    scaffold::write(&project, &dir).map_err(|err| match err.is_usage() {
+        true => usage(err),
+        false => anyhow::Error::new(err).context(format!("cannot write the project to {}", dir.display())),
+    })?;
+    println!("Wrote {} to {}:", project.describe(), dir.display());
+    let mut vendored = 0;
+    for file in &project.files {
+        if file.path.starts_with("vendor/kanban-policy/") {
+            vendored += 1;
+        } else {
+            println!("  {}", file.path);
+        }
+    }
+    if vendored > 0 {
+        println!("  vendor/kanban-policy/ (the Rust guest SDK, {vendored} files)");
+    }
+    println!("Next:");
+    let mut commands = vec![(format!("cd {}", dir.display()), "")];
+    commands.extend(project.next_commands());
+    // Comments line up after the short commands; a long one gets its comment on the line above.
+    let width = commands.iter().map(|(command, _)| command.len()).filter(|&n| n <= 50).max().unwrap_or(0);
+    for (command, why) in commands {
+        match (why, command.len() <= width) {
+            ("", _) => println!("  {command}"),
+            (_, true) => println!("  {command:<width$}  # {why}"),
+            (_, false) => println!("  # {why}\n  {command}"),
+        }
+    }
+    Ok(())
+}
+
 pub fn plugin(inv: &Invocation, command: PluginCommand) -> anyhow::Result<()> {
     let home = &inv.home;
     match command {
+        PluginCommand::New(args) => plugin_new(args),
         PluginCommand::Context { id } => {
             let (board, mut store) = inv.open()?;
             let host_id = home.host_id()?;

@@ -71,7 +71,9 @@ fn allowed(command: &Command) -> Allowed<'_> {
             PluginCommand::List { .. }
             | PluginCommand::Show { .. }
             | PluginCommand::Verify { .. }
-            | PluginCommand::Context { .. },
+            | PluginCommand::Context { .. }
+            // Writes a project folder, touches no home or board.
+            | PluginCommand::New(_),
         ) => Always,
         Command::Recurring(RecurringCommand::List { .. }) => Always,
         Command::Promote { dry_run: true, .. } => Always,

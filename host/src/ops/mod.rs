@@ -15,6 +15,7 @@ pub mod policies;
 pub mod portable;
 pub mod recurring;
 pub mod replay;
+pub mod scaffold;
 pub mod stop;
 pub mod supervise;
 
