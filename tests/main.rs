@@ -16,6 +16,7 @@ mod import;
 mod migrations;
 mod notify;
 mod pause;
+mod plugin_new;
 mod policies;
 mod policy_failures;
 mod portable;
