@@ -11,6 +11,8 @@ mod common;
 
 #[path = "polyglot/guests.rs"]
 mod guests;
+#[path = "polyglot/new_projects.rs"]
+mod new_projects;
 
 use std::path::PathBuf;
 
