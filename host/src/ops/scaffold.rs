@@ -327,7 +327,7 @@ pub fn project(name: &str, kind: PolicyKind, lang: Lang) -> Result<Project, Scaf
         Lang::Python | Lang::Js => format!("{crate_name}.wasm"),
     };
     let fill = |text: &str| {
-        text.replace("{{rule}}", t.rule)
+        text.replace("{{rule}}", t.rule.trim_end())
             .replace("{{name}}", name)
             .replace("{{crate_name}}", &crate_name)
             .replace("{{kind}}", kind.as_str())
