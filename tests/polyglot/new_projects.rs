@@ -84,42 +84,42 @@ fn cargo(target_dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-/// The config each kind's sample rule is called with, and a check of its decision on the fixture's card.
-fn config_and_check(kind: &str, now: i64) -> (Value, Box<dyn Fn(&Value)>) {
+/// The config each kind's sample rule is called with.
+fn sample_config(kind: &str) -> Value {
     match kind {
-        "respawn-guard" => (
-            json!({"marker": "[hold]", "retry_after_seconds": 600}),
-            Box::new(move |d: &Value| {
-                let want = json!({"decision": "defer", "reason": "held: the title contains [hold]", "retry_after": now + 600});
-                assert_eq!(d, &want);
-            }),
-        ),
-        "routing" => (
-            json!({"prefixes": {"[hold]": "writer", "[hold] fix:": "coder"}}),
-            Box::new(|d: &Value| assert_eq!(d, &json!({"assignee": "coder"}))),
-        ),
-        "diagnostics" => (
-            json!({"min_length": 100, "severity": "error"}),
-            Box::new(|d: &Value| {
-                let findings = d["findings"].as_array().unwrap_or_else(|| panic!("no findings: {d}"));
-                assert_eq!(findings.len(), 1, "{d}");
-                assert_eq!(findings[0]["rule"], "short-body", "{d}");
-                assert_eq!(findings[0]["severity"], "error", "{d}");
-                assert_eq!(findings[0]["title"], "the card's body is short", "{d}");
-            }),
-        ),
-        "decompose" => (
-            json!({"sequential": true, "assignee": "coder"}),
-            Box::new(|d: &Value| {
-                let children = d["children"].as_array().unwrap_or_else(|| panic!("no children: {d}"));
-                let titles: Vec<&str> = children.iter().map(|c| c["title"].as_str().unwrap()).collect();
-                assert_eq!(titles, ["write the migration", "switch the reads"], "{d}");
-                assert_eq!(children[0]["assignee"], "coder", "{d}");
-                assert_eq!(children[0]["depends_on"], json!([]), "{d}");
-                assert_eq!(children[1]["depends_on"], json!([0]), "{d}");
-                assert!(children[0]["body"].as_str().unwrap().starts_with("Part of t_"), "{d}");
-            }),
-        ),
+        "respawn-guard" => json!({"marker": "[hold]", "retry_after_seconds": 600}),
+        "routing" => json!({"prefixes": {"[hold]": "writer", "[hold] fix:": "coder"}}),
+        "diagnostics" => json!({"min_length": 100, "severity": "error"}),
+        "decompose" => json!({"sequential": true, "assignee": "coder"}),
+        other => panic!("no kind {other}"),
+    }
+}
+
+/// Check the decision of each kind's sample rule on the fixture's card, with `sample_config`.
+fn check_decision(kind: &str, now: i64, d: &Value) {
+    match kind {
+        "respawn-guard" => {
+            let want = json!({"decision": "defer", "reason": "held: the title contains [hold]", "retry_after": now + 600});
+            assert_eq!(d, &want);
+        }
+        // The longest prefix wins.
+        "routing" => assert_eq!(d, &json!({"assignee": "coder"})),
+        "diagnostics" => {
+            let findings = d["findings"].as_array().unwrap_or_else(|| panic!("no findings: {d}"));
+            assert_eq!(findings.len(), 1, "{d}");
+            assert_eq!(findings[0]["rule"], "short-body", "{d}");
+            assert_eq!(findings[0]["severity"], "error", "{d}");
+            assert_eq!(findings[0]["title"], "the card's body is short", "{d}");
+        }
+        "decompose" => {
+            let children = d["children"].as_array().unwrap_or_else(|| panic!("no children: {d}"));
+            let titles: Vec<&str> = children.iter().map(|c| c["title"].as_str().unwrap()).collect();
+            assert_eq!(titles, ["write the migration", "switch the reads"], "{d}");
+            assert_eq!(children[0]["assignee"], "coder", "{d}");
+            assert_eq!(children[0]["depends_on"], json!([]), "{d}");
+            assert_eq!(children[1]["depends_on"], json!([0]), "{d}");
+            assert!(children[0]["body"].as_str().unwrap().starts_with("Part of t_"), "{d}");
+        }
         other => panic!("no kind {other}"),
     }
 }
@@ -128,7 +128,7 @@ fn config_and_check(kind: &str, now: i64) -> (Value, Box<dyn Fn(&Value)>) {
 fn install_and_run(k: &Kanban, wasm: &Path, name: &str, kind: &str, fixture: &Path) {
     let installed = k.ok(&["plugin", "install", wasm.to_str().unwrap()]);
     assert!(installed.starts_with(&format!("Installed {name} ({kind} plugin 0.1.0")), "{installed}");
-    let (config, check) = config_and_check(kind, k.now());
+    let config = sample_config(kind);
     let run = k.json(&[
         "plugin",
         "run",
@@ -140,7 +140,7 @@ fn install_and_run(k: &Kanban, wasm: &Path, name: &str, kind: &str, fixture: &Pa
         "--json",
     ]);
     assert_eq!(run["kind"], kind, "{run}");
-    check(&run["decision"]);
+    check_decision(kind, k.now(), &run["decision"]);
     // The plugin's own validate-config refuses a bad config, naming the key.
     let err = k.fails(
         &["plugin", "run", name, "--context", fixture.to_str().unwrap(), "--config", r#"{"nope": 1}"#],
