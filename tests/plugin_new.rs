@@ -44,6 +44,7 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o111 != 0
 }
 
+/// The SDK's files, vendored as plugins/kanban-policy has them, plus the repository's rustfmt.toml.
 const SDK_FILES: [&str; 14] = [
     "Cargo.toml",
     "README.md",
@@ -90,6 +91,7 @@ fn expected_files(lang: &str) -> BTreeSet<String> {
     let mut files: BTreeSet<String> = own.iter().map(|f| f.to_string()).collect();
     if lang == "rust" {
         files.extend(SDK_FILES.iter().map(|f| format!("vendor/kanban-policy/{f}")));
+        files.insert("vendor/kanban-policy/rustfmt.toml".to_string());
     }
     files
 }
@@ -256,6 +258,11 @@ fn plugin_new_vendors_the_repository_s_sdk_and_wit() {
         let theirs = std::fs::read(repo().join("plugins/kanban-policy").join(file)).unwrap();
         assert!(ours == theirs, "vendor/kanban-policy/{file} differs from plugins/kanban-policy/{file}");
     }
+    // `cargo fmt` in the project formats the vendored crate as the repository does: it stays as it is.
+    assert!(
+        std::fs::read(rust.join("vendor/kanban-policy/rustfmt.toml")).unwrap()
+            == std::fs::read(repo().join("rustfmt.toml")).unwrap()
+    );
     // The SDK builds on its own: it inherits nothing from the plugins workspace.
     assert!(!read(rust.join("vendor/kanban-policy/Cargo.toml")).contains(".workspace = true"));
     for lang in ["python", "js"] {

@@ -149,8 +149,8 @@ fn install_and_run(k: &Kanban, wasm: &Path, name: &str, kind: &str, fixture: &Pa
     assert!(err.contains("config.nope: unknown key"), "{err}");
 }
 
-/// Rust: all four kinds build for wasm32-wasip2 outside the repository (the SDK vendored), install, and
-/// decide; the routing project's unit tests pass natively.
+/// Rust: all four kinds are formatted, build for wasm32-wasip2 outside the repository (the SDK vendored),
+/// install, and decide; the routing project's unit tests pass natively.
 #[test]
 #[ignore = "needs Python/JS toolchains: KANBAN_POLYGLOT_DIR=DIR after tests/plugins-polyglot/build.sh DIR"]
 fn rust_projects_build_install_and_decide() {
@@ -160,6 +160,8 @@ fn rust_projects_build_install_and_decide() {
     for kind in KINDS {
         let started = Instant::now();
         let (name, dir) = work.new_project(&k, "rust", kind);
+        // As written, the project is formatted as `cargo fmt` would (its vendored SDK by its own rustfmt.toml).
+        run(&dir, &mut cargo(&target, &["fmt", "--check"]));
         if kind == "routing" {
             let tests = run(&dir, &mut cargo(&target, &["test"]));
             assert!(tests.contains("test result: ok. 3 passed"), "{tests}");

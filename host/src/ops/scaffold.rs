@@ -223,6 +223,8 @@ const SDK: &[(&str, &str)] = &[
     ("src/testing.rs", include_str!("../../../plugins/kanban-policy/src/testing.rs")),
     ("src/text.rs", include_str!("../../../plugins/kanban-policy/src/text.rs")),
     ("wit/policy.wit", include_str!("../../../plugins/kanban-policy/wit/policy.wit")),
+    // The repository's formatting, so `cargo fmt` in the project leaves the vendored crate as it is.
+    ("rustfmt.toml", include_str!("../../../rustfmt.toml")),
 ];
 
 /// The lockfile of docs/examples/hold-guard (the same dependencies: the SDK and serde), with its package
