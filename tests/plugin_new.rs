@@ -241,6 +241,23 @@ fn plugin_new_writes_to_the_name_in_the_current_folder_and_needs_no_home() {
     std::fs::create_dir(&empty).unwrap();
     k.ok(&["plugin", "new", "p", "--kind", "routing", "--lang", "js", "--dir", empty.to_str().unwrap()]);
     assert_eq!(files(&empty), expected_files("js"));
+    // `--dir .` in an empty folder fills that folder, not a new one in its place: a shell inside stays put.
+    use std::os::unix::fs::MetadataExt;
+    let here = cwd.path().join("here");
+    std::fs::create_dir(&here).unwrap();
+    let inode = std::fs::metadata(&here).unwrap().ino();
+    let out = k
+        .cmd(&["plugin", "new", "p", "--kind", "diagnostics", "--lang", "python", "--dir", "."])
+        .current_dir(&here)
+        .output();
+    expect_ok(&out.unwrap(), &"plugin new p --dir .");
+    assert_eq!(files(&here), expected_files("python"));
+    assert_eq!(std::fs::metadata(&here).unwrap().ino(), inode, "the folder was replaced");
+    assert_eq!(
+        names(cwd.path()),
+        BTreeSet::from(["crash-cooldown", "empty", "here"].map(String::from)),
+        "no temporary folder is left"
+    );
 }
 
 /// The Rust project's vendored SDK is the repository's, byte for byte, and every project's WIT is

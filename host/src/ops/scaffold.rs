@@ -10,7 +10,7 @@
 //! are tested with.
 //!
 //! Nothing is half-written: the files go into a temporary folder beside the target, which is renamed into
-//! place at the end (replacing the target only if it is an empty folder).
+//! place at the end (or, when the target is an empty folder that exists, has its entries renamed into it).
 
 use std::fs;
 use std::io;
@@ -407,7 +407,7 @@ pub fn write(project: &Project, dir: &Path) -> Result<(), ScaffoldError> {
         dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| project.name.clone());
     let temp = parent.join(format!(".{leaf}.kanban-new-{}", std::process::id()));
     let result = write_files(project, &temp).and_then(|()| {
-        fs::rename(&temp, &dir).map_err(|source| {
+        move_into(&temp, &dir).map_err(|source| {
             // The target was checked, but something may have put files there since.
             if is_empty_or_missing(&dir).unwrap_or(true) {
                 ScaffoldError::Io { what: "cannot move the project into", path: dir.clone(), source }
@@ -416,10 +416,28 @@ pub fn write(project: &Project, dir: &Path) -> Result<(), ScaffoldError> {
             }
         })
     });
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&temp);
-    }
+    let _ = fs::remove_dir_all(&temp);
     result
+}
+
+/// Move the finished project `temp` to `dir` (on the same filesystem: `temp` is beside it). A missing `dir`
+/// is one rename. An empty folder that exists gets the project's entries moved into it, each one rename,
+/// rather than being replaced, so a shell inside it (`--dir .`) stays in the folder it sees; if a move
+/// fails, the entries moved so far are taken out again.
+fn move_into(temp: &Path, dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        return fs::rename(temp, dir);
+    }
+    let entries = fs::read_dir(temp)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<Vec<_>>>()?;
+    for (done, name) in entries.iter().enumerate() {
+        if let Err(err) = fs::rename(temp.join(name), dir.join(name)) {
+            for moved in &entries[..done] {
+                let _ = fs::rename(dir.join(moved), temp.join(moved));
+            }
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 fn write_files(project: &Project, temp: &Path) -> Result<(), ScaffoldError> {
