@@ -170,7 +170,10 @@ fn plugin_new_writes_a_project_for_every_language_and_kind() {
                         manifest.contains("kanban-policy = \"0.1\""),
                         "the crates.io switch is explained"
                     );
-                    assert!(manifest.contains("\n[workspace]\n"), "its own workspace");
+                    assert!(
+                        manifest.contains("\n[workspace]\nexclude = [\"vendor\"]\n"),
+                        "its own workspace"
+                    );
                     assert!(read(dir.join("Cargo.lock")).contains(&format!("name = \"{name}\"")));
                     let lib = read(dir.join("src/lib.rs"));
                     assert!(lib.contains("kanban_policy::testing::ContextBuilder"), "{kind}: a unit test");

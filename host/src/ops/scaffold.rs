@@ -232,6 +232,25 @@ const SDK: &[(&str, &str)] = &[
 const RUST_LOCK: &str = include_str!("../../../docs/examples/hold-guard/Cargo.lock");
 const RUST_LOCK_NAME: &str = "name = \"hold-guard\"";
 
+/// hold-guard's Cargo.lock for a package named `name`, its entries in Cargo's order (by name), so the first
+/// build does not rewrite it.
+fn cargo_lock(name: &str) -> String {
+    const SEPARATOR: &str = "\n\n[[package]]\n";
+    let mut blocks = RUST_LOCK.split(SEPARATOR).map(|b| b.trim_end().to_string());
+    let head = blocks.next().unwrap_or_default();
+    let mut packages: Vec<String> =
+        blocks.map(|b| b.replacen(RUST_LOCK_NAME, &format!("name = \"{name}\""), 1)).collect();
+    // A stable sort by the first line (`name = "..."`) keeps two versions of one crate in their order.
+    packages.sort_by(|a, b| a.lines().next().cmp(&b.lines().next()));
+    let mut lock = head;
+    for package in packages {
+        lock.push_str(SEPARATOR);
+        lock.push_str(&package);
+    }
+    lock.push('\n');
+    lock
+}
+
 /// The lockfile of docs/examples/label-router (jco and componentize-js, pinned), with its package renamed:
 /// `npm ci` refuses a lockfile whose name is not package.json's.
 const JS_LOCK: &str = include_str!("../../../docs/examples/label-router/package-lock.json");
@@ -342,10 +361,7 @@ pub fn project(name: &str, kind: PolicyKind, lang: Lang) -> Result<Project, Scaf
     match lang {
         Lang::Rust => {
             files.push(file("Cargo.toml", fill(template!("rust/Cargo.toml.tmpl"))));
-            files.push(file(
-                "Cargo.lock",
-                RUST_LOCK.replacen(RUST_LOCK_NAME, &format!("name = \"{name}\""), 1),
-            ));
+            files.push(file("Cargo.lock", cargo_lock(name)));
             files.push(file("README.md", fill(template!("rust/README.md"))));
             files.push(file(".gitignore", template!("rust/gitignore").to_string()));
             files.push(file("src/lib.rs", fill(t.rust)));
@@ -510,6 +526,12 @@ mod tests {
     #[test]
     fn the_lockfiles_are_renamed_once() {
         assert_eq!(RUST_LOCK.matches(RUST_LOCK_NAME).count(), 1);
+        assert_eq!(cargo_lock("hold-guard"), RUST_LOCK, "hold-guard's own lock comes back as it is");
+        let lock = cargo_lock("aaa");
+        let names: Vec<&str> = lock.lines().filter(|l| l.starts_with("name = ")).collect();
+        assert_eq!(names[0], "name = \"aaa\"", "sorted first");
+        assert!(names.is_sorted(), "{names:?}");
+        assert!(!lock.contains("hold-guard"));
         assert_eq!(JS_LOCK.matches(JS_LOCK_NAME).count(), 2, "the lockfile's name and its root package's");
         let project = project("my-router", PolicyKind::Routing, Lang::Js).unwrap();
         let lock = &project.files.iter().find(|f| f.path == "package-lock.json").unwrap().text;
