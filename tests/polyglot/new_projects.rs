@@ -3,9 +3,10 @@
 //! once with `kanban plugin run` on the context of a real card.
 //!
 //! The builds share what can be shared between runs: with `KANBAN_POLYGLOT_DIR` set, cargo's target folder
-//! and the host's compile cache live under `$KANBAN_POLYGLOT_DIR/new-projects/` (so a second run mostly
-//! reuses them); without it, under the test's temporary folder. The projects themselves are written afresh
-//! every time. Each build-and-install prints its time on stderr (`--nocapture` to see it).
+//! lives in `$KANBAN_POLYGLOT_DIR/new-projects/` and the host's compile cache is `$KANBAN_POLYGLOT_DIR/cache`
+//! (the one tests/polyglot/guests.rs uses), so a second run mostly reuses them; without it, both are under
+//! the test's temporary folder. The projects themselves are written afresh every time. Each build and
+//! install prints its time on stderr (`--nocapture` to see it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,23 +22,24 @@ const KINDS: [&str; 4] = ["respawn-guard", "routing", "diagnostics", "decompose"
 const TITLE: &str = "[hold] fix: Migrate billing";
 const BODY: &str = "- [ ] write the migration\n- [ ] switch the reads";
 
-/// What a test builds in: a fresh folder for the projects, and the shared folder.
+/// What a test builds in: a fresh folder for the projects, cargo's target folder and the compile cache.
 struct Work {
     _temp: tempfile::TempDir,
     projects: PathBuf,
-    shared: PathBuf,
+    cargo_target: PathBuf,
+    cache: PathBuf,
 }
 
 impl Work {
     fn new() -> Work {
         let temp = tempfile::tempdir().expect("temp dir");
-        let shared = match std::env::var_os("KANBAN_POLYGLOT_DIR") {
-            Some(dir) => PathBuf::from(dir).join("new-projects"),
-            None => temp.path().join("shared"),
-        };
-        std::fs::create_dir_all(shared.join("cache")).expect("create the shared folder");
+        let shared =
+            std::env::var_os("KANBAN_POLYGLOT_DIR").map_or_else(|| temp.path().join("shared"), PathBuf::from);
+        let cache = shared.join("cache");
+        std::fs::create_dir_all(&cache).expect("create the shared compile cache");
+        let cargo_target = shared.join("new-projects").join("cargo-target");
         let projects = temp.path().join("projects");
-        Work { _temp: temp, projects, shared }
+        Work { _temp: temp, projects, cargo_target, cache }
     }
 
     /// `kanban plugin new NAME --kind KIND --lang LANG` into the projects folder; the project's path.
@@ -57,7 +59,7 @@ fn home_with_fixture(work: &Work) -> (Kanban, PathBuf) {
     let fixture = k.home().join("context.json");
     std::fs::write(&fixture, k.ok(&["plugin", "context", &id])).unwrap();
     // The host caches compiled components under <home>/cache/wasm by sha256: one cache for every home here.
-    std::os::unix::fs::symlink(work.shared.join("cache"), k.home().join("cache")).unwrap();
+    std::os::unix::fs::symlink(&work.cache, k.home().join("cache")).unwrap();
     (k, fixture)
 }
 
@@ -156,17 +158,24 @@ fn install_and_run(k: &Kanban, wasm: &Path, name: &str, kind: &str, fixture: &Pa
 fn rust_projects_build_install_and_decide() {
     let work = Work::new();
     let (k, fixture) = home_with_fixture(&work);
-    let target = work.shared.join("cargo-target");
+    let target = &work.cargo_target;
     for kind in KINDS {
         let started = Instant::now();
         let (name, dir) = work.new_project(&k, "rust", kind);
         // As written, the project is formatted as `cargo fmt` would (its vendored SDK by its own rustfmt.toml).
-        run(&dir, &mut cargo(&target, &["fmt", "--check"]));
+        run(&dir, &mut cargo(target, &["fmt", "--check"]));
         if kind == "routing" {
-            let tests = run(&dir, &mut cargo(&target, &["test"]));
+            let tests = run(&dir, &mut cargo(target, &["test"]));
             assert!(tests.contains("test result: ok. 3 passed"), "{tests}");
         }
-        run(&dir, &mut cargo(&target, &["build", "--target", "wasm32-wasip2", "--release"]));
+        let lock = std::fs::read_to_string(dir.join("Cargo.lock")).unwrap();
+        run(&dir, &mut cargo(target, &["build", "--target", "wasm32-wasip2", "--release"]));
+        // The lockfile pins everything the build needs, in Cargo's own form.
+        assert_eq!(
+            std::fs::read_to_string(dir.join("Cargo.lock")).unwrap(),
+            lock,
+            "{kind}: cargo changed Cargo.lock"
+        );
         let wasm = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
         let built = started.elapsed();
         install_and_run(&k, &wasm, &name, kind, &fixture);
