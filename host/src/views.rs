@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::board::Board;
+use crate::board::{Board, BoardError, Home};
 use crate::model::{Attachment, Comment, Event, Finding, Run, Task};
 use crate::store::{Store, StoreError, TaskDetail};
 
@@ -67,5 +67,37 @@ impl CardPage {
     /// The `show --json` document.
     pub fn view<'a>(&'a self, board: &Board) -> ShowView<'a> {
         ShowView::new(board, &self.detail, &self.findings)
+    }
+}
+
+/// `board list --json`: one board of the home.
+#[derive(Debug, Serialize)]
+pub struct BoardRow {
+    pub slug: String,
+    pub name: String,
+    pub path: String,
+    /// The home's current board (`board switch`), not a one-off `--board`.
+    pub current: bool,
+}
+
+impl BoardRow {
+    /// Every board of the home, or only `only` (a server started with `--board`).
+    pub fn list(home: &Home, only: Option<&str>) -> Result<Vec<BoardRow>, BoardError> {
+        let current = home.pick_board(None);
+        let mut rows = Vec::new();
+        for slug in home.board_slugs()? {
+            if only.is_some_and(|only| only != slug) {
+                continue;
+            }
+            // A board with a broken board.toml is still listed, so the operator can find and fix it.
+            let name = home.open_board(&slug).map(|b| b.name().to_string()).unwrap_or_else(|_| slug.clone());
+            rows.push(BoardRow {
+                path: home.board_dir(&slug).display().to_string(),
+                current: slug == current,
+                name,
+                slug,
+            });
+        }
+        Ok(rows)
     }
 }

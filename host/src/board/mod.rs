@@ -421,6 +421,18 @@ pub struct Board {
 }
 
 impl Board {
+    /// `board 'B' has no profile 'P' (defined: ...)` when `assignee` is not a profile of the board: a card
+    /// that will not be dispatched, which every front end warns about.
+    pub fn unknown_profile(&self, assignee: Option<&str>) -> Option<String> {
+        let name = assignee.filter(|name| !self.config.profiles.contains_key(*name))?;
+        let known = self.config.profile_names().join(", ");
+        Some(format!(
+            "board '{}' has no profile '{name}' (defined: {})",
+            self.slug,
+            if known.is_empty() { "none" } else { &known }
+        ))
+    }
+
     pub fn toml_path(&self) -> PathBuf {
         self.dir.join("board.toml")
     }

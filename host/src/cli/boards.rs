@@ -8,15 +8,8 @@ use serde::Serialize;
 use super::render;
 use super::{BoardCommand, Invocation};
 use crate::board::Board;
+use crate::views::BoardRow;
 use crate::clock;
-
-#[derive(Serialize)]
-struct BoardRow {
-    slug: String,
-    name: String,
-    path: String,
-    current: bool,
-}
 
 #[derive(Serialize)]
 struct BoardDetail<'a> {
@@ -41,20 +34,7 @@ pub fn run(inv: &Invocation, command: BoardCommand) -> anyhow::Result<()> {
             Ok(())
         }
         BoardCommand::List { json } => {
-            // The home's current board (`board switch`), not a one-off --board.
-            let current = home.pick_board(None);
-            let mut rows = Vec::new();
-            for slug in home.board_slugs()? {
-                // A board with a broken board.toml is still listed, so the operator can find and fix it.
-                let name =
-                    home.open_board(&slug).map(|b| b.name().to_string()).unwrap_or_else(|_| slug.clone());
-                rows.push(BoardRow {
-                    path: home.board_dir(&slug).display().to_string(),
-                    current: slug == current,
-                    name,
-                    slug,
-                });
-            }
+            let rows = BoardRow::list(home, None)?;
             if json {
                 return render::json(&rows);
             }

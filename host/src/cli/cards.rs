@@ -125,14 +125,7 @@ pub fn run(inv: &Invocation, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reassign { id, profile, reclaim } => {
-            let running = desk.store.get_task(&id)?.status == Status::Running;
-            if running && !reclaim {
-                return Err(crate::store::StoreError::Refused(format!(
-                    "card {id} is running; pass --reclaim to requeue it to {profile}"
-                ))
-                .into());
-            }
-            let acted = cards::act(desk, &id, By::Operator, Action::Reassign { profile })?;
+            let acted = cards::reassign(desk, &id, profile, reclaim)?;
             warn_unknown_profile(&board, acted.task.assignee.as_deref());
             say(
                 &acted,
@@ -252,20 +245,9 @@ pub(super) fn default_author() -> Option<String> {
 }
 
 pub(super) fn warn_unknown_profile(board: &Board, assignee: Option<&str>) {
-    if let Some(warning) = unknown_profile(board, assignee) {
+    if let Some(warning) = board.unknown_profile(assignee) {
         eprintln!("kanban: warning: {warning}; the card will not be dispatched");
     }
-}
-
-/// `board 'B' has no profile 'P' (defined: ...)` when `assignee` is not a profile of the board.
-pub(super) fn unknown_profile(board: &Board, assignee: Option<&str>) -> Option<String> {
-    let name = assignee.filter(|name| !board.config.profiles.contains_key(*name))?;
-    let known = board.config.profile_names().join(", ");
-    Some(format!(
-        "board '{}' has no profile '{name}' (defined: {})",
-        board.slug,
-        if known.is_empty() { "none" } else { &known }
-    ))
 }
 
 /// Apply `op` to every id, report each failure on stderr, and fail at the end if any did. With one id the

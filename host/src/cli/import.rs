@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::cards::{default_author, unknown_profile};
+use super::cards::default_author;
 use super::{ImportArgs, InitialStatus, Invocation, UsageError, render, values};
 use crate::model::Status;
 use crate::ops::{self, Desk};
@@ -78,7 +78,7 @@ pub fn run(inv: &Invocation, args: ImportArgs) -> anyhow::Result<()> {
         goals += usize::from(item.card.goal_mode);
     }
     for (profile, n) in unknown {
-        let warning = unknown_profile(&board, Some(profile)).unwrap_or_default();
+        let warning = board.unknown_profile(Some(profile)).unwrap_or_default();
         eprintln!("kanban: warning: {warning}; {} assigned to it will not be dispatched", cards_word(n));
     }
     if goals > 0 && board.config.goal.judge.is_none() {

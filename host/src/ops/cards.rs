@@ -92,6 +92,18 @@ pub fn reclaim(desk: &mut Desk, id: &str, run: Option<i64>, reason: Option<&str>
     stopped_acted(desk, id, stopped)
 }
 
+/// Give a card to another profile. A running card is requeued (its worker stopped) only when `reclaim` says
+/// so; otherwise it is refused, so nobody stops a worker by accident.
+pub fn reassign(desk: &mut Desk, id: &str, profile: String, reclaim: bool) -> anyhow::Result<Acted> {
+    if desk.store.get_task(id)?.status == Status::Running && !reclaim {
+        return Err(StoreError::Refused(format!(
+            "card {id} is running; pass --reclaim to requeue it to {profile}"
+        ))
+        .into());
+    }
+    act(desk, id, By::Operator, Action::Reassign { profile })
+}
+
 fn stop_reason(action: &Action) -> String {
     match action {
         Action::Complete { .. } => "completed by an operator".into(),
