@@ -11,7 +11,8 @@
 //! - [`worker`]: starting supervisors, workers and goal judges; [`workspace`]: where workers work.
 //! - [`ops`]: the commands layer, every change to a card with its side effects; [`dispatch`]: the tick and
 //!   the daemon.
-//! - [`cli`] and [`views`]: the front end (parse and render) and the JSON documents it shows.
+//! - [`cli`] and [`views`]: the front end (parse and render) and the JSON documents it shows; [`web`]: the
+//!   other front end, `kanban serve`'s HTTP API and live events, on the same commands and documents.
 
 pub mod board;
 pub mod breaker;
@@ -29,5 +30,6 @@ pub mod process;
 pub mod recurring;
 pub mod store;
 pub mod views;
+pub mod web;
 pub mod worker;
 pub mod workspace;

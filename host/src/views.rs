@@ -101,3 +101,38 @@ impl BoardRow {
         Ok(rows)
     }
 }
+
+/// What a lifecycle action did (the HTTP API's answer to an action; the CLI prints the same facts as lines).
+#[derive(Debug, Serialize)]
+pub struct ActedView<'a> {
+    /// The card as it is now.
+    pub task: &'a Task,
+    /// The card's worker was stopped first.
+    pub stopped_worker: bool,
+    /// Why the card stays running until its worker is gone (the dispatcher finishes the stop).
+    pub pending: Option<&'a str>,
+    /// A workspace left in place, with the reason.
+    pub kept_workspace: Option<String>,
+    /// What the CLI prints as `kanban: warning: ...` (an assignee that is not a profile of the board).
+    pub warnings: Vec<String>,
+}
+
+impl<'a> ActedView<'a> {
+    pub fn new(acted: &'a crate::ops::cards::Acted, warnings: Vec<String>) -> Self {
+        let kept_workspace = match &acted.cleanup {
+            crate::workspace::Cleanup::Kept { path, reason }
+                if acted.task.workspace_kind != crate::model::WorkspaceKind::Dir =>
+            {
+                Some(format!("{}: {reason}", path.display()))
+            }
+            _ => None,
+        };
+        ActedView {
+            task: &acted.task,
+            stopped_worker: acted.stopped_worker,
+            pending: acted.pending.as_deref(),
+            kept_workspace,
+            warnings,
+        }
+    }
+}

@@ -333,6 +333,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the boards' HTTP API and live events (docs/api.md) until SIGINT or SIGTERM; the first line
+    /// printed is the URL
+    Serve {
+        /// Address to listen on (port 0 picks a free port). Any address but loopback requires a token
+        #[arg(long, default_value = "127.0.0.1:7777", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Require `Authorization: Bearer TOKEN` on every request, TOKEN read from FILE [default on a
+        /// non-loopback address: a generated token, saved to <home>/serve.token and printed once]
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Refuse every request that would change something (POST, PATCH, DELETE)
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Internal: supervise the worker of one claimed run (started by the dispatcher)
     #[command(hide = true)]
     Supervise {
@@ -793,6 +807,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import::run(&inv, args),
         Command::Notify(cmd) => notify::run(&inv, cmd),
         Command::Recurring(cmd) => recurring::run(&inv, cmd),
+        Command::Serve { listen, token_file, read_only } => {
+            let options = crate::web::ServeOptions { listen, board: inv.board_flag, token_file, read_only };
+            crate::web::serve(inv.home, options)
+        }
         other => cards::run(&inv, other),
     }
 }

@@ -1,0 +1,184 @@
+//! Live events. One poller per board (started by its first client) reads only the events newer than the
+//! last it saw, every [`POLL`], and broadcasts them to every client of that board: a change made by
+//! anyone (the CLI, a worker, the daemon, another client) reaches the clients within a second, and the
+//! board is never re-read. A client that falls more than [`BACKLOG`] events behind is dropped (the
+//! broadcast says it lagged); it reconnects with `Last-Event-ID` and reads what it missed from the store,
+//! so a slow client never holds up the others.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+use tokio::sync::{broadcast, watch};
+
+use super::{ApiError, App, blocking};
+use crate::board::Home;
+use crate::model::Event;
+
+/// How often a board's poller looks for new events.
+pub const POLL: Duration = Duration::from_millis(200);
+/// How many events a client may fall behind before it is dropped.
+pub const BACKLOG: usize = 1024;
+
+/// The pollers, one per board with clients.
+pub struct Feeds {
+    home: Home,
+    feeds: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
+    /// Flips to true when the server stops: every stream ends, so the graceful shutdown is not held open.
+    stop: watch::Receiver<bool>,
+}
+
+impl Feeds {
+    pub fn new(home: Home, stop: watch::Receiver<bool>) -> Feeds {
+        Feeds { home, feeds: Mutex::new(HashMap::new()), stop }
+    }
+
+    /// Subscribe to board `slug`'s new events, starting its poller if it has none. Returns the receiver and
+    /// the id of the newest event when the poller started (events after it are broadcast).
+    fn subscribe(&self, slug: &str) -> Result<broadcast::Receiver<Arc<Event>>, ApiError> {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = feeds.get(slug) {
+            return Ok(sender.subscribe());
+        }
+        let board = self.home.open_board(slug)?;
+        let mut store = board.open_store()?;
+        let mut last = store.last_event_id()?;
+        drop(store);
+        let (sender, receiver) = broadcast::channel(BACKLOG);
+        let out = sender.clone();
+        let slug_owned = slug.to_string();
+        // A thread of its own, not the blocking pool: it lives as long as the server and keeps its store
+        // open between polls without ever holding it across an await.
+        std::thread::Builder::new()
+            .name(format!("events-{slug}"))
+            .spawn(move || {
+                let mut store = None;
+                loop {
+                    std::thread::sleep(POLL);
+                    if store.is_none() {
+                        store = board.open_store().ok();
+                    }
+                    let Some(open) = store.as_mut() else { continue };
+                    match open.events(None, Some(last)) {
+                        Ok(events) => {
+                            for event in events {
+                                last = event.id;
+                                // No receiver right now is fine: the next client reads the store first.
+                                let _ = out.send(Arc::new(event));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(board = %slug_owned, error = %e, "cannot read new events; retrying");
+                            store = None;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| ApiError::internal(format!("cannot start the event poller: {e}")))?;
+        feeds.insert(slug.to_string(), sender);
+        Ok(receiver)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    since: Option<i64>,
+}
+
+/// `GET /api/v1/boards/{slug}/events/stream?since=ID`: Server-Sent Events, one per board event, `id:` the
+/// event's id and `data:` the event as JSON (docs/cli.md "Event"). `Last-Event-ID` (sent by a reconnecting
+/// browser) wins over `since`; with neither, only events from now on.
+pub async fn stream(
+    State(app): State<Arc<App>>,
+    Path(slug): Path<String>,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let resume = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .ok_or_else(|| ApiError::field("Last-Event-ID", "not an event id"))?,
+        ),
+        None => query.since,
+    };
+    app.board(&slug)?;
+    // Subscribe before reading the backlog: an event written in between arrives twice at most, never
+    // zero times, and the id filter below drops the repeat.
+    let feeds = app.clone();
+    let slug_for_feed = slug.clone();
+    let receiver = blocking(move || feeds.feeds.subscribe(&slug_for_feed)).await?;
+    let backlog = match resume {
+        Some(after) => app.on_board(slug, move |desk| Ok(desk.store.events(None, Some(after))?)).await?,
+        None => Vec::new(),
+    };
+    let last = backlog.last().map(|e| e.id).or(resume).unwrap_or(0);
+    let client = Client::new(app.clone());
+    let state = StreamState { backlog: backlog.into_iter(), receiver, last, stop: app.feeds.stop.clone(), _client: client };
+    let stream = futures_util::stream::unfold(state, next_event);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+struct StreamState {
+    backlog: std::vec::IntoIter<Event>,
+    receiver: broadcast::Receiver<Arc<Event>>,
+    /// The id of the last event sent.
+    last: i64,
+    stop: watch::Receiver<bool>,
+    _client: Client,
+}
+
+async fn next_event(mut state: StreamState) -> Option<(Result<SseEvent, Infallible>, StreamState)> {
+    if let Some(event) = state.backlog.next() {
+        return Some((Ok(sse_event(&event)), state));
+    }
+    loop {
+        if *state.stop.borrow() {
+            return None;
+        }
+        tokio::select! {
+            received = state.receiver.recv() => match received {
+                Ok(event) if event.id <= state.last => continue,
+                Ok(event) => {
+                    state.last = event.id;
+                    return Some((Ok(sse_event(&event)), state));
+                }
+                // Lagged: drop the client; it resumes from its Last-Event-ID. Closed: the server stops.
+                Err(_) => return None,
+            },
+            _ = state.stop.changed() => return None,
+        }
+    }
+}
+
+fn sse_event(event: &Event) -> SseEvent {
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+    SseEvent::default().id(event.id.to_string()).data(data)
+}
+
+/// One connected SSE client, counted for `/metrics` while its stream lives.
+struct Client(Arc<App>);
+
+impl Client {
+    fn new(app: Arc<App>) -> Client {
+        app.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
+        Client(app)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.0.metrics.sse_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
