@@ -24,4 +24,5 @@ mod recurring;
 mod replay;
 mod review;
 mod stops;
+mod web;
 mod workers;

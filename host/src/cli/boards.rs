@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::render;
 use super::{BoardCommand, Invocation};
 use crate::board::Board;
-use crate::views::BoardRow;
 use crate::clock;
+use crate::views::BoardRow;
 
 #[derive(Serialize)]
 struct BoardDetail<'a> {

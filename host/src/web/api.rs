@@ -81,7 +81,10 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 /// of another origin (and such a page could not read the answer anyway: no CORS header is ever sent).
 async fn session(State(app): AppState, headers: HeaderMap) -> Answer {
     if app.guard.cross_origin(&headers) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "the session is only given to pages of this server"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the session is only given to pages of this server",
+        ));
     }
     json(
         StatusCode::OK,
@@ -128,12 +131,19 @@ struct ListQuery {
 const MAX_PAGE: usize = 1000;
 
 /// `GET cards`: the cards `kanban list` would print with the same filters, a page at a time.
-async fn list(State(app): AppState, Path(slug): Path<String>, q: Result<Query<ListQuery>, QueryRejection>) -> Answer {
+async fn list(
+    State(app): AppState,
+    Path(slug): Path<String>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Answer {
     let q = query(q)?;
     let status = match q.status.as_deref() {
         None => None,
         Some(text) => Some(Status::parse(text).ok_or_else(|| {
-            ApiError::field("status", format!("'{text}' is not a status (possible: {})", Status::names().join(", ")))
+            ApiError::field(
+                "status",
+                format!("'{text}' is not a status (possible: {})", Status::names().join(", ")),
+            )
         })?),
     };
     let sort = match q.sort.as_deref().unwrap_or("created") {
@@ -146,7 +156,9 @@ async fn list(State(app): AppState, Path(slug): Path<String>, q: Result<Query<Li
         other => {
             return Err(ApiError::field(
                 "sort",
-                format!("'{other}' is not a sort key (possible: created, priority, status, assignee, title, updated)"),
+                format!(
+                    "'{other}' is not a sort key (possible: created, priority, status, assignee, title, updated)"
+                ),
             ));
         }
     };
@@ -163,7 +175,9 @@ async fn list(State(app): AppState, Path(slug): Path<String>, q: Result<Query<Li
             let (mut cards, mut total) = (Vec::new(), 0usize);
             desk.store.for_each_task(&filter, |task| {
                 let hit = text.as_deref().is_none_or(|t| {
-                    task.id.contains(t) || task.title.to_lowercase().contains(t) || task.body.to_lowercase().contains(t)
+                    task.id.contains(t)
+                        || task.title.to_lowercase().contains(t)
+                        || task.body.to_lowercase().contains(t)
                 });
                 if hit {
                     if total >= offset && cards.len() < limit {
@@ -240,7 +254,9 @@ impl CreateBody {
         let max_runtime = match self.max_runtime {
             None => None,
             Some(Duration::Seconds(n)) => Some(n),
-            Some(Duration::Text(t)) => Some(values::parse_duration(&t).map_err(|e| ApiError::field("max_runtime", e))?),
+            Some(Duration::Text(t)) => {
+                Some(values::parse_duration(&t).map_err(|e| ApiError::field("max_runtime", e))?)
+            }
         };
         if self.max_retries.is_some_and(|n| n < 0) {
             return Err(ApiError::field("max_retries", "must be 0 or more"));
@@ -256,7 +272,10 @@ impl CreateBody {
             Some("running") => Some(Status::Running),
             Some("blocked") => Some(Status::Blocked),
             Some(other) => {
-                return Err(ApiError::field("initial_status", format!("'{other}' is not one of running, blocked")));
+                return Err(ApiError::field(
+                    "initial_status",
+                    format!("'{other}' is not one of running, blocked"),
+                ));
             }
         };
         if self.triage && initial_status.is_some() {
@@ -304,7 +323,8 @@ struct EditBody {
 /// `PATCH cards/{id}`: `kanban edit`; answers with the card.
 async fn edit(State(app): AppState, Path((slug, id)): Path<(String, String)>, body: Body) -> Answer {
     let b: EditBody = parse(body)?;
-    let edit = EditTask { title: b.title, body: b.body, priority: b.priority, reset_failures: b.reset_failures };
+    let edit =
+        EditTask { title: b.title, body: b.body, priority: b.priority, reset_failures: b.reset_failures };
     let task = app.on_board(slug, move |desk| Ok(cards::edit(desk, &id, &edit)?)).await?;
     json(StatusCode::OK, task)
 }
@@ -320,7 +340,8 @@ struct CommentBody {
 async fn comment(State(app): AppState, Path((slug, id)): Path<(String, String)>, body: Body) -> Answer {
     let b: CommentBody = parse(body)?;
     let author = b.author.unwrap_or_else(|| "web".into());
-    let comment = app.on_board(slug, move |desk| Ok(cards::comment(desk, &id, Some(&author), &b.text)?)).await?;
+    let comment =
+        app.on_board(slug, move |desk| Ok(cards::comment(desk, &id, Some(&author), &b.text)?)).await?;
     json(StatusCode::CREATED, comment)
 }
 
@@ -436,7 +457,8 @@ async fn action(
     let answer = app
         .on_board(slug, move |desk| {
             let (acted, warnings) = request.run(desk, &id)?;
-            serde_json::to_value(ActedView::new(&acted, warnings)).map_err(|e| ApiError::internal(e.to_string()))
+            serde_json::to_value(ActedView::new(&acted, warnings))
+                .map_err(|e| ApiError::internal(e.to_string()))
         })
         .await?;
     json(StatusCode::OK, answer)
@@ -524,8 +546,7 @@ enum ActionRequest {
 }
 
 /// The actions `POST cards/{id}/{action}` knows.
-const ACTIONS: &str =
-    "assign, block, unblock, schedule, promote, complete, archive, reclaim, reassign, review, request-changes";
+const ACTIONS: &str = "assign, block, unblock, schedule, promote, complete, archive, reclaim, reassign, review, request-changes";
 
 impl ActionRequest {
     fn parse(action: &str, body: Body) -> Result<ActionRequest, ApiError> {
@@ -538,7 +559,9 @@ impl ActionRequest {
                 {
                     return Err(ApiError::field(
                         "kind",
-                        format!("'{kind}' is not a block kind (possible: dependency, needs_input, capability, transient)"),
+                        format!(
+                            "'{kind}' is not a block kind (possible: dependency, needs_input, capability, transient)"
+                        ),
                     ));
                 }
                 ActionRequest::Block(block)
@@ -567,10 +590,20 @@ impl ActionRequest {
     /// Do it as the CLI command does, with the warnings the CLI prints.
     fn run(self, desk: &mut Desk, id: &str) -> Result<(Acted, Vec<String>), ApiError> {
         let board = desk.board;
-        let warn = |acted: &Acted, who: Option<&str>| board.unknown_profile(who).into_iter().collect::<Vec<_>>()
-            .into_iter()
-            .chain(acted.pending.iter().map(|why| format!("card {id} stays running until its worker is gone: {why}")))
-            .collect::<Vec<_>>();
+        let warn = |acted: &Acted, who: Option<&str>| {
+            board
+                .unknown_profile(who)
+                .into_iter()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .chain(
+                    acted
+                        .pending
+                        .iter()
+                        .map(|why| format!("card {id} stays running until its worker is gone: {why}")),
+                )
+                .collect::<Vec<_>>()
+        };
         let acted = match self {
             ActionRequest::Assign(a) => {
                 let action = Action::Assign { assignee: Some(a.profile), source: "cli".into() };
@@ -578,10 +611,18 @@ impl ActionRequest {
                 let warnings = warn(&acted, acted.task.assignee.as_deref());
                 return Ok((acted, warnings));
             }
-            ActionRequest::Block(b) => cards::block(desk, id, By::Operator, b.reason.as_deref(), b.kind.as_deref())?,
-            ActionRequest::Unblock(r) => cards::act(desk, id, By::Operator, Action::Unblock { reason: r.reason })?,
-            ActionRequest::Schedule(r) => cards::act(desk, id, By::Operator, Action::Schedule { reason: r.reason })?,
-            ActionRequest::Promote(p) => cards::act(desk, id, By::Operator, Action::Promote { force: p.force })?,
+            ActionRequest::Block(b) => {
+                cards::block(desk, id, By::Operator, b.reason.as_deref(), b.kind.as_deref())?
+            }
+            ActionRequest::Unblock(r) => {
+                cards::act(desk, id, By::Operator, Action::Unblock { reason: r.reason })?
+            }
+            ActionRequest::Schedule(r) => {
+                cards::act(desk, id, By::Operator, Action::Schedule { reason: r.reason })?
+            }
+            ActionRequest::Promote(p) => {
+                cards::act(desk, id, By::Operator, Action::Promote { force: p.force })?
+            }
             ActionRequest::Complete(c) => {
                 let action = Action::Complete { result: c.result, summary: c.summary };
                 cards::act(desk, id, By::Operator, action)?
@@ -645,6 +686,7 @@ async fn events(
             // As `kanban events`: a card deleted with `archive --rm` keeps its events and is accepted.
             if let Some(card) = card
                 && events.is_empty()
+                && desk.store.events(Some(card), None)?.is_empty()
             {
                 desk.store.require_task(card)?;
             }

@@ -125,7 +125,13 @@ pub async fn stream(
     };
     let last = backlog.last().map(|e| e.id).or(resume).unwrap_or(0);
     let client = Client::new(app.clone());
-    let state = StreamState { backlog: backlog.into_iter(), receiver, last, stop: app.feeds.stop.clone(), _client: client };
+    let state = StreamState {
+        backlog: backlog.into_iter(),
+        receiver,
+        last,
+        stop: app.feeds.stop.clone(),
+        _client: client,
+    };
     let stream = futures_util::stream::unfold(state, next_event);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

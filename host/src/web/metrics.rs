@@ -26,8 +26,11 @@ pub struct Metrics {
 /// The middleware: count every request by its route pattern (not its path: ids would make the series
 /// unbounded) and status.
 pub async fn count(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let route =
-        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or("unmatched".into());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or("unmatched".into());
     let response = next.run(request).await;
     let mut requests = app.metrics.requests.lock().unwrap_or_else(|e| e.into_inner());
     *requests.entry((route, response.status().as_u16())).or_default() += 1;
@@ -85,7 +88,11 @@ pub async fn render(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     );
     let requests = app.metrics.requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for ((route, status), n) in requests {
-        let _ = writeln!(out, "kanban_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}", label(&route));
+        let _ = writeln!(
+            out,
+            "kanban_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+            label(&route)
+        );
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }

@@ -56,7 +56,9 @@ impl App {
     /// even `default`: a request cannot make one appear.
     pub fn board(&self, slug: &str) -> Result<Board, ApiError> {
         let served = self.only_board.as_deref().is_none_or(|only| only == slug);
-        if !served || crate::board::check_slug(slug).is_err() || !self.home.board_dir(slug).join("board.toml").is_file()
+        if !served
+            || crate::board::check_slug(slug).is_err()
+            || !self.home.board_dir(slug).join("board.toml").is_file()
         {
             let known = match &self.only_board {
                 Some(only) => only.clone(),
@@ -95,10 +97,9 @@ pub async fn blocking<T: Send + 'static>(
 /// Serve until SIGINT or SIGTERM. The first line on stdout is the URL (with the real port when asked for
 /// port 0), so scripts and tests can read it.
 pub fn serve(home: Home, options: ServeOptions) -> anyhow::Result<()> {
-    if let Some(slug) = &options.board {
-        // The CLI's rule: `--board default` is created on first use, any other board must exist.
-        home.open_board(slug)?;
-    }
+    // The CLI's rule for the board it would use (`--board`, else the current one): `default` is created on
+    // first use, any other must exist. Requests never create a board.
+    home.open_board(&home.pick_board(options.board.as_deref()))?;
     let host_id = home.host_id()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -106,7 +107,8 @@ pub fn serve(home: Home, options: ServeOptions) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
         let addr = listener.local_addr()?;
-        let (guard, notice) = guard::Guard::new(&home, addr, options.token_file.as_deref(), options.read_only)?;
+        let (guard, notice) =
+            guard::Guard::new(&home, addr, options.token_file.as_deref(), options.read_only)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = Arc::new(App {
             only_board: options.board.clone(),
@@ -117,7 +119,10 @@ pub fn serve(home: Home, options: ServeOptions) -> anyhow::Result<()> {
             home,
         });
         let which = options.board.as_deref().map(|b| format!("board {b}")).unwrap_or("every board".into());
-        println!("http://{addr}/api/v1/ serving {which}{}", if options.read_only { " (read-only)" } else { "" });
+        println!(
+            "http://{addr}/api/v1/ serving {which}{}",
+            if options.read_only { " (read-only)" } else { "" }
+        );
         if let Some(notice) = notice {
             println!("{notice}");
         }
@@ -138,7 +143,8 @@ pub fn serve(home: Home, options: ServeOptions) -> anyhow::Result<()> {
 
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut sigint), Ok(mut sigterm)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    let (Ok(mut sigint), Ok(mut sigterm)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
         return std::future::pending().await;
     };

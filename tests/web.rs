@@ -1,0 +1,619 @@
+//! `kanban serve`: the real binary serving a temp home, spoken to over HTTP (ureq, and a raw socket where a
+//! test needs a header ureq owns or a stream it reads line by line). Every route with its error codes, the
+//! security rules (Host, token, CSRF, read-only, body limit) and the live event stream with resume.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// A running `kanban serve`, stopped (SIGTERM, then waited for) when dropped.
+struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT/api/v1/`
+    api: String,
+    addr: String,
+    agent: ureq::Agent,
+    /// The CSRF token of `GET /api/v1/session` (empty when the server requires a bearer token).
+    csrf: String,
+    token: Option<String>,
+}
+
+impl Server {
+    fn start(k: &Kanban, extra: &[&str]) -> Server {
+        Self::start_on(k, "127.0.0.1:0", extra).0
+    }
+
+    /// Start on `listen`; also returns the lines printed after the URL's (read until a blank read).
+    fn start_on(k: &Kanban, listen: &str, extra: &[&str]) -> (Server, BufReader<std::process::ChildStdout>) {
+        let mut args = vec!["serve", "--listen", listen];
+        args.extend_from_slice(extra);
+        let mut child =
+            k.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn serve");
+        let mut first = String::new();
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        out.read_line(&mut first).expect("read the URL");
+        let api =
+            first.split_whitespace().next().unwrap_or_else(|| panic!("no URL in {first:?}")).to_string();
+        assert!(api.starts_with("http://") && api.ends_with("/api/v1/"), "{first}");
+        let port = api.trim_end_matches("/api/v1/").rsplit(':').next().unwrap().to_string();
+        let addr = format!("127.0.0.1:{port}");
+        let api = format!("http://{addr}/api/v1/");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut server = Server { child, api, addr, agent, csrf: String::new(), token: None };
+        let (status, session) = server.get("session");
+        if status == 200 {
+            server.csrf = session["csrf"].as_str().expect("csrf").to_string();
+        }
+        (server, out)
+    }
+
+    fn with_token(mut self, token: &str) -> Server {
+        self.token = Some(token.to_string());
+        self
+    }
+
+    /// `path` under `/api/v1/`, or from the root when it starts with `/`.
+    fn url(&self, path: &str) -> String {
+        if path.starts_with('/') {
+            format!("http://{}{path}", self.addr)
+        } else {
+            format!("{}{path}", self.api)
+        }
+    }
+
+    fn auth<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+        let mut response = response.expect("HTTP request");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().expect("read body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        Self::answer(self.auth(self.agent.get(self.url(path))).call())
+    }
+
+    fn get_text(&self, path: &str) -> (u16, String) {
+        let mut response = self.auth(self.agent.get(self.url(path))).call().expect("HTTP request");
+        (response.status().as_u16(), response.body_mut().read_to_string().expect("read body"))
+    }
+
+    /// A state-changing request with the CSRF token.
+    fn send(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.send_raw(method, path, &body.to_string(), Some(&self.csrf))
+    }
+
+    fn send_raw(&self, method: &str, path: &str, body: &str, csrf: Option<&str>) -> (u16, Value) {
+        let url = self.url(path);
+        let request = match method {
+            "POST" => self.agent.post(url),
+            "PATCH" => self.agent.patch(url),
+            other => panic!("no body for {other}"),
+        };
+        let mut request = self.auth(request).header("Content-Type", "application/json");
+        if let Some(csrf) = csrf {
+            request = request.header("X-Kanban-CSRF", csrf);
+        }
+        Self::answer(request.send(body))
+    }
+
+    fn delete(&self, path: &str) -> (u16, Value) {
+        Self::answer(self.auth(self.agent.delete(self.url(path))).header("X-Kanban-CSRF", &self.csrf).call())
+    }
+
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send("POST", path, &body)
+    }
+
+    /// A raw HTTP/1.1 GET with exactly these headers (ureq always sends its own Host).
+    fn raw_get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let path = if path.starts_with('/') { path.to_string() } else { format!("/api/v1/{path}") };
+        let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("read");
+        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, text)
+    }
+
+    /// Open the board's event stream with extra headers; events are read with [`Stream::next_event`].
+    fn stream(&self, query: &str, headers: &[(&str, &str)]) -> Stream {
+        let mut stream = TcpStream::connect(&self.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        let mut request =
+            format!("GET /api/v1/boards/default/events/stream{query} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut stream = Stream { reader: BufReader::new(stream), line: String::new() };
+        let status = stream.line_within(Duration::from_secs(20)).expect("a status line");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        stream
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + POLL_LIMIT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw SSE connection (chunked transfer: chunk-size lines are skipped, they never start with a field).
+struct Stream {
+    reader: BufReader<TcpStream>,
+    line: String,
+}
+
+impl Stream {
+    /// The next line, waiting at most `limit`; `None` when nothing came.
+    fn line_within(&mut self, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.reader.read_line(&mut self.line) {
+                Ok(0) => return None,
+                Ok(_) if self.line.ends_with('\n') => {
+                    let line = self.line.trim_end().to_string();
+                    self.line.clear();
+                    return Some(line);
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => panic!("reading the stream: {e}"),
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// The next event's (id, data), waiting at most `limit`.
+    fn next_event(&mut self, limit: Duration) -> Option<(i64, Value)> {
+        let deadline = Instant::now() + limit;
+        let mut id = None;
+        loop {
+            let line = self.line_within(deadline.saturating_duration_since(Instant::now()))?;
+            if let Some(value) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
+                id = value.trim().parse().ok();
+            } else if let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
+                let data: Value = serde_json::from_str(data).expect("event JSON");
+                return Some((id.expect("an id before the data"), data));
+            }
+        }
+    }
+}
+
+/// The error message the CLI prints for `args`, without `kanban: `.
+fn cli_error(k: &Kanban, args: &[&str]) -> String {
+    let stderr = k.fails(args, 1);
+    stderr.trim_end().strip_prefix("kanban: ").unwrap_or(&stderr).to_string()
+}
+
+fn error(v: &Value) -> &str {
+    v["error"].as_str().unwrap_or_else(|| panic!("no error in {v}"))
+}
+
+#[test]
+fn serve_prints_its_url_lists_boards_and_refuses_unknown_ones() {
+    let k = Kanban::new();
+    k.create("one", &[]);
+    k.ok(&["board", "create", "other"]);
+    let all = Server::start(&k, &[]);
+    let (status, boards) = all.get("boards");
+    assert_eq!(status, 200);
+    let slugs: Vec<&str> = boards.as_array().unwrap().iter().map(|b| b["slug"].as_str().unwrap()).collect();
+    assert_eq!(slugs, ["default", "other"]);
+    // The same shape as `board list --json`.
+    assert_eq!(boards, k.json(&["board", "list", "--json"]));
+    let (status, cards) = all.get("boards/other/cards");
+    assert_eq!((status, cards["total"].as_i64()), (200, Some(0)));
+    let (status, body) = all.get("boards/nope/cards");
+    assert_eq!(status, 404);
+    assert!(error(&body).contains("board 'nope' not found"), "{body}");
+    assert_eq!(all.get("boards/default/nothing-here").0, 404);
+
+    let one = Server::start(&k, &["--board", "other"]);
+    let (_, boards) = one.get("boards");
+    assert_eq!(boards.as_array().unwrap().len(), 1);
+    assert_eq!(one.get("boards/default/cards").0, 404, "a server of one board serves no other");
+}
+
+#[test]
+fn cards_are_created_listed_shown_and_edited_as_the_cli_does() {
+    let k = Kanban::new();
+    let s = Server::start(&k, &[]);
+    let parent = k.create("parent", &[]);
+    let (status, card) = s.post(
+        "boards/default/cards",
+        json!({"title": "from the web", "body": "text", "assignee": "coder", "priority": 5, "parents": [parent],
+               "workspace": "scratch", "max_runtime": "5m", "max_retries": 2, "goal": true, "goal_max_turns": 3,
+               "idempotency_key": "k1", "tenant": "acme"}),
+    );
+    assert_eq!(status, 201, "{card}");
+    let id = card["id"].as_str().unwrap().to_string();
+    // The same document as `show --json` for the card.
+    assert_eq!(card, k.task(&id));
+    assert_eq!(
+        (card["status"].as_str(), card["max_runtime_seconds"].as_i64(), card["goal_max_turns"].as_i64()),
+        (Some("todo"), Some(300), Some(3))
+    );
+    // The idempotency key returns the same card, 200 not 201.
+    let (status, again) = s.post("boards/default/cards", json!({"title": "again", "idempotency_key": "k1"}));
+    assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())));
+
+    // 400 names the field.
+    for (body, field) in [
+        (json!({"title": "x", "priority": "high"}), "priority"),
+        (json!({"title": "x", "workspace": "nowhere"}), "workspace"),
+        (json!({"title": "x", "max_runtime": "soon"}), "max_runtime"),
+        (json!({"title": "x", "goal_max_turns": 2}), "goal_max_turns"),
+        (json!({"title": "x", "colour": "red"}), "colour"),
+        (json!({"body": "no title"}), "title"),
+    ] {
+        let (status, v) = s.post("boards/default/cards", body.clone());
+        assert_eq!(status, 400, "{body} -> {v}");
+        assert!(error(&v).contains(field), "{body} -> {v}");
+    }
+    let (status, v) = s.send_raw("POST", "boards/default/cards", "{not json", Some(&s.csrf));
+    assert_eq!(status, 400, "{v}");
+    // A refusal of the store: a blank title, with the CLI's message.
+    let (status, v) = s.post("boards/default/cards", json!({"title": "  "}));
+    assert_eq!(status, 400);
+    assert_eq!(error(&v), cli_error_code(&k, &["create", "  "], 2));
+
+    // Show: the `show --json` document; 404 for an unknown card.
+    let (status, shown) = s.get(&format!("boards/default/cards/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(shown, k.show(&id));
+    let (status, v) = s.get("boards/default/cards/t_00000000");
+    assert_eq!(status, 404);
+    assert_eq!(error(&v), cli_error(&k, &["show", "t_00000000"]));
+
+    // Edit.
+    let (status, edited) =
+        s.send("PATCH", &format!("boards/default/cards/{id}"), &json!({"title": "renamed", "priority": 9}));
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!((edited["title"].as_str(), edited["priority"].as_i64()), (Some("renamed"), Some(9)));
+    assert_eq!(k.task(&id)["title"], "renamed");
+    let (status, v) = s.send("PATCH", &format!("boards/default/cards/{id}"), &json!({"priority": []}));
+    assert_eq!(status, 400);
+    assert!(error(&v).starts_with("priority:"), "{v}");
+
+    // List: filters and paging.
+    for n in 0..3 {
+        k.create(&format!("bulk {n}"), &["--assignee", "writer"]);
+    }
+    let (_, page) = s.get("boards/default/cards?limit=2");
+    assert_eq!((page["total"].as_i64(), page["cards"].as_array().unwrap().len()), (Some(5), 2));
+    assert_eq!(page["next_offset"].as_i64(), Some(2));
+    let (_, last) = s.get("boards/default/cards?limit=2&offset=4");
+    assert_eq!((last["cards"].as_array().unwrap().len(), last["next_offset"].clone()), (1, Value::Null));
+    let all: Vec<Value> = k.json(&["list", "--json"]).as_array().unwrap().clone();
+    let (_, whole) = s.get("boards/default/cards");
+    assert_eq!(whole["cards"].as_array().unwrap(), &all, "the same cards in the same order as `list --json`");
+    let (_, writers) = s.get("boards/default/cards?assignee=writer");
+    assert_eq!(writers["total"].as_i64(), Some(3));
+    let (_, todo) = s.get("boards/default/cards?status=todo");
+    assert_eq!(todo["cards"][0]["id"].as_str(), Some(id.as_str()));
+    let (_, found) = s.get("boards/default/cards?q=RENAMED");
+    assert_eq!(found["total"].as_i64(), Some(1));
+    for (query, field) in
+        [("status=nope", "status"), ("limit=0", "limit"), ("limit=x", "limit"), ("sort=size", "sort")]
+    {
+        let (status, v) = s.get(&format!("boards/default/cards?{query}"));
+        assert_eq!(status, 400, "{query}: {v}");
+        assert!(error(&v).contains(field), "{query}: {v}");
+    }
+    k.ok(&["archive", &parent]);
+    let (_, without) = s.get("boards/default/cards");
+    let (_, with) = s.get("boards/default/cards?archived=true");
+    assert_eq!((without["total"].as_i64(), with["total"].as_i64()), (Some(4), Some(5)));
+}
+
+/// The CLI's message for a failure with exit `code`, without `kanban: `.
+fn cli_error_code(k: &Kanban, args: &[&str], code: i32) -> String {
+    let stderr = k.fails(args, code);
+    stderr.trim_end().strip_prefix("kanban: ").unwrap_or(&stderr).to_string()
+}
+
+#[test]
+fn comments_links_runs_log_stats_events_and_plugins() {
+    let k = Kanban::new();
+    let s = Server::start(&k, &[]);
+    let a = k.create("a", &[]);
+    let b = k.create("b", &[]);
+
+    let (status, comment) =
+        s.post(&format!("boards/default/cards/{a}/comments"), json!({"text": "hello", "author": "ann"}));
+    assert_eq!(status, 201, "{comment}");
+    assert_eq!(k.show(&a)["comments"][0], comment);
+    let (status, v) = s.post(&format!("boards/default/cards/{a}/comments"), json!({}));
+    assert_eq!(status, 400);
+    assert!(error(&v).contains("text"), "{v}");
+    assert_eq!(s.post("boards/default/cards/t_00000000/comments", json!({"text": "x"})).0, 404);
+
+    let (status, links) = s.post(&format!("boards/default/cards/{b}/links"), json!({"parent": a}));
+    assert_eq!(status, 200, "{links}");
+    assert_eq!(links["parents"][0]["id"].as_str(), Some(a.as_str()));
+    assert_eq!(k.show(&b)["parents"][0]["id"].as_str(), Some(a.as_str()));
+    // A cycle is refused with the CLI's message.
+    let (status, v) = s.post(&format!("boards/default/cards/{b}/links"), json!({"child": a}));
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(error(&v), cli_error(&k, &["link", &b, &a]));
+    assert_eq!(s.post(&format!("boards/default/cards/{b}/links"), json!({"parent": a, "child": a})).0, 400);
+    let (status, links) = s.delete(&format!("boards/default/cards/{b}/links?parent={a}"));
+    assert_eq!(status, 200, "{links}");
+    assert_eq!(links["parents"], json!([]));
+
+    let (status, runs) = s.get(&format!("boards/default/cards/{a}/runs"));
+    assert_eq!((status, runs), (200, json!([])));
+    assert_eq!(s.get("boards/default/cards/t_00000000/runs").0, 404);
+    std::fs::create_dir_all(k.board_dir("default").join("logs")).unwrap();
+    let (status, log) = s.get_text(&format!("boards/default/cards/{a}/log"));
+    assert_eq!((status, log.as_str()), (200, ""), "no log yet is an empty log");
+    assert_eq!(s.get("boards/default/cards/t_00000000/log").0, 404);
+    let log = k.board_dir("default").join("logs").join(format!("{a}.log"));
+    std::fs::write(&log, "first line\nlast line\n").unwrap();
+    assert_eq!(s.get_text(&format!("boards/default/cards/{a}/log")).1, "first line\nlast line\n");
+    let (status, tail) = s.get_text(&format!("boards/default/cards/{a}/log?tail=10"));
+    assert_eq!((status, tail), (200, k.ok(&["log", &a, "--tail", "10"])));
+
+    let (status, stats) = s.get("boards/default/stats");
+    assert_eq!(status, 200);
+    assert_eq!(stats, k.json(&["stats", "--json"]));
+
+    let (status, events) = s.get("boards/default/events?since=2");
+    assert_eq!(status, 200);
+    assert_eq!(events.as_array().unwrap(), &k.json_lines(&["events", "--since", "2", "--json"]));
+    let (_, mine) = s.get(&format!("boards/default/events?card={a}&limit=1"));
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(s.get("boards/default/events?card=t_00000000").0, 404);
+
+    let (status, plugins) = s.get("plugins");
+    assert_eq!(status, 200);
+    assert_eq!(plugins, k.json(&["plugin", "list", "--json"]));
+}
+
+#[test]
+fn actions_move_cards_and_refusals_carry_the_cli_message() {
+    let k = Kanban::new();
+    let s = Server::start(&k, &[]);
+    let id = k.create("card", &[]);
+    let act = |action: &str, body: Value| s.post(&format!("boards/default/cards/{id}/{action}"), body);
+
+    let (status, v) = act("assign", json!({"profile": "ghost"}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["task"]["assignee"], "ghost");
+    assert!(v["warnings"][0].as_str().unwrap().contains("has no profile 'ghost'"), "{v}");
+    let (status, v) = act("block", json!({"reason": "waiting", "kind": "needs_input"}));
+    assert_eq!((status, v["task"]["status"].as_str()), (200, Some("blocked")), "{v}");
+    assert_eq!(act("block", json!({"kind": "sometimes"})).0, 400);
+    let (status, v) = act("unblock", json!({}));
+    assert_eq!((status, v["task"]["status"].as_str()), (200, Some("ready")), "{v}");
+    let (status, v) = act("schedule", json!({"reason": "later"}));
+    assert_eq!((status, v["task"]["status"].as_str()), (200, Some("scheduled")), "{v}");
+    let (status, v) = act("promote", json!({}));
+    assert_eq!((status, v["task"]["status"].as_str()), (200, Some("ready")), "{v}");
+    let (status, v) = act("reassign", json!({"profile": "writer"}));
+    assert_eq!((status, v["task"]["assignee"].as_str()), (200, Some("writer")), "{v}");
+    let (status, v) = act("review", json!({"summary": "look"}));
+    assert_eq!((status, v["task"]["status"].as_str()), (200, Some("review")), "{v}");
+    let (status, v) = act("request-changes", json!({"reason": "not yet"}));
+    assert_eq!((status, v["task"]["status"].as_str()), (200, Some("ready")), "{v}");
+    assert_eq!(act("request-changes", json!({})).0, 400, "reason is required");
+
+    // 409: the CLI's refusal, word for word.
+    let (status, v) = act("reclaim", json!({}));
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(error(&v), cli_error(&k, &["reclaim", &id]));
+    let (status, v) = act("request-changes", json!({"reason": "again"}));
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(error(&v), cli_error(&k, &["request-changes", &id, "again"]));
+
+    let (status, v) = act("complete", json!({"result": "shipped"}));
+    assert_eq!(
+        (status, v["task"]["status"].as_str(), v["task"]["result"].as_str()),
+        (200, Some("done"), Some("shipped"))
+    );
+    let (status, v) = act("archive", json!({}));
+    assert_eq!((status, v["task"]["status"].as_str()), (200, Some("archived")), "{v}");
+    assert_eq!(v["stopped_worker"], false);
+    assert_eq!(act("archive", json!({"rm": true})).0, 400, "unknown keys are refused");
+    let (status, v) = act("fly", json!({}));
+    assert_eq!(status, 404);
+    assert!(error(&v).contains("no action 'fly'"), "{v}");
+    assert_eq!(s.post("boards/default/cards/t_00000000/complete", json!({})).0, 404);
+
+    // The dispatcher's dry run, and nothing else.
+    let ready = k.create("ready one", &[]);
+    let (status, report) = s.post("boards/default/dispatch?dry_run=true", json!({}));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report, k.json(&["dispatch", "--dry-run", "--json"]));
+    assert_eq!(k.status(&ready), "ready");
+    let (status, v) = s.post("boards/default/dispatch", json!({}));
+    assert_eq!(status, 400);
+    assert!(error(&v).starts_with("dry_run:"), "{v}");
+}
+
+#[test]
+fn state_changes_need_the_csrf_token_and_the_host_must_name_the_server() {
+    let k = Kanban::new();
+    let s = Server::start(&k, &[]);
+    let body = r#"{"title": "x"}"#;
+    let (status, v) = s.send_raw("POST", "boards/default/cards", body, None);
+    assert_eq!(status, 403, "{v}");
+    assert!(error(&v).contains("X-Kanban-CSRF"), "{v}");
+    assert_eq!(s.send_raw("POST", "boards/default/cards", body, Some("not-the-token")).0, 403);
+    assert_eq!(s.send_raw("POST", "boards/default/cards", body, Some(&s.csrf)).0, 201);
+    assert_eq!(k.list_ids(&[]).len(), 1, "only the request with the token created a card");
+
+    // The Host header: this server's address or localhost, nothing else (DNS rebinding).
+    let port = s.addr.rsplit(':').next().unwrap().to_string();
+    for host in [s.addr.clone(), format!("localhost:{port}")] {
+        assert_eq!(s.raw_get("boards", &[("Host", &host)]).0, 200, "{host}");
+    }
+    for host in ["evil.example:80".to_string(), format!("evil.example:{port}"), "127.0.0.1:1".into()] {
+        let (status, text) = s.raw_get("boards", &[("Host", &host)]);
+        assert_eq!(status, 403, "{host}: {text}");
+        assert!(text.contains("does not name this server"), "{text}");
+    }
+    assert_eq!(s.raw_get("boards", &[]).0, 403, "no Host at all");
+    // The session (and its CSRF token) is not handed to a page of another origin.
+    assert_eq!(s.raw_get("session", &[("Host", &s.addr), ("Origin", "http://evil.example")]).0, 403);
+    assert_eq!(s.raw_get("session", &[("Host", &s.addr), ("Origin", &format!("http://{}", s.addr))]).0, 200);
+}
+
+#[test]
+fn a_token_file_requires_the_bearer_token_on_every_request() {
+    let k = Kanban::new();
+    let token = "s3cret-token-of-the-test-0123456789";
+    let file = k.write_file("token", format!("{token}\n").as_bytes());
+    let s = Server::start(&k, &["--token-file", file.to_str().unwrap()]);
+    let (status, v) = s.get("boards");
+    assert_eq!(status, 401, "{v}");
+    assert!(error(&v).contains("Bearer"), "{v}");
+    assert_eq!(s.raw_get("boards", &[("Host", &s.addr), ("Authorization", "Bearer wrong")]).0, 401);
+    let s = s.with_token(token);
+    assert_eq!(s.get("boards").0, 200);
+    // With the token, no CSRF header is needed.
+    assert_eq!(s.send_raw("POST", "boards/default/cards", r#"{"title": "x"}"#, None).0, 201);
+    let metrics = s.raw_get("/metrics", &[("Host", &s.addr)]);
+    assert_eq!(metrics.0, 401, "metrics too");
+
+    let short = k.write_file("short", b"abc\n");
+    let out = k.run(&["serve", "--listen", "127.0.0.1:0", "--token-file", short.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "a weak token is a usage error");
+}
+
+#[test]
+fn a_non_loopback_address_gets_a_generated_token_saved_for_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let k = Kanban::new();
+    let (s, mut out) = Server::start_on(&k, "0.0.0.0:0", &[]);
+    let mut notice = String::new();
+    out.read_line(&mut notice).expect("the token line");
+    let saved = k.home().join("serve.token");
+    let token = std::fs::read_to_string(&saved).expect("serve.token").trim().to_string();
+    assert_eq!(std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(notice.contains(&token) && notice.contains("serve.token"), "{notice}");
+    assert_eq!(s.get("boards").0, 401);
+    let s = s.with_token(&token);
+    assert_eq!(s.get("boards").0, 200);
+}
+
+#[test]
+fn read_only_refuses_every_change_and_bodies_are_bounded() {
+    let k = Kanban::new();
+    let id = k.create("card", &[]);
+    let ro = Server::start(&k, &["--read-only"]);
+    assert_eq!(ro.get("boards/default/cards").0, 200);
+    for (method, path) in
+        [("POST", "boards/default/cards".to_string()), ("PATCH", format!("boards/default/cards/{id}"))]
+    {
+        let (status, v) = ro.send(method, &path, &json!({"title": "x"}));
+        assert_eq!(status, 403, "{method} {path}: {v}");
+        assert!(error(&v).contains("read-only"), "{v}");
+    }
+    assert_eq!(ro.post(&format!("boards/default/cards/{id}/complete"), json!({})).0, 403);
+    assert_eq!(ro.delete(&format!("boards/default/cards/{id}/links?parent={id}")).0, 403);
+    assert_eq!(k.status(&id), "ready");
+    drop(ro);
+
+    let s = Server::start(&k, &[]);
+    let big = json!({"title": "big", "body": "x".repeat(1024 * 1024)});
+    let (status, v) = s.post("boards/default/cards", big);
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(k.list_ids(&[]).len(), 1);
+}
+
+#[test]
+fn the_event_stream_pushes_cli_changes_and_resumes_after_last_event_id() {
+    let k = Kanban::new();
+    let id = k.create("card", &[]);
+    let s = Server::start(&k, &[]);
+    let mut live = s.stream("", &[]);
+    k.ok(&["comment", &id, "from the cli"]);
+    let (event_id, event) = live.next_event(POLL_LIMIT).expect("the comment's event");
+    assert_eq!((event["kind"].as_str(), event["task_id"].as_str()), (Some("commented"), Some(id.as_str())));
+    assert_eq!(event["id"].as_i64(), Some(event_id));
+    // The same record as `events --json`.
+    assert_eq!(&event, k.json_lines(&["events", "--json"]).last().unwrap());
+
+    let (status, metrics) = s.get_text("/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("kanban_sse_clients 1"), "{metrics}");
+    assert!(metrics.contains("kanban_cards{board=\"default\",status=\"ready\"} 1"), "{metrics}");
+
+    // More changes while no client listens; a reconnect with Last-Event-ID gets exactly those after it.
+    drop(live);
+    k.ok(&["block", &id, "stuck"]);
+    k.ok(&["unblock", &id]);
+    let after = event_id.to_string();
+    let want: Vec<i64> = k
+        .json_lines(&["events", "--since", &after, "--json"])
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert!(want.len() >= 2, "{want:?}");
+    let mut resumed = s.stream("?since=1", &[("Last-Event-ID", &after)]);
+    let mut got = Vec::new();
+    while let Some((n, _)) = resumed.next_event(Duration::from_millis(1500)) {
+        got.push(n);
+    }
+    assert_eq!(got, want, "exactly the events after {after}, once each");
+    // And a `since` without Last-Event-ID replays from there.
+    let mut from_start = s.stream("?since=0", &[]);
+    assert_eq!(from_start.next_event(POLL_LIMIT).map(|(n, _)| n), Some(1));
+    let (status, v) = s.get("boards/default/events/stream?since=x");
+    assert_eq!(status, 400, "{v}");
+}
+
+#[test]
+fn serve_stops_on_sigterm() {
+    let k = Kanban::new();
+    let mut s = Server::start(&k, &[]);
+    let _live = s.stream("", &[]);
+    let pid = nix::unistd::Pid::from_raw(s.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    let mut status = None;
+    wait_for("serve to stop", || {
+        status = s.child.try_wait().expect("wait");
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(0));
+}
