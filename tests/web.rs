@@ -113,6 +113,21 @@ impl Server {
         Self::answer(request.send(body))
     }
 
+    /// POST raw bytes (an upload), with the CSRF token.
+    fn upload(&self, path: &str, bytes: &[u8]) -> (u16, Value) {
+        let request = self.auth(self.agent.post(self.url(path))).header("X-Kanban-CSRF", &self.csrf);
+        Self::answer(request.send(bytes))
+    }
+
+    fn get_bytes(&self, path: &str) -> (u16, Vec<u8>, Option<String>) {
+        let mut response = self.auth(self.agent.get(self.url(path))).call().expect("HTTP request");
+        let disposition =
+            response.headers().get("content-disposition").map(|v| v.to_str().unwrap().to_string());
+        let status = response.status().as_u16();
+        let bytes = response.body_mut().with_config().limit(64 << 20).read_to_vec().expect("read body");
+        (status, bytes, disposition)
+    }
+
     fn delete(&self, path: &str) -> (u16, Value) {
         Self::answer(self.auth(self.agent.delete(self.url(path))).header("X-Kanban-CSRF", &self.csrf).call())
     }
@@ -468,6 +483,66 @@ fn actions_move_cards_and_refusals_carry_the_cli_message() {
     let (status, v) = s.post("boards/default/dispatch", json!({}));
     assert_eq!(status, 400);
     assert!(error(&v).starts_with("dry_run:"), "{v}");
+}
+
+#[test]
+fn attachments_are_uploaded_downloaded_and_removed_inside_the_cards_folder() {
+    let k = Kanban::new();
+    let s = Server::start(&k, &[]);
+    let id = k.create("card", &[]);
+    let other = k.create("other", &[]);
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (status, att) =
+        s.upload(&format!("boards/default/cards/{id}/attachments?name=../../evil.bin"), &bytes);
+    assert_eq!(status, 201, "{att}");
+    assert_eq!((att["stored_name"].as_str(), att["size"].as_i64()), (Some("evil.bin"), Some(200_000)));
+    let folder = k.board_dir("default").join("attachments").join(&id);
+    assert_eq!(std::fs::read(folder.join("evil.bin")).unwrap(), bytes, "stored inside the card's folder");
+    let (_, listed) = s.get(&format!("boards/default/cards/{id}/attachments"));
+    assert_eq!(listed, k.json(&["attachments", &id, "--json"]));
+    assert_eq!(listed[0], att);
+
+    let n = att["id"].as_i64().unwrap();
+    let (status, got, disposition) = s.get_bytes(&format!("boards/default/cards/{id}/attachments/{n}"));
+    assert_eq!((status, got == bytes), (200, true));
+    assert!(disposition.unwrap().contains("evil.bin"));
+    // Another card's path does not reach it; nor does an unknown id.
+    assert_eq!(s.get_bytes(&format!("boards/default/cards/{other}/attachments/{n}")).0, 404);
+    assert_eq!(s.get_bytes(&format!("boards/default/cards/{id}/attachments/999")).0, 404);
+    for name in ["..", "/", ""] {
+        let (status, v) = s.upload(&format!("boards/default/cards/{id}/attachments?name={name}"), b"x");
+        assert_eq!(status, 400, "{name:?}: {v}");
+    }
+    assert_eq!(s.upload(&format!("boards/default/cards/{id}/attachments"), b"x").0, 400, "name is required");
+
+    // Over 25 MiB: 413, and nothing is left behind. Streamed without a length, the copy stops at the cap.
+    let cap = 25 * 1024 * 1024;
+    let path = format!("boards/default/cards/{id}/attachments?name=big.bin");
+    let mut big = std::io::Read::take(std::io::repeat(7), cap + 1);
+    let request = s.agent.post(s.url(&path)).header("X-Kanban-CSRF", &s.csrf);
+    let (status, v) = Server::answer(request.send(ureq::SendBody::from_reader(&mut big)));
+    assert_eq!(status, 413, "{v}");
+    assert!(error(&v).contains("capped at 25 MiB"), "{v}");
+    assert!(!folder.join("big.bin").exists());
+    // With a Content-Length over the cap, before a byte of the body is read.
+    let mut socket = TcpStream::connect(&s.addr).unwrap();
+    let head = format!(
+        "POST /api/v1/{path} HTTP/1.1\r\nHost: {}\r\nX-Kanban-CSRF: {}\r\nContent-Length: {}\r\n\r\n",
+        s.addr,
+        s.csrf,
+        cap + 1
+    );
+    socket.write_all(head.as_bytes()).unwrap();
+    let mut answer = [0u8; 12];
+    socket.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 413");
+
+    let (status, removed) = s.delete(&format!("boards/default/cards/{other}/attachments/{n}"));
+    assert_eq!(status, 404, "{removed}");
+    let (status, removed) = s.delete(&format!("boards/default/cards/{id}/attachments/{n}"));
+    assert_eq!((status, removed["id"].as_i64()), (200, Some(n)));
+    assert!(!folder.join("evil.bin").exists());
+    assert_eq!(k.json(&["attachments", &id, "--json"]), json!([]));
 }
 
 #[test]

@@ -40,6 +40,11 @@ pub fn routes() -> Router<Arc<App>> {
         .route(card, get(show).patch(edit))
         .route(&format!("{card}/comments"), post(comment))
         .route(&format!("{card}/links"), post(link).delete(unlink))
+        .route(&format!("{card}/attachments"), get(super::attachments::list).post(super::attachments::upload))
+        .route(
+            &format!("{card}/attachments/{{attachment}}"),
+            get(super::attachments::download).delete(super::attachments::remove),
+        )
         .route(&format!("{card}/runs"), get(runs))
         .route(&format!("{card}/log"), get(log))
         .route(&format!("{card}/{{action}}"), post(action))

@@ -5,12 +5,13 @@
 //! blocking pool with a store opened for that request, and no connection is held across an await.
 //!
 //! - [`guard`]: who may ask what (Host check, bearer token, CSRF token, read-only mode).
-//! - [`api`]: the routes under `/api/v1`.
+//! - [`api`]: the routes under `/api/v1`; [`attachments`]: the streamed uploads and downloads.
 //! - [`events`]: one poller per board that reads only new events and fans them out to SSE clients.
 //! - [`metrics`]: `GET /metrics` in Prometheus text format.
 //! - [`error`]: library errors to HTTP statuses, in one place.
 
 mod api;
+mod attachments;
 mod error;
 mod events;
 mod guard;
