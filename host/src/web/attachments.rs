@@ -65,8 +65,8 @@ pub async fn upload(
     let writer = app.on_board(slug, move |desk| {
         let reader = ChunkReader { chunks: receiver, current: Bytes::new() };
         let att = ops_attachments::attach_stream(desk, &id, &name, reader, "the upload")?;
-        Ok(serde_json::to_value(AttachmentView::new(desk.board, &att))
-            .map_err(|e| ApiError::internal(e.to_string()))?)
+        serde_json::to_value(AttachmentView::new(desk.board, &att))
+            .map_err(|e| ApiError::internal(e.to_string()))
     });
     let pump = async move {
         let mut stream = body.into_data_stream();
