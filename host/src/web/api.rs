@@ -595,25 +595,15 @@ impl ActionRequest {
     /// Do it as the CLI command does, with the warnings the CLI prints.
     fn run(self, desk: &mut Desk, id: &str) -> Result<(Acted, Vec<String>), ApiError> {
         let board = desk.board;
-        let warn = |acted: &Acted, who: Option<&str>| {
-            board
-                .unknown_profile(who)
-                .into_iter()
-                .collect::<Vec<_>>()
-                .into_iter()
-                .chain(
-                    acted
-                        .pending
-                        .iter()
-                        .map(|why| format!("card {id} stays running until its worker is gone: {why}")),
-                )
-                .collect::<Vec<_>>()
-        };
+        // The CLI's `kanban: warning:` lines; a pending stop is in the answer's `pending`.
+        let warn = |who: Option<&str>| board.unknown_profile(who).into_iter().collect::<Vec<_>>();
         let acted = match self {
             ActionRequest::Assign(a) => {
+                // `cli` marks a person's assignment, whichever front end: any other source is read as a
+                // routing policy's by `kanban policy replay`.
                 let action = Action::Assign { assignee: Some(a.profile), source: "cli".into() };
                 let acted = cards::act(desk, id, By::Operator, action)?;
-                let warnings = warn(&acted, acted.task.assignee.as_deref());
+                let warnings = warn(acted.task.assignee.as_deref());
                 return Ok((acted, warnings));
             }
             ActionRequest::Block(b) => {
@@ -636,22 +626,21 @@ impl ActionRequest {
             ActionRequest::Reclaim(r) => cards::reclaim(desk, id, r.run, r.reason.as_deref())?,
             ActionRequest::Reassign(r) => {
                 let acted = cards::reassign(desk, id, r.profile, r.reclaim)?;
-                let warnings = warn(&acted, acted.task.assignee.as_deref());
+                let warnings = warn(acted.task.assignee.as_deref());
                 return Ok((acted, warnings));
             }
             ActionRequest::Review(r) => {
                 let action = Action::Review { reviewer: r.reviewer, summary: r.summary };
                 let acted = cards::act(desk, id, By::Operator, action)?;
                 let reviewer = acted.task.reviewer.clone().or_else(|| board.config.review.reviewer.clone());
-                let warnings = warn(&acted, reviewer.as_deref());
+                let warnings = warn(reviewer.as_deref());
                 return Ok((acted, warnings));
             }
             ActionRequest::RequestChanges(r) => {
                 cards::act(desk, id, By::Operator, Action::RequestChanges { reason: r.reason })?
             }
         };
-        let warnings = warn(&acted, None);
-        Ok((acted, warnings))
+        Ok((acted, Vec::new()))
     }
 }
 

@@ -124,7 +124,7 @@ pub async fn stream(
         None => Vec::new(),
     };
     let last = backlog.last().map(|e| e.id).or(resume).unwrap_or(0);
-    let client = Client::new(app.clone());
+    let client = Some(Client::new(app.clone()));
     let state = StreamState {
         backlog: backlog.into_iter(),
         receiver,
@@ -142,7 +142,8 @@ struct StreamState {
     /// The id of the last event sent.
     last: i64,
     stop: watch::Receiver<bool>,
-    _client: Client,
+    /// Counted as a connected client while the stream lives (`None` in unit tests, which have no server).
+    _client: Option<Client>,
 }
 
 async fn next_event(mut state: StreamState) -> Option<(Result<SseEvent, Infallible>, StreamState)> {
@@ -186,5 +187,51 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.0.metrics.sse_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: i64) -> Arc<Event> {
+        Arc::new(Event {
+            id,
+            task_id: None,
+            run_id: None,
+            kind: "commented".into(),
+            payload: serde_json::json!({}),
+            created_at: 0,
+        })
+    }
+
+    fn state(receiver: broadcast::Receiver<Arc<Event>>, last: i64) -> (StreamState, watch::Sender<bool>) {
+        let (stop_tx, stop) = watch::channel(false);
+        (StreamState { backlog: Vec::new().into_iter(), receiver, last, stop, _client: None }, stop_tx)
+    }
+
+    #[tokio::test]
+    async fn repeats_are_skipped_and_a_lagging_client_is_dropped_without_holding_up_the_sender() {
+        let (sender, receiver) = broadcast::channel(2);
+        let (s, _stop) = state(receiver, 1);
+        // Event 1 was already sent (from the backlog): skipped; 2 follows.
+        sender.send(event(1)).unwrap();
+        sender.send(event(2)).unwrap();
+        let (_, s) = next_event(s).await.expect("event 2");
+        assert_eq!(s.last, 2);
+        // Three more than the channel holds, while the client reads nothing: the sender never waits, and the
+        // client's next read ends its stream (it resumes with Last-Event-ID).
+        for id in 3..=5 {
+            sender.send(event(id)).unwrap();
+        }
+        assert!(next_event(s).await.is_none(), "a lagging client is dropped");
+    }
+
+    #[tokio::test]
+    async fn the_stream_ends_when_the_server_stops() {
+        let (_sender, receiver) = broadcast::channel::<Arc<Event>>(2);
+        let (s, stop) = state(receiver, 0);
+        stop.send(true).unwrap();
+        assert!(next_event(s).await.is_none());
     }
 }
