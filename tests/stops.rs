@@ -521,6 +521,7 @@ fn a_worker_cannot_delete_its_board_or_run_commands_outside_its_scope() {
         vec!["dispatch"],
         vec!["dispatch", "--dry-run"],
         vec!["daemon", "--max-ticks", "1"],
+        vec!["serve", "--listen", "127.0.0.1:0"],
         vec!["board", "set-default-workdir", "default", "/tmp"],
         vec!["gc"],
         vec!["edit", &id, "--title", "renamed"],

@@ -129,6 +129,7 @@ fn name(command: &Command) -> &'static str {
         Command::Reassign { .. } => "reassign",
         Command::Dispatch { .. } => "dispatch",
         Command::Daemon { .. } => "daemon",
+        Command::Serve { .. } => "serve",
         Command::Pause { .. } => "pause",
         Command::Resume { .. } => "resume",
         Command::Demo => "demo",
