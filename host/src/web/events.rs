@@ -40,8 +40,8 @@ impl Feeds {
         Feeds { home, feeds: Mutex::new(HashMap::new()), stop }
     }
 
-    /// Subscribe to board `slug`'s new events, starting its poller if it has none. Returns the receiver and
-    /// the id of the newest event when the poller started (events after it are broadcast).
+    /// Subscribe to board `slug`'s new events (those written after its poller started), starting the poller
+    /// if the board has none.
     fn subscribe(&self, slug: &str) -> Result<broadcast::Receiver<Arc<Event>>, ApiError> {
         let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(sender) = feeds.get(slug) {
@@ -62,7 +62,8 @@ impl Feeds {
                 let mut store = None;
                 loop {
                     std::thread::sleep(POLL);
-                    if store.is_none() {
+                    // Reopened only while the board is there: opening would create a database elsewhere.
+                    if store.is_none() && board.toml_path().is_file() {
                         store = board.open_store().ok();
                     }
                     let Some(open) = store.as_mut() else { continue };
@@ -113,12 +114,14 @@ pub async fn stream(
         ),
         None => query.since,
     };
-    app.board(&slug)?;
     // Subscribe before reading the backlog: an event written in between arrives twice at most, never
     // zero times, and the id filter below drops the repeat.
-    let feeds = app.clone();
-    let slug_for_feed = slug.clone();
-    let receiver = blocking(move || feeds.feeds.subscribe(&slug_for_feed)).await?;
+    let (feeds, board) = (app.clone(), slug.clone());
+    let receiver = blocking(move || {
+        feeds.board(&board)?;
+        feeds.feeds.subscribe(&board)
+    })
+    .await?;
     let backlog = match resume {
         Some(after) => app.on_board(slug, move |desk| Ok(desk.store.events(None, Some(after))?)).await?,
         None => Vec::new(),
