@@ -5,7 +5,8 @@
 //! The decisions, by the candidate's kind:
 //! - respawn guard: every claim (the board let the spawn happen), every deferral (`deferred` events, one
 //!   per streak) and every block by a guard (`blocked` events naming a policy);
-//! - routing: every assignment made by a routing policy (`assigned` events whose source is not `cli`);
+//! - routing: every assignment made by a routing policy (`assigned` events whose source is a policy, not a
+//!   person's front end, `cli` or `web`);
 //! - diagnostics: every card as it stood at one moment (`--at`), asked of the candidate and of the board's
 //!   own diagnostics policies, compared by the findings' rules.
 
@@ -285,7 +286,8 @@ fn decision_of(event: &crate::model::Event) -> Option<(Value, Status)> {
         )),
         EventKind::Assigned => {
             let source = p.get("source").and_then(Value::as_str)?;
-            (source != "cli")
+            // A person's assignment comes from a front end; a policy's names the policy.
+            (!matches!(source, "cli" | "web"))
                 .then(|| (json!({"assignee": p.get("assignee"), "policy": source}), Status::Ready))
         }
         _ => None,

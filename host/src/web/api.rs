@@ -599,9 +599,9 @@ impl ActionRequest {
         let warn = |who: Option<&str>| board.unknown_profile(who).into_iter().collect::<Vec<_>>();
         let acted = match self {
             ActionRequest::Assign(a) => {
-                // `cli` marks a person's assignment, whichever front end: any other source is read as a
-                // routing policy's by `kanban policy replay`.
-                let action = Action::Assign { assignee: Some(a.profile), source: "cli".into() };
+                // A person's assignment through the web board (`kanban policy replay` reads `cli` and
+                // `web` as a person's, any other source as a routing policy's).
+                let action = Action::Assign { assignee: Some(a.profile), source: "web".into() };
                 let acted = cards::act(desk, id, By::Operator, action)?;
                 let warnings = warn(acted.task.assignee.as_deref());
                 return Ok((acted, warnings));
