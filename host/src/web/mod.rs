@@ -9,6 +9,7 @@
 //! - [`events`]: one poller per board that reads only new events and fans them out to SSE clients.
 //! - [`metrics`]: `GET /metrics` in Prometheus text format.
 //! - [`error`]: library errors to HTTP statuses, in one place.
+//! - [`page`]: the web board (`/`, `/app.css`, `/app.js`), embedded static files.
 
 mod api;
 mod attachments;
@@ -16,6 +17,7 @@ mod error;
 mod events;
 mod guard;
 mod metrics;
+mod page;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -157,6 +159,7 @@ async fn wait_for_stop_signal() {
 
 fn router(app: Arc<App>) -> Router {
     api::routes()
+        .merge(page::routes())
         .route("/metrics", axum::routing::get(metrics::render))
         // The last layer runs first: count every request, refused ones included, then check it.
         .layer(axum::middleware::from_fn_with_state(app.clone(), guard::check))
