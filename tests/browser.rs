@@ -1,0 +1,535 @@
+//! The web board in a real browser: headless Chromium driven through `chromedriver` (WebDriver) by
+//! fantoccini, against the real binary's `kanban serve` on a temp home. Each test starts its own server,
+//! chromedriver and browser; they run one at a time (two browsers at once only slow a small machine down).
+//!
+//! Chromium and chromedriver come from the distribution's packages (`apt-get install -y chromium
+//! chromium-driver`; `.ci/run` installs them when missing). Without them these tests fail and say so.
+//! `KANBAN_CHROMEDRIVER` and `KANBAN_CHROMIUM` name other binaries.
+//!
+//! Screenshots are saved under `<target dir>/browser-artifacts/` (`board.png`, `board-10k.png`, ...).
+//!
+//! Drag and drop: WebDriver's pointer actions do not drive HTML5 drag and drop in Chromium, so [`drag`]
+//! dispatches the events a real drag fires (`dragstart`, `dragenter`, `dragover`, `drop`, `dragend`, with
+//! one script-made `DataTransfer`) from a small test-only script; the page's handlers are the ones a mouse
+//! drag runs.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use common::*;
+
+/// One browser at a time.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// How long the page gets to show a change.
+const PAGE_LIMIT: Duration = Duration::from_secs(20);
+
+fn tool(var: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));
+    assert!(
+        path.is_file(),
+        "{} not found: the browser tests need Chromium and chromedriver from the distribution \
+         (`apt-get install -y chromium chromium-driver`, which .ci/run does), or {var} naming it",
+        path.display()
+    );
+    path
+}
+
+/// Where screenshots go: `<target dir>/browser-artifacts/` (the test binary's `kanban` is in
+/// `<target dir>/debug/`).
+fn artifacts() -> PathBuf {
+    let dir = Path::new(bin()).parent().and_then(Path::parent).expect("target dir").join("browser-artifacts");
+    std::fs::create_dir_all(&dir).expect("mkdir browser-artifacts");
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A child process stopped (SIGTERM, then SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A command on the test's home with the real clock (the page shows ages against the browser's clock).
+fn real(k: &Kanban, args: &[&str]) -> Command {
+    let mut cmd = k.cmd(args);
+    cmd.env_remove("KANBAN_NOW");
+    cmd
+}
+
+fn run_ok(k: &Kanban, args: &[&str]) -> String {
+    expect_ok(&real(k, args).output().expect("spawn kanban"), &args)
+}
+
+fn run_json(k: &Kanban, args: &[&str]) -> Value {
+    parse_json(&run_ok(k, args), &args)
+}
+
+/// `create TITLE <extra> --json` with the real clock; the new card's id.
+fn create(k: &Kanban, title: &str, extra: &[&str]) -> String {
+    let mut args = vec!["create", title];
+    args.extend_from_slice(extra);
+    args.push("--json");
+    run_json(k, &args)["id"].as_str().expect("id").to_string()
+}
+
+fn status_of(k: &Kanban, id: &str) -> String {
+    run_json(k, &["show", id, "--json"])["task"]["status"].as_str().expect("status").to_string()
+}
+
+/// `kanban serve` on a free port, a chromedriver, and a headless Chromium showing the board.
+struct Page {
+    client: Client,
+    /// `http://127.0.0.1:PORT/`
+    url: String,
+    _user_data: tempfile::TempDir,
+    _driver: Proc,
+    _server: Proc,
+    _alone: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Page {
+    async fn open(k: &Kanban) -> Page {
+        let alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+        let chromedriver = tool("KANBAN_CHROMEDRIVER", "/usr/bin/chromedriver");
+        let chromium = tool("KANBAN_CHROMIUM", "/usr/bin/chromium");
+
+        let mut server = real(k, &["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn serve");
+        let mut first = String::new();
+        BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut first).expect("read the URL");
+        let server = Proc(server);
+        let api = first.split_whitespace().next().unwrap_or_else(|| panic!("no URL in {first:?}"));
+        let url = api.strip_suffix("api/v1/").unwrap_or_else(|| panic!("not the API's URL: {first}")).to_string();
+
+        let port = free_port();
+        let driver = Proc(
+            Command::new(&chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display())),
+        );
+        let driver_url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + PAGE_LIMIT;
+        while ureq::get(format!("{driver_url}/status")).call().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not answer on {driver_url}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        let user_data = tempfile::tempdir().expect("profile dir");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
+                    "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
+                    format!("--user-data-dir={}", user_data.path().display()),
+                ],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&driver_url)
+            .await
+            .unwrap_or_else(|e| panic!("no browser session from chromedriver: {e}"));
+        client.goto(&url).await.expect("open the board");
+        let page = Page { client, url, _user_data: user_data, _driver: driver, _server: server, _alone: alone };
+        page.wait("the board to load", "return document.body.dataset.ready === 'true'").await;
+        page
+    }
+
+    async fn js(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client.execute(script, args).await.unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Wait until `script` returns true.
+    async fn wait(&self, what: &str, script: &str) {
+        self.wait_with(what, script, vec![]).await
+    }
+
+    async fn wait_with(&self, what: &str, script: &str, args: Vec<Value>) {
+        let deadline = Instant::now() + PAGE_LIMIT;
+        loop {
+            if self.js(script, args.clone()).await == Value::Bool(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let messages = self.text("#messages").await;
+                panic!("timed out waiting for {what} (messages on the page: {messages:?})");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The card's tile is in `status`'s column.
+    async fn wait_in(&self, id: &str, status: &str) {
+        self.wait_with(
+            &format!("{id} in {status}"),
+            "return !!document.querySelector(`.column[data-status=\"${arguments[1]}\"] .tile[data-id=\"${arguments[0]}\"]`)",
+            vec![json!(id), json!(status)],
+        )
+        .await
+    }
+
+    /// The column the card's tile is in, or null.
+    async fn column_of(&self, id: &str) -> Value {
+        self.js(
+            "const t = document.querySelector(`.tile[data-id=\"${arguments[0]}\"]`); \
+             return t ? t.closest('.column').dataset.status : null",
+            vec![json!(id)],
+        )
+        .await
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let v = self
+            .js("const e = document.querySelector(arguments[0]); return e ? e.textContent : null", vec![json!(css)])
+            .await;
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(PAGE_LIMIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+    }
+
+    async fn type_in(&self, css: &str, text: &str) {
+        let el = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
+        el.clear().await.ok();
+        el.send_keys(text).await.unwrap_or_else(|e| panic!("cannot type in {css}: {e}"));
+    }
+
+    /// Drag the card's tile onto a column (the events a mouse drag fires; see the module's comment).
+    async fn drag(&self, id: &str, status: &str) {
+        self.js(
+            r#"const [id, status] = arguments;
+            const tile = document.querySelector(`.tile[data-id="${id}"]`);
+            const column = document.querySelector(`.column[data-status="${status}"]`);
+            const dt = new DataTransfer();
+            const fire = (el, type) => el.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: dt}));
+            fire(tile, 'dragstart');
+            fire(column, 'dragenter');
+            fire(column, 'dragover');
+            fire(column, 'drop');
+            fire(tile, 'dragend');"#,
+            vec![json!(id), json!(status)],
+        )
+        .await;
+    }
+
+    /// Open a card's drawer with the keyboard (the tile is focusable; Enter opens it).
+    async fn open_card(&self, id: &str) {
+        let tile = self
+            .client
+            .find(Locator::Css(&format!(".tile[data-id=\"{id}\"]")))
+            .await
+            .unwrap_or_else(|e| panic!("no tile for {id}: {e}"));
+        // WebDriver's key code for Enter.
+        tile.send_keys("\u{E007}").await.expect("Enter on the tile");
+        self.wait_with(
+            "the drawer",
+            "return !document.getElementById('drawer').hidden && document.getElementById('drawer-id').textContent === arguments[0] && !!document.getElementById('d-actions')",
+            vec![json!(id)],
+        )
+        .await;
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let path = artifacts().join(name);
+        std::fs::write(&path, png).expect("write the screenshot");
+        eprintln!("screenshot: {}", path.display());
+        path
+    }
+
+    async fn close(self) {
+        let Page { client, .. } = self;
+        let _ = client.close().await;
+    }
+}
+
+/// The whole round: create a card in the dialog, see it in its column, drag it to ready; a real tick starts
+/// its worker and the open page shows it running, then done, without a reload; the drawer shows the
+/// worker's log as it is written.
+#[tokio::test]
+async fn a_card_from_the_dialog_runs_to_done_live() {
+    let f = Fleet::new();
+    let script = f.script(
+        "worker.sh",
+        r#"echo "worker says hello from $KANBAN_TASK"
+"$KANBAN_BIN" heartbeat "$KANBAN_TASK" > /dev/null
+sleep 4
+echo "worker finishing"
+"$KANBAN_BIN" complete "$KANBAN_TASK" --result "done by the worker" > /dev/null"#,
+    );
+    f.write_board(&format!("[board]\nname = \"Web\"\n\n{}", f.profile("coder", &script, &[])));
+    let page = Page::open(&f).await;
+    let started = Instant::now();
+
+    // The create dialog.
+    page.click("#new-card").await;
+    page.type_in("#create-form [name=title]", "Ship the web board").await;
+    page.type_in("#create-form [name=body]", "Make it **live**.").await;
+    page.type_in("#create-form [name=assignee]", "coder").await;
+    page.type_in("#create-form [name=priority]", "3").await;
+    page.click("#create-form [name=triage]").await;
+    page.click("#create-submit").await;
+    page.wait("the dialog to close", "return !document.getElementById('create-dialog').open").await;
+    let cards = run_json(&f, &["list", "--json"]);
+    let id = cards[0]["id"].as_str().expect("the created card").to_string();
+    assert_eq!(cards[0]["title"], "Ship the web board");
+    assert_eq!(cards[0]["assignee"], "coder");
+    assert_eq!(cards[0]["priority"], 3);
+    page.wait_in(&id, "triage").await;
+    assert!(page.text(&format!(".tile[data-id=\"{id}\"]")).await.contains("Ship the web board"));
+
+    // Drag it to ready: a promote.
+    page.drag(&id, "ready").await;
+    page.wait_in(&id, "ready").await;
+    assert_eq!(status_of(&f, &id), "ready");
+
+    // A real tick from the command line; the page follows through its event stream.
+    let tick = real(&f, &["dispatch", "--wait", "--json"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("dispatch");
+    page.wait_in(&id, "running").await;
+    page.wait_with(
+        "the running line",
+        "const t = document.querySelector(`.tile[data-id=\"${arguments[0]}\"] .running`); return !!t && /^running for \\d+s, (heartbeat \\d+s ago|no heartbeat yet)$/.test(t.textContent)",
+        vec![json!(id)],
+    )
+    .await;
+    page.screenshot("board-running.png").await;
+
+    // The drawer, with the log's live tail.
+    page.open_card(&id).await;
+    page.wait("the log tail", "return document.getElementById('log-tail').textContent.includes('worker says hello')").await;
+    assert!(page.text("#d-body strong").await == "live", "the body is rendered as Markdown");
+
+    page.wait_in(&id, "done").await;
+    let out = tick.wait_with_output().expect("dispatch --wait");
+    assert!(out.status.success(), "dispatch failed: {}", String::from_utf8_lossy(&out.stderr));
+    page.wait("the drawer to show done", "return document.getElementById('drawer-status').textContent === 'done'").await;
+    page.wait("the run's outcome", "return document.querySelector('#d-runs tbody')?.textContent.includes('completed')").await;
+    page.wait("the last log line", "return document.getElementById('log-tail').textContent.includes('worker finishing')").await;
+    assert_eq!(status_of(&f, &id), "done");
+    page.click("#drawer-close").await;
+    page.screenshot("board.png").await;
+    eprintln!("create, drag, run to done: {:?}", started.elapsed());
+    page.close().await;
+}
+
+/// Block (with a reason, after the confirmation) and unblock from the drawer's buttons.
+#[tokio::test]
+async fn block_and_unblock_from_the_buttons() {
+    let k = Kanban::new();
+    let id = create(&k, "Needs a decision", &[]);
+    let page = Page::open(&k).await;
+    page.wait_in(&id, "ready").await;
+    page.open_card(&id).await;
+
+    page.click("#d-actions [data-action=block]").await;
+    page.wait("the confirmation", "return document.getElementById('ask-dialog').open").await;
+    page.type_in("#ask-input", "which database?").await;
+    page.click("#ask-ok").await;
+    page.wait_in(&id, "blocked").await;
+    let task = run_json(&k, &["show", &id, "--json"])["task"].clone();
+    assert_eq!(task["status"], "blocked");
+    assert_eq!(task["block_reason"], "which database?");
+    page.wait("the drawer to show blocked", "return document.getElementById('drawer-status').textContent === 'blocked'").await;
+
+    page.click("#d-actions [data-action=unblock]").await;
+    page.wait_in(&id, "ready").await;
+    assert_eq!(status_of(&k, &id), "ready");
+    page.wait("the drawer to show ready", "return document.getElementById('drawer-status').textContent === 'ready'").await;
+
+    // Cancelling the confirmation does nothing.
+    page.click("#d-actions [data-action=archive]").await;
+    page.wait("the confirmation", "return document.getElementById('ask-dialog').open").await;
+    page.click("#ask-cancel").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status_of(&k, &id), "ready");
+    page.close().await;
+}
+
+/// A card's text is never markup: a `<script>` in a body (or a title, a comment) shows as text and never
+/// runs; a `javascript:` link is not a link.
+#[tokio::test]
+async fn a_script_in_a_card_is_text() {
+    let k = Kanban::new();
+    let body = "Hello <script>window.__pwned=1</script>\n\n<img src=x onerror=\"window.__pwned=2\">\n\n\
+                [click](javascript:window.__pwned=3) and [docs](https://example.org/x)";
+    let id = create(&k, "<b>bold?</b>", &["--body", body]);
+    run_ok(&k, &["comment", &id, "<script>window.__pwned=4</script>"]);
+    let page = Page::open(&k).await;
+    page.wait_in(&id, "ready").await;
+    assert!(page.text(&format!(".tile[data-id=\"{id}\"] .title")).await == "<b>bold?</b>");
+    assert!(!page.text(&format!(".tile[data-id=\"{id}\"]")).await.contains("null"), "no stray text in a tile");
+    page.open_card(&id).await;
+
+    let shown = page.text("#d-body").await;
+    assert!(shown.contains("<script>window.__pwned=1</script>"), "the script is shown as text: {shown:?}");
+    assert!(shown.contains("<img src=x onerror=\"window.__pwned=2\">"), "{shown:?}");
+    assert!(page.text("#d-comments").await.contains("<script>window.__pwned=4</script>"));
+    let facts = page
+        .js(
+            "const b = document.getElementById('d-body'); return { \
+               pwned: typeof window.__pwned, \
+               elements: document.querySelectorAll('#drawer script, #drawer img, .tile script, .tile b').length, \
+               links: [...b.querySelectorAll('a')].map(a => [a.getAttribute('href'), a.rel]), \
+               visible: b.offsetHeight > 0 }",
+            vec![],
+        )
+        .await;
+    assert_eq!(facts["pwned"], "undefined", "{facts}");
+    assert_eq!(facts["elements"], 0, "{facts}");
+    assert_eq!(facts["links"], json!([["https://example.org/x", "noopener noreferrer"]]), "{facts}");
+    assert_eq!(facts["visible"], true);
+    page.screenshot("drawer-script-as-text.png").await;
+    page.close().await;
+}
+
+/// A drop the server refuses leaves the tile where its card is and shows the server's message.
+#[tokio::test]
+async fn a_refused_drop_snaps_back_with_the_message() {
+    let k = Kanban::new();
+    let id = create(&k, "Already finished", &[]);
+    run_ok(&k, &["complete", &id]);
+    let page = Page::open(&k).await;
+    page.wait_in(&id, "done").await;
+
+    page.drag(&id, "ready").await;
+    let message = format!("cannot promote card {id} while it is done");
+    page.wait_with(
+        "the refusal",
+        "return document.getElementById('messages').textContent.includes(arguments[0])",
+        vec![json!(message)],
+    )
+    .await;
+    assert_eq!(page.column_of(&id).await, "done");
+    assert!(page.js("return document.querySelector(`.tile[data-id=\"${arguments[0]}\"]`).classList.contains('snapback')", vec![json!(id)]).await == Value::Bool(true));
+    assert_eq!(status_of(&k, &id), "done");
+
+    // A column no person moves a card to.
+    page.drag(&id, "running").await;
+    page.wait("the page's refusal", "return document.getElementById('messages').textContent.includes('cannot be moved to running')").await;
+    assert_eq!(page.column_of(&id).await, "done");
+
+    // A drop that asks first and is cancelled leaves the card too.
+    let ready = create(&k, "Not yet", &[]);
+    page.wait_in(&ready, "ready").await;
+    page.drag(&ready, "done").await;
+    page.wait("the confirmation", "return document.getElementById('ask-dialog').open").await;
+    page.click("#ask-cancel").await;
+    page.wait("the dialog to close", "return !document.getElementById('ask-dialog').open").await;
+    assert_eq!(page.column_of(&ready).await, "ready");
+    assert_eq!(status_of(&k, &ready), "ready");
+    page.close().await;
+}
+
+/// 10,000 cards: each column shows its first 100 and its count, "more" loads the next 100, and the page
+/// stays responsive.
+#[tokio::test]
+async fn ten_thousand_cards_are_paged() {
+    let k = Kanban::new();
+    let mut lines = String::new();
+    let assignees = ["coder", "reviewer", "none"];
+    for i in 0..10_000 {
+        let card = match i % 10 {
+            0 => json!({"title": format!("Idea {i}"), "triage": true}),
+            1 => json!({"title": format!("Stuck {i}"), "initial_status": "blocked", "priority": i % 5}),
+            _ => json!({"title": format!("Card {i}"), "priority": i % 7, "assignee": assignees[i % 3]}),
+        };
+        lines.push_str(&card.to_string());
+        lines.push('\n');
+    }
+    let file = k.write_file("cards.jsonl", lines.as_bytes());
+    let t = Instant::now();
+    run_ok(&k, &["import", file.to_str().unwrap()]);
+    eprintln!("import of 10,000 cards: {:?}", t.elapsed());
+
+    let t = Instant::now();
+    let page = Page::open(&k).await;
+    let ready_ms = page.js("return document.body.dataset.readyMs", vec![]).await;
+    eprintln!("page (server, driver and browser started) ready with 10,000 cards: {:?}", t.elapsed());
+    eprintln!("page load to the first 100 cards of every column at 10,000 cards: {ready_ms} ms");
+    let counts = page
+        .js(
+            "return Object.fromEntries([...document.querySelectorAll('.column')].map(c => \
+               [c.dataset.status, [c.querySelectorAll('.tile').length, c.querySelector('.count').textContent]]))",
+            vec![],
+        )
+        .await;
+    assert_eq!(counts["ready"], json!([100, "8000"]), "{counts}");
+    assert_eq!(counts["triage"], json!([100, "1000"]), "{counts}");
+    assert_eq!(counts["blocked"], json!([100, "1000"]), "{counts}");
+    assert_eq!(counts["done"], json!([0, "0"]), "{counts}");
+
+    let t = Instant::now();
+    page.click(".column[data-status=ready] .more").await;
+    page.wait("the next 100", "return document.querySelectorAll('.column[data-status=ready] .tile').length === 200").await;
+    eprintln!("\"more\" (100 more cards): {:?}", t.elapsed());
+    // Still responsive: a card changed from the command line moves within the page's event delay.
+    let first = page.js("return document.querySelector('.column[data-status=ready] .tile').dataset.id", vec![]).await;
+    let first = first.as_str().expect("a ready tile").to_string();
+    let t = Instant::now();
+    run_ok(&k, &["block", &first, "from the CLI"]);
+    page.wait_in(&first, "blocked").await;
+    eprintln!("a CLI block reaching the page at 10,000 cards: {:?}", t.elapsed());
+    page.wait("the counts", "return document.querySelector('.column[data-status=blocked] .count').textContent === '1001'").await;
+    page.screenshot("board-10k.png").await;
+    page.close().await;
+}
+
+/// A phone-sized window: the columns scroll sideways, nothing is cut off.
+#[tokio::test]
+async fn a_phone_screen_scrolls_the_columns() {
+    let k = Kanban::new();
+    create(&k, "Small screen", &[]);
+    let page = Page::open(&k).await;
+    page.client.set_window_size(400, 800).await.expect("resize");
+    page.wait(
+        "horizontal scrolling",
+        "const b = document.getElementById('board'); return b.scrollWidth > b.clientWidth && document.documentElement.scrollWidth <= window.innerWidth + 1",
+    )
+    .await;
+    page.screenshot("board-phone.png").await;
+    assert!(page.url.starts_with("http://127.0.0.1:"));
+    page.close().await;
+}
