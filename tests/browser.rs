@@ -17,6 +17,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ use serde_json::{Value, json};
 use common::*;
 
 /// One browser at a time.
-static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How long the page gets to show a change.
 const PAGE_LIMIT: Duration = Duration::from_secs(20);
@@ -55,22 +56,30 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-/// A child process stopped (SIGTERM, then SIGKILL) when dropped.
-struct Proc(Child);
+/// A child process stopped (SIGTERM, then SIGKILL) when dropped; with its whole process group when it
+/// leads one (chromedriver: the browser it started is in its group, and outlives it otherwise).
+struct Proc {
+    child: Child,
+    group: bool,
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        use nix::sys::signal::{Signal, kill, killpg};
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let signal = |sig: Signal| {
+            let _ = if self.group { killpg(pid, sig) } else { kill(pid, sig) };
+        };
+        signal(Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        signal(Signal::SIGKILL);
+        let _ = self.child.wait();
     }
 }
 
@@ -109,12 +118,12 @@ struct Page {
     _user_data: tempfile::TempDir,
     _driver: Proc,
     _server: Proc,
-    _alone: std::sync::MutexGuard<'static, ()>,
+    _alone: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Page {
     async fn open(k: &Kanban) -> Page {
-        let alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+        let alone = ALONE.lock().await;
         let chromedriver = tool("KANBAN_CHROMEDRIVER", "/usr/bin/chromedriver");
         let chromium = tool("KANBAN_CHROMIUM", "/usr/bin/chromium");
 
@@ -125,19 +134,20 @@ impl Page {
             .expect("spawn serve");
         let mut first = String::new();
         BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut first).expect("read the URL");
-        let server = Proc(server);
+        let server = Proc { child: server, group: false };
         let api = first.split_whitespace().next().unwrap_or_else(|| panic!("no URL in {first:?}"));
-        let url = api.strip_suffix("api/v1/").unwrap_or_else(|| panic!("not the API's URL: {first}")).to_string();
+        let url =
+            api.strip_suffix("api/v1/").unwrap_or_else(|| panic!("not the API's URL: {first}")).to_string();
 
         let port = free_port();
-        let driver = Proc(
-            Command::new(&chromedriver)
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display())),
-        );
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
+        let driver = Proc { child: driver, group: true };
         let driver_url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + PAGE_LIMIT;
         while ureq::get(format!("{driver_url}/status")).call().is_err() {
@@ -154,6 +164,7 @@ impl Page {
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
                     "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
+                    "--disable-crash-reporter", "--disable-breakpad",
                     format!("--user-data-dir={}", user_data.path().display()),
                 ],
             }),
@@ -164,7 +175,8 @@ impl Page {
             .await
             .unwrap_or_else(|e| panic!("no browser session from chromedriver: {e}"));
         client.goto(&url).await.expect("open the board");
-        let page = Page { client, url, _user_data: user_data, _driver: driver, _server: server, _alone: alone };
+        let page =
+            Page { client, url, _user_data: user_data, _driver: driver, _server: server, _alone: alone };
         page.wait("the board to load", "return document.body.dataset.ready === 'true'").await;
         page
     }
@@ -214,7 +226,10 @@ impl Page {
 
     async fn text(&self, css: &str) -> String {
         let v = self
-            .js("const e = document.querySelector(arguments[0]); return e ? e.textContent : null", vec![json!(css)])
+            .js(
+                "const e = document.querySelector(arguments[0]); return e ? e.textContent : null",
+                vec![json!(css)],
+            )
             .await;
         v.as_str().unwrap_or_default().to_string()
     }
@@ -327,7 +342,11 @@ echo "worker finishing"
     assert_eq!(status_of(&f, &id), "ready");
 
     // A real tick from the command line; the page follows through its event stream.
-    let tick = real(&f, &["dispatch", "--wait", "--json"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("dispatch");
+    let tick = real(&f, &["dispatch", "--wait", "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dispatch");
     page.wait_in(&id, "running").await;
     page.wait_with(
         "the running line",
@@ -339,15 +358,31 @@ echo "worker finishing"
 
     // The drawer, with the log's live tail.
     page.open_card(&id).await;
-    page.wait("the log tail", "return document.getElementById('log-tail').textContent.includes('worker says hello')").await;
+    page.wait(
+        "the log tail",
+        "return document.getElementById('log-tail').textContent.includes('worker says hello')",
+    )
+    .await;
     assert!(page.text("#d-body strong").await == "live", "the body is rendered as Markdown");
 
     page.wait_in(&id, "done").await;
     let out = tick.wait_with_output().expect("dispatch --wait");
     assert!(out.status.success(), "dispatch failed: {}", String::from_utf8_lossy(&out.stderr));
-    page.wait("the drawer to show done", "return document.getElementById('drawer-status').textContent === 'done'").await;
-    page.wait("the run's outcome", "return document.querySelector('#d-runs tbody')?.textContent.includes('completed')").await;
-    page.wait("the last log line", "return document.getElementById('log-tail').textContent.includes('worker finishing')").await;
+    page.wait(
+        "the drawer to show done",
+        "return document.getElementById('drawer-status').textContent === 'done'",
+    )
+    .await;
+    page.wait(
+        "the run's outcome",
+        "return document.querySelector('#d-runs tbody')?.textContent.includes('completed')",
+    )
+    .await;
+    page.wait(
+        "the last log line",
+        "return document.getElementById('log-tail').textContent.includes('worker finishing')",
+    )
+    .await;
     assert_eq!(status_of(&f, &id), "done");
     page.click("#drawer-close").await;
     page.screenshot("board.png").await;
@@ -372,12 +407,20 @@ async fn block_and_unblock_from_the_buttons() {
     let task = run_json(&k, &["show", &id, "--json"])["task"].clone();
     assert_eq!(task["status"], "blocked");
     assert_eq!(task["block_reason"], "which database?");
-    page.wait("the drawer to show blocked", "return document.getElementById('drawer-status').textContent === 'blocked'").await;
+    page.wait(
+        "the drawer to show blocked",
+        "return document.getElementById('drawer-status').textContent === 'blocked'",
+    )
+    .await;
 
     page.click("#d-actions [data-action=unblock]").await;
     page.wait_in(&id, "ready").await;
     assert_eq!(status_of(&k, &id), "ready");
-    page.wait("the drawer to show ready", "return document.getElementById('drawer-status').textContent === 'ready'").await;
+    page.wait(
+        "the drawer to show ready",
+        "return document.getElementById('drawer-status').textContent === 'ready'",
+    )
+    .await;
 
     // Cancelling the confirmation does nothing.
     page.click("#d-actions [data-action=archive]").await;
@@ -400,7 +443,10 @@ async fn a_script_in_a_card_is_text() {
     let page = Page::open(&k).await;
     page.wait_in(&id, "ready").await;
     assert!(page.text(&format!(".tile[data-id=\"{id}\"] .title")).await == "<b>bold?</b>");
-    assert!(!page.text(&format!(".tile[data-id=\"{id}\"]")).await.contains("null"), "no stray text in a tile");
+    assert!(
+        !page.text(&format!(".tile[data-id=\"{id}\"]")).await.contains("null"),
+        "no stray text in a tile"
+    );
     page.open_card(&id).await;
 
     let shown = page.text("#d-body").await;
@@ -448,7 +494,11 @@ async fn a_refused_drop_snaps_back_with_the_message() {
 
     // A column no person moves a card to.
     page.drag(&id, "running").await;
-    page.wait("the page's refusal", "return document.getElementById('messages').textContent.includes('cannot be moved to running')").await;
+    page.wait(
+        "the page's refusal",
+        "return document.getElementById('messages').textContent.includes('cannot be moved to running')",
+    )
+    .await;
     assert_eq!(page.column_of(&id).await, "done");
 
     // A drop that asks first and is cancelled leaves the card too.
@@ -503,16 +553,25 @@ async fn ten_thousand_cards_are_paged() {
 
     let t = Instant::now();
     page.click(".column[data-status=ready] .more").await;
-    page.wait("the next 100", "return document.querySelectorAll('.column[data-status=ready] .tile').length === 200").await;
+    page.wait(
+        "the next 100",
+        "return document.querySelectorAll('.column[data-status=ready] .tile').length === 200",
+    )
+    .await;
     eprintln!("\"more\" (100 more cards): {:?}", t.elapsed());
     // Still responsive: a card changed from the command line moves within the page's event delay.
-    let first = page.js("return document.querySelector('.column[data-status=ready] .tile').dataset.id", vec![]).await;
+    let first =
+        page.js("return document.querySelector('.column[data-status=ready] .tile').dataset.id", vec![]).await;
     let first = first.as_str().expect("a ready tile").to_string();
     let t = Instant::now();
     run_ok(&k, &["block", &first, "from the CLI"]);
     page.wait_in(&first, "blocked").await;
     eprintln!("a CLI block reaching the page at 10,000 cards: {:?}", t.elapsed());
-    page.wait("the counts", "return document.querySelector('.column[data-status=blocked] .count').textContent === '1001'").await;
+    page.wait(
+        "the counts",
+        "return document.querySelector('.column[data-status=blocked] .count').textContent === '1001'",
+    )
+    .await;
     page.screenshot("board-10k.png").await;
     page.close().await;
 }
@@ -531,5 +590,32 @@ async fn a_phone_screen_scrolls_the_columns() {
     .await;
     page.screenshot("board-phone.png").await;
     assert!(page.url.starts_with("http://127.0.0.1:"));
+    page.close().await;
+}
+
+/// A server of several boards has a switcher; the page then shows the other board, live.
+#[tokio::test]
+async fn the_board_switcher_shows_another_board_live() {
+    let k = Kanban::new();
+    let here = create(&k, "On the default board", &[]);
+    run_ok(&k, &["board", "create", "other"]);
+    let other = run_json(&k, &["--board", "other", "create", "Only on other", "--json"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = Page::open(&k).await;
+    page.wait_in(&here, "ready").await;
+    assert_eq!(page.js("return document.getElementById('board-switch').hidden", vec![]).await, false);
+    let select = page.client.find(Locator::Css("#board-select")).await.expect("the switcher");
+    select.select_by_value("other").await.expect("choose the other board");
+    page.wait_in(&other, "ready").await;
+    assert_eq!(page.column_of(&here).await, Value::Null, "the default board's card is gone");
+    assert_eq!(page.js("return location.hash", vec![]).await, "#other");
+    // Its event stream is the other board's.
+    let live = run_json(&k, &["--board", "other", "create", "Live on other", "--json"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    page.wait_in(&live, "ready").await;
     page.close().await;
 }

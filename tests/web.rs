@@ -692,3 +692,40 @@ fn serve_stops_on_sigterm() {
     });
     assert_eq!(status.unwrap().code(), Some(0));
 }
+
+/// The web board's three files, with their types and a Content-Security-Policy that allows only this
+/// server's own files (no inline script, no other origin, no framing); they pass the Host check like every
+/// route. What the page does is tested in a real browser (tests/browser.rs).
+#[test]
+fn the_page_is_served_with_its_types_and_a_strict_policy() {
+    let k = Kanban::new();
+    let s = Server::start(&k, &[]);
+    for (path, kind, needle) in [
+        ("/", "text/html; charset=utf-8", r#"<script type="module" src="/app.js"></script>"#),
+        ("/app.css", "text/css; charset=utf-8", ".tile"),
+        ("/app.js", "text/javascript; charset=utf-8", "X-Kanban-CSRF"),
+    ] {
+        let mut response = s.agent.get(s.url(path)).call().expect("HTTP request");
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(header("content-type").as_deref(), Some(kind), "{path}");
+        let csp = header("content-security-policy").unwrap_or_default();
+        for rule in ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'"]
+        {
+            assert!(csp.contains(rule), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+        let text = response.body_mut().read_to_string().expect("read body");
+        assert!(text.contains(needle), "{path}");
+    }
+    // No inline script in the page, no markup built from strings in the script.
+    let (_, html) = s.get_text("/");
+    assert_eq!(html.matches("<script").count(), 1, "one external module, nothing inline");
+    let (_, js) = s.get_text("/app.js");
+    assert!(
+        !js.contains("innerHTML") && !js.contains("insertAdjacentHTML") && !js.contains("document.write")
+    );
+    let (status, text) = s.raw_get("/", &[("Host", "evil.example:80")]);
+    assert_eq!(status, 403, "{text}");
+}
