@@ -123,15 +123,19 @@ struct Page {
 
 impl Page {
     async fn open(k: &Kanban) -> Page {
+        Page::open_with(k, &[]).await
+    }
+
+    /// With more options for `kanban serve`.
+    async fn open_with(k: &Kanban, serve: &[&str]) -> Page {
         let alone = ALONE.lock().await;
         let chromedriver = tool("KANBAN_CHROMEDRIVER", "/usr/bin/chromedriver");
         let chromium = tool("KANBAN_CHROMIUM", "/usr/bin/chromium");
 
-        let mut server = real(k, &["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve");
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(serve);
+        let mut server =
+            real(k, &args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn serve");
         let mut first = String::new();
         BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut first).expect("read the URL");
         let server = Proc { child: server, group: false };
@@ -364,6 +368,8 @@ echo "worker finishing"
     )
     .await;
     assert!(page.text("#d-body strong").await == "live", "the body is rendered as Markdown");
+    page.js("document.getElementById('d-log').scrollIntoView()", vec![]).await;
+    page.screenshot("drawer-log.png").await;
 
     page.wait_in(&id, "done").await;
     let out = tick.wait_with_output().expect("dispatch --wait");
@@ -617,5 +623,31 @@ async fn the_board_switcher_shows_another_board_live() {
         .unwrap()
         .to_string();
     page.wait_in(&live, "ready").await;
+    page.close().await;
+}
+
+/// `--read-only`: the board is shown and follows changes live, and nothing on the page can change it.
+#[tokio::test]
+async fn a_read_only_server_shows_the_board_and_offers_no_change() {
+    let k = Kanban::new();
+    let id = create(&k, "Watch only", &[]);
+    let page = Page::open_with(&k, &["--read-only"]).await;
+    page.wait_in(&id, "ready").await;
+    assert!(page.text("#messages").await.contains("read-only"));
+    let facts = page
+        .js(
+            "return { create: document.getElementById('new-card').disabled, \
+               draggable: document.querySelector('.tile').draggable }",
+            vec![],
+        )
+        .await;
+    assert_eq!(facts, json!({"create": true, "draggable": false}));
+    page.open_card(&id).await;
+    let enabled = page
+        .js("return [...document.querySelectorAll('#drawer-body button[type=submit], #d-actions button')].filter(b => !b.disabled).length", vec![])
+        .await;
+    assert_eq!(enabled, 0, "every button that changes the card is disabled");
+    run_ok(&k, &["block", &id, "from the CLI"]);
+    page.wait_in(&id, "blocked").await;
     page.close().await;
 }

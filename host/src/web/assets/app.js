@@ -712,7 +712,7 @@ function editSection(t) {
     h("label", {}, "Title ", h("input", { name: "title", value: t.title, required: true })),
     h("label", {}, "Priority ", h("input", { name: "priority", type: "number", step: 1, value: t.priority })),
     h("label", {}, "Body (Markdown) ", h("textarea", { name: "body", rows: 5 }, t.body)),
-    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", text: "Save" })),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", disabled: state.readOnly, text: "Save" })),
   );
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -730,7 +730,7 @@ function editSection(t) {
     "form",
     { id: "assign-form", class: "actions" },
     h("label", {}, "Assignee ", h("input", { name: "profile", list: "profiles", value: t.assignee || "", placeholder: "none" })),
-    h("button", { type: "submit", text: "Assign" }),
+    h("button", { type: "submit", disabled: state.readOnly, text: "Assign" }),
   );
   assign.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -788,7 +788,7 @@ function fillLinks(parents, children) {
 function fillComments(t, comments) {
   const el = $("d-comments");
   const typed = el.querySelector("textarea")?.value || "";
-  const form = h("form", { id: "comment-form" }, h("textarea", { name: "text", rows: 2, "aria-label": "New comment", required: true }, typed), h("div", { class: "actions" }, h("button", { type: "submit", text: "Comment" })));
+  const form = h("form", { id: "comment-form" }, h("textarea", { name: "text", rows: 2, "aria-label": "New comment", required: true }, typed), h("div", { class: "actions" }, h("button", { type: "submit", disabled: state.readOnly, text: "Comment" })));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const text = new FormData(form).get("text").trim();
