@@ -250,10 +250,21 @@ impl Page {
             .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
     }
 
+    /// Replace the text of a field (found again until it takes the keys: a live update may redraw it).
     async fn type_in(&self, css: &str, text: &str) {
-        let el = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
-        el.clear().await.ok();
-        el.send_keys(text).await.unwrap_or_else(|e| panic!("cannot type in {css}: {e}"));
+        let deadline = Instant::now() + PAGE_LIMIT;
+        loop {
+            let typed = async {
+                let el = self.client.find(Locator::Css(css)).await?;
+                el.clear().await?;
+                el.send_keys(text).await
+            };
+            match typed.await {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => panic!("cannot type in {css}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// Drag the card's tile onto a column (the events a mouse drag fires; see the module's comment).
@@ -649,5 +660,97 @@ async fn a_read_only_server_shows_the_board_and_offers_no_change() {
     assert_eq!(enabled, 0, "every button that changes the card is disabled");
     run_ok(&k, &["block", &id, "from the CLI"]);
     page.wait_in(&id, "blocked").await;
+    page.close().await;
+}
+
+/// The drawer's forms: edit the title, comment, upload an attachment and download it back; the assignee
+/// filter; a priority change re-sorts the column.
+#[tokio::test]
+async fn edit_comment_attach_and_filter_from_the_page() {
+    let k = Kanban::new();
+    let alpha = create(&k, "Alpha", &["--assignee", "coder"]);
+    let beta = create(&k, "Beta", &[]);
+    let page = Page::open(&k).await;
+    page.wait_in(&beta, "ready").await;
+    page.open_card(&alpha).await;
+
+    page.type_in("#edit-form [name=title]", "Alpha, renamed").await;
+    page.click("#edit-form button[type=submit]").await;
+    page.wait_with(
+        "the new title on the tile",
+        "return document.querySelector(`.tile[data-id=\"${arguments[0]}\"] .title`).textContent === 'Alpha, renamed'",
+        vec![json!(alpha)],
+    )
+    .await;
+    assert_eq!(run_json(&k, &["show", &alpha, "--json"])["task"]["title"], "Alpha, renamed");
+
+    page.type_in("#comment-form textarea", "Looks *good*").await;
+    // A live update while typing keeps the text and the focus.
+    run_ok(&k, &["comment", &alpha, "From the CLI", "--author", "ann"]);
+    page.wait(
+        "the CLI's comment",
+        "return document.getElementById('d-comments').textContent.includes('From the CLI')",
+    )
+    .await;
+    let typing = page
+        .js("const t = document.querySelector('#comment-form textarea'); return [document.activeElement === t, t.value]", vec![])
+        .await;
+    assert_eq!(typing, json!([true, "Looks *good*"]));
+    page.click("#comment-form button[type=submit]").await;
+    page.wait(
+        "the comment",
+        "return document.getElementById('d-comments').textContent.includes('Looks good')",
+    )
+    .await;
+    let comments = run_json(&k, &["show", &alpha, "--json"])["comments"].clone();
+    assert_eq!(comments[1]["body"], "Looks *good*");
+    assert_eq!(comments[1]["author"], "web");
+
+    let file = k.write_file("notes.txt", b"attached from the browser\n");
+    let input = page.client.find(Locator::Css("#d-attachments input[type=file]")).await.expect("file input");
+    input.send_keys(file.to_str().unwrap()).await.expect("choose the file");
+    page.click("#d-attachments .actions button").await;
+    page.wait(
+        "the attachment's link",
+        "return document.querySelector('#d-attachments a')?.textContent === 'notes.txt'",
+    )
+    .await;
+    let downloaded = page
+        .js("return fetch(document.querySelector('#d-attachments a').href).then(r => r.text())", vec![])
+        .await;
+    assert_eq!(downloaded, "attached from the browser\n");
+    page.click("#drawer-close").await;
+
+    // The assignee filter: the API's `assignee`, and `none` for unassigned cards.
+    page.type_in("#assignee-filter", "coder").await;
+    page.wait_with(
+        "only coder's card",
+        "return !document.querySelector(`.tile[data-id=\"${arguments[1]}\"]`) && !!document.querySelector(`.tile[data-id=\"${arguments[0]}\"]`)",
+        vec![json!(alpha), json!(beta)],
+    )
+    .await;
+    page.type_in("#assignee-filter", "none").await;
+    page.wait_with(
+        "only the unassigned card",
+        "return !!document.querySelector(`.tile[data-id=\"${arguments[1]}\"]`) && !document.querySelector(`.tile[data-id=\"${arguments[0]}\"]`)",
+        vec![json!(alpha), json!(beta)],
+    )
+    .await;
+    let input = page.client.find(Locator::Css("#assignee-filter")).await.expect("filter");
+    input.clear().await.expect("clear the filter");
+    page.js("document.getElementById('assignee-filter').dispatchEvent(new Event('input'))", vec![]).await;
+    page.wait_in(&alpha, "ready").await;
+
+    // Priority first: a CLI edit moves Beta above Alpha, live.
+    let order =
+        "return [...document.querySelectorAll('.column[data-status=ready] .tile')].map(t => t.dataset.id)";
+    assert_eq!(page.js(order, vec![]).await, json!([alpha, beta]));
+    run_ok(&k, &["edit", &beta, "--priority", "9"]);
+    page.wait_with(
+        "Beta first",
+        "return document.querySelector('.column[data-status=ready] .tile').dataset.id === arguments[0]",
+        vec![json!(beta)],
+    )
+    .await;
     page.close().await;
 }

@@ -15,7 +15,8 @@ const state = {
   board: null,
   boards: [],
   showArchived: false,
-  filter: "",
+  filter: "", // text the cards contain
+  assignee: "", // a profile, or "none"
   columns: new Map(), // status -> {status, el, list, count, more, nextOffset, total}
   tiles: new Map(), // card id -> {task, findings, el}
   drawerId: null,
@@ -250,6 +251,7 @@ async function loadPage(column) {
   const q = new URLSearchParams({ status: column.status, sort: "priority", limit: PAGE, offset });
   if (column.status === "archived") q.set("archived", "true");
   if (state.filter) q.set("q", state.filter);
+  if (state.assignee) q.set("assignee", state.assignee);
   column.more.disabled = true;
   try {
     const page = await api("GET", boardPath(`/cards?${q}`));
@@ -366,12 +368,21 @@ function before(a, b) {
   return a.id < b.id;
 }
 
+/** Does the card pass the filters of the bar (as the API's `q` and `assignee` select)? */
+function selected(task) {
+  const text = state.filter.toLowerCase();
+  const hit = !text || [task.id, task.title, task.body].some((s) => (s || "").toLowerCase().includes(text));
+  const who = state.assignee;
+  return hit && (!who || (who === "none" ? !task.assignee : task.assignee === who));
+}
+
 /** Put a card as it now is on the board: update its tile, move it to its column, or drop it. */
 function place(task, findings) {
   let tile = state.tiles.get(task.id);
-  const oldStatus = tile?.task.status;
+  const old = tile?.task;
+  const oldStatus = old?.status;
   const column = state.columns.get(task.status);
-  const matches = !state.filter || [task.id, task.title, task.body].some((s) => (s || "").toLowerCase().includes(state.filter.toLowerCase()));
+  const matches = selected(task);
   if (tile) {
     tile.task = task;
     if (findings !== undefined) tile.findings = findings;
@@ -385,7 +396,7 @@ function place(task, findings) {
     }
     return;
   }
-  if (tile && oldStatus === task.status && tile.el.parentNode === column.list) return;
+  if (tile && oldStatus === task.status && old.priority === task.priority && tile.el.parentNode === column.list) return;
   // Where in the loaded part of the column does it go? Past the last loaded card of a column with more
   // pages, it is left for "more" to load.
   const siblings = [...column.list.children].filter((el) => el !== tile?.el);
@@ -426,7 +437,7 @@ async function refreshStats() {
   try {
     const stats = await api("GET", boardPath("/stats"));
     if (gen !== state.generation) return;
-    if (!state.filter) {
+    if (!state.filter && !state.assignee) {
       for (const column of state.columns.values()) {
         column.total = stats.by_status[column.status] || 0;
         showCount(column);
@@ -669,10 +680,10 @@ function renderDrawer(doc, fresh = false) {
       h("section", { id: "d-actions" }),
       h("section", { id: "d-findings" }),
       h("section", { id: "d-links" }),
-      h("section", { id: "d-comments" }),
+      commentsSection(t),
       h("section", { id: "d-runs" }),
       logSection(),
-      h("section", { id: "d-attachments" }),
+      attachmentsSection(t),
       h("section", { id: "d-events" }),
     );
   }
@@ -680,7 +691,7 @@ function renderDrawer(doc, fresh = false) {
   fillActions(t);
   fillFindings(doc.findings || []);
   fillLinks(doc.parents || [], doc.children || []);
-  fillComments(t, doc.comments || []);
+  fillComments(doc.comments || []);
   fillRuns(doc.runs || []);
   fillAttachments(t, doc.attachments || []);
   fillEvents(doc.events || []);
@@ -785,10 +796,10 @@ function fillLinks(parents, children) {
   );
 }
 
-function fillComments(t, comments) {
-  const el = $("d-comments");
-  const typed = el.querySelector("textarea")?.value || "";
-  const form = h("form", { id: "comment-form" }, h("textarea", { name: "text", rows: 2, "aria-label": "New comment", required: true }, typed), h("div", { class: "actions" }, h("button", { type: "submit", disabled: state.readOnly, text: "Comment" })));
+/** The comments section: its form is built once per opened card, so a live update never takes the focus or
+ *  the text being typed. */
+function commentsSection(t) {
+  const form = h("form", { id: "comment-form" }, h("textarea", { name: "text", rows: 2, "aria-label": "New comment", required: true }), h("div", { class: "actions" }, h("button", { type: "submit", disabled: state.readOnly, text: "Comment" })));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const text = new FormData(form).get("text").trim();
@@ -801,11 +812,12 @@ function fillComments(t, comments) {
       say(err.message);
     }
   });
-  el.replaceChildren(
-    h("h3", { text: `Comments (${comments.length})` }),
-    h("ul", { class: "list" }, comments.map((c) => h("li", {}, h("span", { class: "when", text: `${when(c.created_at)} ${c.author || ""}` }), markdown(c.body, h("div", { class: "comment" }))))),
-    form,
-  );
+  return h("section", { id: "d-comments" }, h("h3", { id: "comments-title" }), h("ul", { class: "list", id: "comment-list" }), form);
+}
+
+function fillComments(comments) {
+  $("comments-title").textContent = `Comments (${comments.length})`;
+  $("comment-list").replaceChildren(...comments.map((c) => h("li", {}, h("span", { class: "when", text: `${when(c.created_at)} ${c.author || ""}` }), markdown(c.body, h("div", { class: "comment" })))));
 }
 
 function fillRuns(runs) {
@@ -853,7 +865,8 @@ function startLog(id) {
   state.logTimer = setInterval(read, 2000);
 }
 
-function fillAttachments(t, attachments) {
+/** The attachments section: the file picker is built once per opened card (a live update keeps the choice). */
+function attachmentsSection(t) {
   const input = h("input", { type: "file", "aria-label": "File to attach" });
   const upload = h("button", {
     type: "button",
@@ -864,17 +877,19 @@ function fillAttachments(t, attachments) {
       if (!file) return;
       try {
         await api("POST", cardPath(t.id, `/attachments?name=${enc(file.name)}`), file, { raw: true });
+        input.value = "";
         refreshCard(t.id);
       } catch (err) {
         say(err.message);
       }
     },
   });
-  $("d-attachments").replaceChildren(
-    h("h3", { text: `Attachments (${attachments.length})` }),
-    h("ul", { class: "list" }, attachments.map((a) => h("li", {}, h("a", { href: `/api/v1/${cardPath(t.id, `/attachments/${a.id}`)}`, download: a.stored_name, text: a.name }), h("span", { class: "muted", text: ` ${a.size} bytes` })))),
-    h("div", { class: "actions" }, input, upload),
-  );
+  return h("section", { id: "d-attachments" }, h("h3", { id: "attachments-title" }), h("ul", { class: "list", id: "attachment-list" }), h("div", { class: "actions" }, input, upload));
+}
+
+function fillAttachments(t, attachments) {
+  $("attachments-title").textContent = `Attachments (${attachments.length})`;
+  $("attachment-list").replaceChildren(...attachments.map((a) => h("li", {}, h("a", { href: `/api/v1/${cardPath(t.id, `/attachments/${a.id}`)}`, download: a.stored_name, text: a.name }), h("span", { class: "muted", text: ` ${a.size} bytes` }))));
 }
 
 function fillEvents(events) {
@@ -981,13 +996,16 @@ async function main() {
     reload();
   });
   let filterTimer = null;
-  $("filter").addEventListener("input", (e) => {
+  const filtered = () => {
     clearTimeout(filterTimer);
     filterTimer = setTimeout(() => {
-      state.filter = e.target.value.trim();
+      state.filter = $("filter").value.trim();
+      state.assignee = $("assignee-filter").value.trim();
       reload();
     }, 250);
-  });
+  };
+  $("filter").addEventListener("input", filtered);
+  $("assignee-filter").addEventListener("input", filtered);
   setInterval(tick, 5000);
   await showBoard(start.slug);
   // For the browser tests: the first pages are on the board, this long after the page started loading.
