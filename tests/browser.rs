@@ -110,14 +110,31 @@ fn status_of(k: &Kanban, id: &str) -> String {
     run_json(k, &["show", id, "--json"])["task"]["status"].as_str().expect("status").to_string()
 }
 
+/// `kanban serve --listen LISTEN <extra>` on the test's home; the server and its root URL
+/// (`http://127.0.0.1:PORT/`).
+fn serve(k: &Kanban, listen: &str, extra: &[&str]) -> (Proc, String) {
+    let mut args = vec!["serve", "--listen", listen];
+    args.extend_from_slice(extra);
+    let mut server =
+        real(k, &args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn serve");
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut first).expect("read the URL");
+    let server = Proc { child: server, group: false };
+    let api = first.split_whitespace().next().unwrap_or_else(|| panic!("no URL in {first:?}"));
+    let url = api.strip_suffix("api/v1/").unwrap_or_else(|| panic!("not the API's URL: {first}")).to_string();
+    (server, url)
+}
+
 /// `kanban serve` on a free port, a chromedriver, and a headless Chromium showing the board.
 struct Page {
     client: Client,
     /// `http://127.0.0.1:PORT/`
     url: String,
+    /// `127.0.0.1:PORT` of the server.
+    addr: String,
     _user_data: tempfile::TempDir,
     _driver: Proc,
-    _server: Proc,
+    server: Option<Proc>,
     _alone: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -127,21 +144,13 @@ impl Page {
     }
 
     /// With more options for `kanban serve`.
-    async fn open_with(k: &Kanban, serve: &[&str]) -> Page {
+    async fn open_with(k: &Kanban, serve_args: &[&str]) -> Page {
         let alone = ALONE.lock().await;
         let chromedriver = tool("KANBAN_CHROMEDRIVER", "/usr/bin/chromedriver");
         let chromium = tool("KANBAN_CHROMIUM", "/usr/bin/chromium");
 
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
-        args.extend_from_slice(serve);
-        let mut server =
-            real(k, &args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn serve");
-        let mut first = String::new();
-        BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut first).expect("read the URL");
-        let server = Proc { child: server, group: false };
-        let api = first.split_whitespace().next().unwrap_or_else(|| panic!("no URL in {first:?}"));
-        let url =
-            api.strip_suffix("api/v1/").unwrap_or_else(|| panic!("not the API's URL: {first}")).to_string();
+        let (server, url) = serve(k, "127.0.0.1:0", serve_args);
+        let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
 
         let port = free_port();
         let driver = Command::new(&chromedriver)
@@ -179,10 +188,26 @@ impl Page {
             .await
             .unwrap_or_else(|e| panic!("no browser session from chromedriver: {e}"));
         client.goto(&url).await.expect("open the board");
-        let page =
-            Page { client, url, _user_data: user_data, _driver: driver, _server: server, _alone: alone };
+        let page = Page {
+            client,
+            url,
+            _user_data: user_data,
+            _driver: driver,
+            server: Some(server),
+            addr,
+            _alone: alone,
+        };
         page.wait("the board to load", "return document.body.dataset.ready === 'true'").await;
         page
+    }
+
+    /// Stop the server, run `meanwhile`, and start a new one on the same address (with a new CSRF token).
+    fn restart_server(&mut self, k: &Kanban, meanwhile: impl FnOnce()) {
+        drop(self.server.take());
+        meanwhile();
+        let (server, url) = serve(k, &self.addr, &[]);
+        assert_eq!(url, self.url);
+        self.server = Some(server);
     }
 
     async fn js(&self, script: &str, args: Vec<Value>) -> Value {
@@ -752,5 +777,37 @@ async fn edit_comment_attach_and_filter_from_the_page() {
         vec![json!(beta)],
     )
     .await;
+    page.close().await;
+}
+
+/// The server goes away and comes back (a restart, with a new CSRF token): the page reconnects by itself,
+/// the browser's `Last-Event-ID` replays what happened meanwhile, and the next action fetches the new token.
+#[tokio::test]
+async fn the_page_resumes_after_the_server_restarts() {
+    let k = Kanban::new();
+    let id = create(&k, "Survives a restart", &[]);
+    let mut page = Page::open(&k).await;
+    page.wait_in(&id, "ready").await;
+    page.wait("the stream", "return document.getElementById('live').textContent === 'live'").await;
+    // Any event, so the browser has an event id to resume from.
+    run_ok(&k, &["comment", &id, "before the restart"]);
+    page.open_card(&id).await;
+    page.wait(
+        "the comment",
+        "return document.getElementById('d-comments').textContent.includes('before the restart')",
+    )
+    .await;
+    page.click("#drawer-close").await;
+
+    page.restart_server(&k, || {
+        run_ok(&k, &["block", &id, "while the server was down"]);
+    });
+    page.wait_in(&id, "blocked").await;
+    page.wait("the stream", "return document.getElementById('live').textContent === 'live'").await;
+
+    page.open_card(&id).await;
+    page.click("#d-actions [data-action=unblock]").await;
+    page.wait_in(&id, "ready").await;
+    assert_eq!(status_of(&k, &id), "ready");
     page.close().await;
 }

@@ -94,7 +94,18 @@ class ApiError extends Error {
 }
 
 /** A request to /api/v1/PATH; state-changing ones carry the CSRF token. JSON in and out unless raw. */
-async function api(method, path, body, { raw = false, text = false } = {}) {
+async function api(method, path, body, options = {}) {
+  try {
+    return await request(method, path, body, options);
+  } catch (e) {
+    // A restarted server has a new CSRF token: read it again, and retry once.
+    if (e.status !== 403 || method === "GET" || !e.message.includes("X-Kanban-CSRF")) throw e;
+    state.csrf = (await request("GET", "session")).csrf;
+    return request(method, path, body, options);
+  }
+}
+
+async function request(method, path, body, { raw = false, text = false } = {}) {
   const init = { method, headers: {}, credentials: "same-origin" };
   if (method !== "GET") init.headers["X-Kanban-CSRF"] = state.csrf;
   if (body !== undefined) {
