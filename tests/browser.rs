@@ -811,3 +811,41 @@ async fn the_page_resumes_after_the_server_restarts() {
     assert_eq!(status_of(&k, &id), "ready");
     page.close().await;
 }
+
+/// Several cards selected with the keyboard (x on a focused tile), one bulk action asked once: the cards it
+/// applies to move, each refusal is shown with its card.
+#[tokio::test]
+async fn a_bulk_action_on_selected_cards() {
+    let k = Kanban::new();
+    let one = create(&k, "One", &[]);
+    let two = create(&k, "Two", &[]);
+    let finished = create(&k, "Finished", &[]);
+    run_ok(&k, &["complete", &finished]);
+    let page = Page::open(&k).await;
+    page.wait_in(&finished, "done").await;
+    for id in [&one, &two, &finished] {
+        let tile = page.client.find(Locator::Css(&format!(".tile[data-id=\"{id}\"]"))).await.expect("tile");
+        tile.send_keys("x").await.expect("x on the tile");
+    }
+    assert_eq!(page.text("#bulk-count").await, "3 selected");
+    assert_eq!(page.js("return document.querySelectorAll('.tile.selected').length", vec![]).await, 3);
+    page.click("#bulk [data-action=block]").await;
+    page.wait("the question", "return document.getElementById('ask-dialog').open").await;
+    page.type_in("#ask-input", "waiting on the vendor").await;
+    page.click("#ask-ok").await;
+    page.wait_in(&one, "blocked").await;
+    page.wait_in(&two, "blocked").await;
+    page.wait(
+        "the summary",
+        "return document.getElementById('messages').textContent.includes('Block: 2 of 3 cards')",
+    )
+    .await;
+    let messages = page.text("#messages").await;
+    assert!(messages.contains(&format!("cannot block card {finished} while it is done")), "{messages}");
+    assert_eq!(page.column_of(&finished).await, "done");
+    assert_eq!(page.js("return document.getElementById('bulk').hidden", vec![]).await, true);
+    for id in [&one, &two] {
+        assert_eq!(run_json(&k, &["show", id, "--json"])["task"]["block_reason"], "waiting on the vendor");
+    }
+    page.close().await;
+}

@@ -27,6 +27,7 @@ const state = {
   flushTimer: null,
   statsTimer: null,
   dragId: null,
+  selected: new Set(), // card ids chosen for a bulk action
   generation: 0, // bumped when the board or the filter changes: late answers for the old one are dropped
 };
 
@@ -226,6 +227,8 @@ function columnsShown() {
 function buildColumns() {
   const board = $("board");
   board.replaceChildren();
+  state.selected.clear();
+  showBulk();
   state.columns.clear();
   state.tiles.clear();
   for (const status of columnsShown()) {
@@ -303,11 +306,18 @@ function makeTile(task, findings) {
   const el = h("li", { class: "tile", tabindex: 0, draggable: state.readOnly ? "false" : "true", "data-id": task.id });
   const tile = { task, findings, el };
   fillTile(tile);
-  el.addEventListener("click", () => openDrawer(tile.task.id));
+  // A click opens the drawer; with Ctrl, Cmd or Shift (or the x key) it selects the card for a bulk action.
+  el.addEventListener("click", (e) => {
+    if (e.ctrlKey || e.metaKey || e.shiftKey) select(tile.task.id);
+    else openDrawer(tile.task.id);
+  });
   el.addEventListener("keydown", (e) => {
     if (e.key === "Enter" || e.key === " ") {
       e.preventDefault();
       openDrawer(tile.task.id);
+    } else if (e.key === "x") {
+      e.preventDefault();
+      select(tile.task.id);
     }
   });
   el.addEventListener("dragstart", (e) => {
@@ -338,6 +348,8 @@ function fillTile(tile) {
   );
   const running = t.status === "running" ? h("div", { class: "running" }, runningText(t)) : null;
   tile.el.setAttribute("aria-label", `${t.title} (${t.id}, ${t.status})`);
+  tile.el.classList.toggle("selected", state.selected.has(t.id));
+  tile.el.setAttribute("aria-selected", String(state.selected.has(t.id)));
   tile.el.replaceChildren(
     h(
       "div",
@@ -597,6 +609,55 @@ async function runAction(task, action) {
     if (spec.reason && answer) body = { reason: answer };
   }
   return act(task.id, action, body);
+}
+
+// ---------------------------------------------------------------- bulk actions
+
+const BULK = ["promote", "unblock", "block", "schedule", "complete", "archive"];
+
+/** Add the card to the selection, or take it out. */
+function select(id) {
+  if (state.readOnly) return;
+  if (state.selected.has(id)) state.selected.delete(id);
+  else state.selected.add(id);
+  const tile = state.tiles.get(id);
+  if (tile) fillTile(tile);
+  showBulk();
+}
+
+function clearSelection() {
+  const ids = [...state.selected];
+  state.selected.clear();
+  for (const id of ids) {
+    const tile = state.tiles.get(id);
+    if (tile) fillTile(tile);
+  }
+  showBulk();
+}
+
+function showBulk() {
+  const n = state.selected.size;
+  $("bulk").hidden = n === 0;
+  $("bulk-count").textContent = `${n} selected`;
+  $("bulk-actions").replaceChildren(
+    ...BULK.map((name) => h("button", { type: "button", "data-action": name, class: ACTIONS[name].danger ? "danger" : "", text: ACTIONS[name].label, onclick: () => bulk(name) })),
+  );
+}
+
+/** One action on every selected card: asked once, done card by card; each refusal is shown with its card. */
+async function bulk(action) {
+  const spec = ACTIONS[action];
+  const ids = [...state.selected];
+  let body = {};
+  if (spec.reason || spec.confirm) {
+    const answer = await ask(`${spec.label}: ${ids.length} cards`, `${spec.label} the ${ids.length} selected cards?`, { field: !!spec.reason, required: !!spec.required });
+    if (answer === null) return;
+    if (spec.reason && answer) body = { reason: answer };
+  }
+  let done = 0;
+  for (const id of ids) if (await act(id, action, body)) done++;
+  say(`${spec.label}: ${done} of ${ids.length} cards`, done === ids.length ? "info" : "error");
+  clearSelection();
 }
 
 /** A tile dropped on a column: the action that moves a card there, for its status. */
@@ -999,8 +1060,11 @@ async function main() {
 
   setupCreate();
   $("drawer-close").addEventListener("click", closeDrawer);
+  $("bulk-clear").addEventListener("click", clearSelection);
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && state.drawerId && !document.querySelector("dialog[open]")) closeDrawer();
+    if (e.key !== "Escape" || document.querySelector("dialog[open]")) return;
+    if (state.drawerId) closeDrawer();
+    else if (state.selected.size) clearSelection();
   });
   $("show-archived").addEventListener("change", (e) => {
     state.showArchived = e.target.checked;
