@@ -849,3 +849,52 @@ async fn a_bulk_action_on_selected_cards() {
     }
     page.close().await;
 }
+
+/// The running column is in lanes by profile: its cards sorted by assignee (unassigned last), the first of
+/// each lane showing the profile's name; a card joining the column live takes its lane.
+#[tokio::test]
+async fn running_cards_are_in_lanes_by_profile() {
+    let k = Kanban::new();
+    let running =
+        |title: &str, who: &str| create(&k, title, &["--initial-status", "running", "--assignee", who]);
+    let r1 = running("Review the API", "reviewer");
+    let c1 = running("Write the page", "coder");
+    let r2 = running("Review the page", "reviewer");
+    let page = Page::open(&k).await;
+    page.wait_in(&r2, "running").await;
+    // [ids of the lanes in order, each a set (in a lane: oldest first, ties by id)], and the labels.
+    let lanes = || async {
+        let shown = page
+            .js(
+                "return [...document.querySelectorAll('.column[data-status=running] .tile')].map(t => [t.dataset.id, t.dataset.lane ?? null])",
+                vec![],
+            )
+            .await;
+        let shown = shown.as_array().expect("tiles").clone();
+        let labels: Vec<Value> = shown.iter().map(|t| t[1].clone()).collect();
+        let mut lanes: Vec<std::collections::BTreeSet<String>> = Vec::new();
+        for t in &shown {
+            if !t[1].is_null() {
+                lanes.push(Default::default());
+            }
+            lanes.last_mut().expect("a lane label first").insert(t[0].as_str().unwrap().to_string());
+        }
+        (lanes, labels)
+    };
+    let set = |ids: &[&String]| ids.iter().map(|s| s.to_string()).collect::<std::collections::BTreeSet<_>>();
+    let (shown, labels) = lanes().await;
+    assert_eq!(labels, [json!("coder"), json!("reviewer"), Value::Null]);
+    assert_eq!(shown, [set(&[&c1]), set(&[&r1, &r2])]);
+    let c2 = running("Write the docs", "coder");
+    page.wait_in(&c2, "running").await;
+    let (shown, labels) = lanes().await;
+    assert_eq!(labels, [json!("coder"), Value::Null, json!("reviewer"), Value::Null]);
+    assert_eq!(shown, [set(&[&c1, &c2]), set(&[&r1, &r2])]);
+    page.wait(
+        "the count",
+        "return document.querySelector('.column[data-status=running] .count').textContent === '4'",
+    )
+    .await;
+    page.screenshot("board-lanes.png").await;
+    page.close().await;
+}

@@ -262,7 +262,7 @@ function buildColumns() {
 async function loadPage(column) {
   const gen = state.generation;
   const offset = column.nextOffset ?? 0;
-  const q = new URLSearchParams({ status: column.status, sort: "priority", limit: PAGE, offset });
+  const q = new URLSearchParams({ status: column.status, sort: sortOf(column.status), limit: PAGE, offset });
   if (column.status === "archived") q.set("archived", "true");
   if (state.filter) q.set("q", state.filter);
   if (state.assignee) q.set("assignee", state.assignee);
@@ -278,6 +278,7 @@ async function loadPage(column) {
     }
     column.nextOffset = page.next_offset;
     column.total = page.total;
+    lanes();
     showCount(column);
   } catch (e) {
     say(`Cannot load ${column.status}: ${e.message}`);
@@ -384,11 +385,34 @@ function tick() {
   }
 }
 
-/** Sort order of a column (the API's `sort=priority`): priority first, then oldest. */
-function before(a, b) {
-  if (a.priority !== b.priority) return a.priority > b.priority;
+/** How a column is sorted (the API's `sort`): `running` in lanes by profile, the others by priority. */
+const sortOf = (status) => (status === "running" ? "assignee" : "priority");
+
+/** Does card a come before card b in a column of `status`? The API's order: by assignee (unassigned last),
+ *  or by priority (highest first); then oldest first. */
+function before(a, b, status) {
+  if (sortOf(status) === "assignee") {
+    if (a.assignee !== b.assignee) {
+      if (a.assignee === null) return false;
+      if (b.assignee === null) return true;
+      return a.assignee < b.assignee;
+    }
+  } else if (a.priority !== b.priority) return a.priority > b.priority;
   if (a.created_at !== b.created_at) return a.created_at < b.created_at;
   return a.id < b.id;
+}
+
+/** The lanes of the running column: the first tile of each profile carries its name (shown above it). */
+function lanes() {
+  const column = state.columns.get("running");
+  if (!column) return;
+  let previous;
+  for (const el of column.list.children) {
+    const lane = state.tiles.get(el.dataset.id)?.task.assignee || "unassigned";
+    if (lane !== previous) el.dataset.lane = lane;
+    else delete el.dataset.lane;
+    previous = lane;
+  }
 }
 
 /** Does the card pass the filters of the bar (as the API's `q` and `assignee` select)? */
@@ -406,6 +430,16 @@ function place(task, findings) {
   const oldStatus = old?.status;
   const column = state.columns.get(task.status);
   const matches = selected(task);
+  // The counts follow at once; the next `GET stats` (one is always on its way after an event) sets them exactly.
+  if (oldStatus !== task.status && !state.filter && !state.assignee) {
+    for (const [status, by] of [[oldStatus, -1], [task.status, +1]]) {
+      const c = status && state.columns.get(status);
+      if (c) {
+        c.total = Math.max(0, c.total + by);
+        showCount(c);
+      }
+    }
+  }
   if (tile) {
     tile.task = task;
     if (findings !== undefined) tile.findings = findings;
@@ -416,19 +450,22 @@ function place(task, findings) {
       tile.el.remove();
       state.tiles.delete(task.id);
       shifted(oldStatus, -1);
+      lanes();
     }
     return;
   }
-  if (tile && oldStatus === task.status && old.priority === task.priority && tile.el.parentNode === column.list) return;
+  const unmoved = old && old.status === task.status && old.priority === task.priority && old.assignee === task.assignee;
+  if (unmoved && tile.el.parentNode === column.list) return;
   // Where in the loaded part of the column does it go? Past the last loaded card of a column with more
   // pages, it is left for "more" to load.
   const siblings = [...column.list.children].filter((el) => el !== tile?.el);
-  const next = siblings.find((el) => before(task, state.tiles.get(el.dataset.id).task));
+  const next = siblings.find((el) => before(task, state.tiles.get(el.dataset.id).task, task.status));
   if (!next && column.nextOffset !== null && column.nextOffset !== undefined) {
     if (tile) {
       tile.el.remove();
       state.tiles.delete(task.id);
       shifted(oldStatus, -1);
+      lanes();
     }
     return;
   }
@@ -438,6 +475,7 @@ function place(task, findings) {
   } else if (oldStatus !== task.status) shifted(oldStatus, -1);
   column.list.insertBefore(tile.el, next || null);
   if (oldStatus !== task.status) shifted(task.status, +1);
+  lanes();
 }
 
 /** A loaded card left (-1) or joined (+1) a column's loaded range: keep its next page's offset right. */
@@ -452,6 +490,7 @@ function forget(id) {
   shifted(tile.task.status, -1);
   tile.el.remove();
   state.tiles.delete(id);
+  lanes();
 }
 
 /** The column counts and known assignees, from `GET stats` (one grouped query, not the cards). */
