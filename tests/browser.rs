@@ -630,6 +630,8 @@ async fn a_phone_screen_scrolls_the_columns() {
         "const b = document.getElementById('board'); return b.scrollWidth > b.clientWidth && document.documentElement.scrollWidth <= window.innerWidth + 1",
     )
     .await;
+    page.js("document.querySelector('.column[data-status=ready]').scrollIntoView({inline: 'start'})", vec![])
+        .await;
     page.screenshot("board-phone.png").await;
     assert!(page.url.starts_with("http://127.0.0.1:"));
     page.close().await;
