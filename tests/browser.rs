@@ -263,16 +263,21 @@ impl Page {
         v.as_str().unwrap_or_default().to_string()
     }
 
+    /// Click an element (found again until the click lands: a live update may redraw it, or cover it for
+    /// a moment, between finding and clicking).
     async fn click(&self, css: &str) {
-        self.client
-            .wait()
-            .at_most(PAGE_LIMIT)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+        let deadline = Instant::now() + PAGE_LIMIT;
+        loop {
+            let clicked = async {
+                let el = self.client.find(Locator::Css(css)).await?;
+                el.click().await
+            };
+            match clicked.await {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => panic!("cannot click {css}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// Replace the text of a field (found again until it takes the keys: a live update may redraw it).
