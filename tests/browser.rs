@@ -399,6 +399,12 @@ echo "worker finishing"
         vec![json!(id)],
     )
     .await;
+    page.wait(
+        "the counts to match the tiles",
+        "return [...document.querySelectorAll('.column')].every((c) => \
+           c.querySelector('.count').textContent === String(c.querySelectorAll('.tile').length))",
+    )
+    .await;
     page.screenshot("board-running.png").await;
 
     // The drawer, with the log's live tail.
@@ -413,6 +419,13 @@ echo "worker finishing"
     page.screenshot("drawer-log.png").await;
 
     page.wait_in(&id, "done").await;
+    // Every column's count settles on the tiles it holds (a count moved at once, then set by `GET stats`).
+    page.wait(
+        "the counts to match the tiles",
+        "return [...document.querySelectorAll('.column')].every((c) => \
+           c.querySelector('.count').textContent === String(c.querySelectorAll('.tile').length))",
+    )
+    .await;
     let out = tick.wait_with_output().expect("dispatch --wait");
     assert!(out.status.success(), "dispatch failed: {}", String::from_utf8_lossy(&out.stderr));
     page.wait(

@@ -430,7 +430,8 @@ function place(task, findings) {
   const oldStatus = old?.status;
   const column = state.columns.get(task.status);
   const matches = selected(task);
-  // The counts follow at once; the next `GET stats` (one is always on its way after an event) sets them exactly.
+  // The counts follow at once, then a `GET stats` sets them exactly: asked again from here, since a stats
+  // answer that raced ahead of this card already counted it where it now is.
   if (oldStatus !== task.status && !state.filter && !state.assignee) {
     for (const [status, by] of [[oldStatus, -1], [task.status, +1]]) {
       const c = status && state.columns.get(status);
@@ -439,6 +440,7 @@ function place(task, findings) {
         showCount(c);
       }
     }
+    statsSoon();
   }
   if (tile) {
     tile.task = task;
