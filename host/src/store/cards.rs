@@ -883,6 +883,51 @@ impl Store {
         self.read(|tx| events_of(tx, task, since))
     }
 
+    /// At most `limit` events after event id `since`, in id order, optionally for one card: a reader that
+    /// pages with the last id it got walks any number of events in bounded memory.
+    pub fn events_page(&mut self, task: Option<&str>, since: i64, limit: usize) -> Result<Vec<Event>> {
+        let cols = rows::event_columns();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|tx| {
+            Ok(match task {
+                Some(task) => query_all!(
+                    tx,
+                    EventReader,
+                    format!(
+                        "SELECT {cols} FROM task_events WHERE task_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+                    ),
+                    params![task, since, limit]
+                ),
+                None => query_all!(
+                    tx,
+                    EventReader,
+                    format!("SELECT {cols} FROM task_events WHERE id > ?1 ORDER BY id LIMIT ?2"),
+                    params![since, limit]
+                ),
+            })
+        })
+    }
+
+    /// How many events of each kind came after event id `since`, split by whether they are about a run
+    /// (`run_id` set): what `/metrics` counts, without reading the events themselves.
+    pub fn event_tally(&mut self, since: i64) -> Result<EventTally> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT kind, run_id IS NOT NULL, count(*), max(id) FROM task_events WHERE id > ?1 GROUP BY 1, 2",
+            )?;
+            let mut tally = EventTally { last: since, counts: Vec::new() };
+            let rows = stmt.query_map([since], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            })?;
+            for row in rows {
+                let (kind, on_run, n, last) = row?;
+                tally.last = tally.last.max(last);
+                tally.counts.push((kind, on_run, n as u64));
+            }
+            Ok(tally)
+        })
+    }
+
     /// The board's events of `kinds` from `since` (a time) on, in id order: the decisions `kanban policy
     /// replay` asks a candidate policy about again.
     pub fn events_of_kinds(&mut self, kinds: &[EventKind], since: i64) -> Result<Vec<Event>> {
@@ -1535,9 +1580,60 @@ impl Store {
     }
 }
 
+/// Events counted by kind: see [`Store::event_tally`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventTally {
+    /// The newest event counted (`since` when there was none).
+    pub last: i64,
+    /// (kind, about a run, how many).
+    pub counts: Vec<(String, bool, u64)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_paged_in_id_order_and_tallied_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        let new = |title: &str| NewTask { title: title.into(), ..NewTask::default() };
+        let a = store.create_task(&new("a"), 1).unwrap().0.id;
+        let b = store.create_task(&new("b"), 1).unwrap().0.id;
+        for i in 0..7 {
+            let card = if i % 2 == 0 { &a } else { &b };
+            store.add_comment(card, None, &format!("comment {i}"), 2).unwrap();
+        }
+        let all = store.events(None, None).unwrap();
+        assert!(all.len() >= 9);
+        // Paging by the last id seen gives every event once, in order, never more than the limit at a time.
+        let mut paged = Vec::new();
+        let mut since = 0;
+        loop {
+            let page = store.events_page(None, since, 4).unwrap();
+            assert!(page.len() <= 4);
+            let Some(last) = page.last() else { break };
+            since = last.id;
+            paged.extend(page);
+        }
+        assert_eq!(paged, all);
+        // One card's pages hold only its events.
+        let of_a = store.events_page(Some(&a), 0, 100).unwrap();
+        assert_eq!(of_a, store.events(Some(&a), None).unwrap());
+        assert_eq!(store.events_page(Some(&a), 0, 2).unwrap(), of_a[..2]);
+        assert!(store.events_page(None, all.last().unwrap().id, 10).unwrap().is_empty());
+        // The tally counts what came after `since`, by kind.
+        let tally = store.event_tally(0).unwrap();
+        assert_eq!(tally.last, all.last().unwrap().id);
+        let count = |t: &EventTally, kind: &str| {
+            t.counts.iter().filter(|(k, _, _)| k == kind).map(|(_, _, n)| n).sum::<u64>()
+        };
+        assert_eq!(count(&tally, "commented"), 7);
+        assert_eq!(count(&tally, "created"), 2);
+        let later = store.event_tally(all[all.len() - 3].id).unwrap();
+        assert_eq!(count(&later, "commented"), 2);
+        assert_eq!(store.event_tally(tally.last).unwrap(), EventTally { last: tally.last, counts: vec![] });
+    }
 
     /// Reading the facts of many cards at once gives exactly what reading each one does.
     #[test]

@@ -25,8 +25,8 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use backup::{Snapshot, header_schema_version};
 pub use cards::{
-    Applied, BatchCard, BatchError, Created, EditTask, ListSort, NewTask, ParentRef, RunSpan, Stats,
-    TaskDetail, TaskFilter, new_task_id,
+    Applied, BatchCard, BatchError, Created, EditTask, EventTally, ListSort, NewTask, ParentRef, RunSpan,
+    Stats, TaskDetail, TaskFilter, new_task_id,
 };
 pub use conn::{BUSY_TIMEOUT, check_not_torn, open_connection, quarantine};
 pub use gc::{EventPrune, FilesRemoved};
