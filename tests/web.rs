@@ -413,9 +413,11 @@ fn comments_links_runs_log_stats_events_and_plugins() {
 
     let (status, events) = s.get("boards/default/events?since=2");
     assert_eq!(status, 200);
-    assert_eq!(events.as_array().unwrap(), &k.json_lines(&["events", "--since", "2", "--json"]));
+    assert_eq!(events["events"].as_array().unwrap(), &k.json_lines(&["events", "--since", "2", "--json"]));
+    assert_eq!(events["next_since"], Value::Null, "one page holds them all");
     let (_, mine) = s.get(&format!("boards/default/events?card={a}&limit=1"));
-    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(mine["events"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["next_since"], mine["events"][0]["id"], "{mine}");
     assert_eq!(s.get("boards/default/events?card=t_00000000").0, 404);
 
     let (status, plugins) = s.get("plugins");
@@ -676,6 +678,58 @@ fn the_event_stream_pushes_cli_changes_and_resumes_after_last_event_id() {
     assert_eq!(from_start.next_event(POLL_LIMIT).map(|(n, _)| n), Some(1));
     let (status, v) = s.get("boards/default/events/stream?since=x");
     assert_eq!(status, 400, "{v}");
+}
+
+/// `GET events` answers a page at a time with the next page's `since`; a stream resumed far behind reads
+/// its backlog from the store in pages and sends every missed event once, in order.
+#[test]
+fn events_are_paged_and_a_long_resume_sends_every_missed_event_once() {
+    let k = Kanban::new();
+    let lines: String = (0..600).map(|n| format!("{{\"title\": \"card {n}\"}}\n")).collect();
+    k.ok(&["create", "first"]);
+    let out = k.run_stdin(&["import", "-"], lines.as_bytes());
+    expect_ok(&out, &"import");
+    let all: Vec<i64> =
+        k.json_lines(&["events", "--json"]).iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(all.len() > 600, "{}", all.len());
+    let s = Server::start(&k, &[]);
+
+    let (status, page) = s.get("boards/default/events");
+    assert_eq!(status, 200);
+    assert_eq!(page["events"].as_array().unwrap().len(), 500, "500 by default");
+    let mut paged = Vec::new();
+    let mut since = 0;
+    loop {
+        let (status, page) = s.get(&format!("boards/default/events?since={since}&limit=250"));
+        assert_eq!(status, 200, "{page}");
+        let events = page["events"].as_array().unwrap();
+        assert!(events.len() <= 250);
+        paged.extend(events.iter().map(|e| e["id"].as_i64().unwrap()));
+        match page["next_since"].as_i64() {
+            Some(next) => {
+                assert_eq!(Some(next), paged.last().copied());
+                since = next;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
+    for bad in ["limit=0", "limit=10001"] {
+        let (status, v) = s.get(&format!("boards/default/events?{bad}"));
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(error(&v).starts_with("limit: "), "{v}");
+    }
+
+    let mut resumed = s.stream("", &[("Last-Event-ID", "1")]);
+    let mut got = Vec::new();
+    while let Some((n, _)) = resumed.next_event(Duration::from_millis(1500)) {
+        got.push(n);
+    }
+    assert_eq!(got, all[1..], "every event after 1, once each, in order");
+    // And live events follow the backlog on the same stream.
+    let id = k.create("after the backlog", &[]);
+    let (_, event) = resumed.next_event(POLL_LIMIT).expect("the live event after the backlog");
+    assert_eq!(event["task_id"].as_str(), Some(id.as_str()));
 }
 
 #[test]

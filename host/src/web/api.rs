@@ -659,36 +659,49 @@ struct EventsQuery {
     limit: Option<usize>,
 }
 
-/// Most events one `GET events` returns.
+/// Most events one `GET events` returns, and how many when not told.
 const MAX_EVENTS: usize = 10_000;
+const DEFAULT_EVENTS: usize = 500;
 
-/// `GET events?since=ID&card=ID&limit=N`: `kanban events --json` as one array, oldest first.
+/// One page of `GET events`.
+#[derive(serde::Serialize)]
+struct EventPage {
+    events: Vec<crate::model::Event>,
+    /// The `since` of the next page; `null` on the last one.
+    next_since: Option<i64>,
+}
+
+/// `GET events?since=ID&card=ID&limit=N`: `kanban events --json` a page at a time, oldest first, with the
+/// `since` of the next page. Only the page is read from the store.
 async fn events(
     State(app): AppState,
     Path(slug): Path<String>,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Answer {
     let q = query(q)?;
-    let limit = q.limit.unwrap_or(1000);
+    let limit = q.limit.unwrap_or(DEFAULT_EVENTS);
     if limit == 0 || limit > MAX_EVENTS {
         return Err(ApiError::field("limit", format!("must be 1 to {MAX_EVENTS}")));
     }
-    let events = app
+    let page = app
         .on_board(slug, move |desk| {
             let card = q.card.as_deref();
-            let mut events = desk.store.events(card, q.since)?;
+            // One more than asked for: whether there is a next page, without a second query.
+            let mut events = desk.store.events_page(card, q.since.unwrap_or(0), limit + 1)?;
             // As `kanban events`: a card deleted with `archive --rm` keeps its events and is accepted.
             if let Some(card) = card
                 && events.is_empty()
-                && desk.store.events(Some(card), None)?.is_empty()
+                && desk.store.events_page(Some(card), 0, 1)?.is_empty()
             {
                 desk.store.require_task(card)?;
             }
+            let more = events.len() > limit;
             events.truncate(limit);
-            Ok(events)
+            let next_since = if more { events.last().map(|e| e.id) } else { None };
+            Ok(EventPage { events, next_since })
         })
         .await?;
-    json(StatusCode::OK, events)
+    json(StatusCode::OK, page)
 }
 
 #[derive(Debug, Deserialize)]

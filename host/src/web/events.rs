@@ -1,11 +1,12 @@
-//! Live events. One poller per board (started by its first client) reads only the events newer than the
-//! last it saw, every [`POLL`], and broadcasts them to every client of that board: a change made by
-//! anyone (the CLI, a worker, the daemon, another client) reaches the clients within a second, and the
-//! board is never re-read. A client that falls more than [`BACKLOG`] events behind is dropped (the
-//! broadcast says it lagged); it reconnects with `Last-Event-ID` and reads what it missed from the store,
-//! so a slow client never holds up the others.
+//! Live events. One poller per board (started by its first client, ended when its last one leaves) reads
+//! only the events newer than the last it saw, every [`POLL`], and broadcasts them to every client of that
+//! board: a change made by anyone (the CLI, a worker, the daemon, another client) reaches the clients
+//! within a second, and the board is never re-read. A resuming client reads what it missed from the store
+//! [`PAGE`] events at a time, however many there are. A client that falls more than [`BACKLOG`] events
+//! behind is dropped (the broadcast says it lagged); it reconnects with `Last-Event-ID` and reads what it
+//! missed from the store, so a slow client never holds up the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -26,18 +27,24 @@ use crate::model::Event;
 pub const POLL: Duration = Duration::from_millis(200);
 /// How many events a client may fall behind before it is dropped.
 pub const BACKLOG: usize = 1024;
+/// How many events a resuming client reads from the store at a time.
+pub const PAGE: usize = 256;
+
+type Senders = Arc<Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>>;
 
 /// The pollers, one per board with clients.
 pub struct Feeds {
     home: Home,
-    feeds: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
+    /// The running pollers' channels. A poller removes its own, under this lock, when it finds no client
+    /// left; a subscriber finds a channel (and joins it) or starts a poller, under the same lock.
+    feeds: Senders,
     /// Flips to true when the server stops: every stream ends, so the graceful shutdown is not held open.
     stop: watch::Receiver<bool>,
 }
 
 impl Feeds {
     pub fn new(home: Home, stop: watch::Receiver<bool>) -> Feeds {
-        Feeds { home, feeds: Mutex::new(HashMap::new()), stop }
+        Feeds { home, feeds: Arc::new(Mutex::new(HashMap::new())), stop }
     }
 
     /// Subscribe to board `slug`'s new events (those written after its poller started), starting the poller
@@ -54,20 +61,33 @@ impl Feeds {
         let (sender, receiver) = broadcast::channel(BACKLOG);
         let out = sender.clone();
         let slug_owned = slug.to_string();
-        // A thread of its own, not the blocking pool: it lives as long as the server and keeps its store
-        // open between polls without ever holding it across an await.
+        let feeds_of_poller = self.feeds.clone();
+        // A thread of its own, not the blocking pool: it lives as long as the board has clients and keeps
+        // its store open between polls without ever holding it across an await.
         std::thread::Builder::new()
             .name(format!("events-{slug}"))
             .spawn(move || {
                 let mut store = None;
                 loop {
                     std::thread::sleep(POLL);
+                    if out.receiver_count() == 0 {
+                        // Checked again under the lock: a client may be joining right now.
+                        let mut feeds = feeds_of_poller.lock().unwrap_or_else(|e| e.into_inner());
+                        if out.receiver_count() == 0 {
+                            if feeds.get(&slug_owned).is_some_and(|s| s.same_channel(&out)) {
+                                feeds.remove(&slug_owned);
+                            }
+                            tracing::debug!(board = %slug_owned, "no client left; event poller stopped");
+                            return;
+                        }
+                    }
                     // Reopened only while the board is there: opening would create a database elsewhere.
                     if store.is_none() && board.toml_path().is_file() {
                         store = board.open_store().ok();
                     }
                     let Some(open) = store.as_mut() else { continue };
-                    match open.events(None, Some(last)) {
+                    // A page at a time: a burst of events is sent over several polls, never held at once.
+                    match open.events_page(None, last, PAGE) {
                         Ok(events) => {
                             for event in events {
                                 last = event.id;
@@ -122,16 +142,13 @@ pub async fn stream(
         feeds.feeds.subscribe(&board)
     })
     .await?;
-    let backlog = match resume {
-        Some(after) => app.on_board(slug, move |desk| Ok(desk.store.events(None, Some(after))?)).await?,
-        None => Vec::new(),
-    };
-    let last = backlog.last().map(|e| e.id).or(resume).unwrap_or(0);
+    // The missed events are read a page at a time as the client takes them (see `next_event`).
     let client = Some(Client::new(app.clone()));
     let state = StreamState {
-        backlog: backlog.into_iter(),
+        backlog: VecDeque::new(),
+        store: resume.map(|_| (app.clone(), slug)),
         receiver,
-        last,
+        last: resume.unwrap_or(0),
         stop: app.feeds.stop.clone(),
         _client: client,
     };
@@ -140,7 +157,10 @@ pub async fn stream(
 }
 
 struct StreamState {
-    backlog: std::vec::IntoIter<Event>,
+    /// Missed events read from the store, not sent yet.
+    backlog: VecDeque<Event>,
+    /// Where to read the next page of missed events, while there may be more (`None` once caught up).
+    store: Option<(Arc<App>, String)>,
     receiver: broadcast::Receiver<Arc<Event>>,
     /// The id of the last event sent.
     last: i64,
@@ -150,7 +170,24 @@ struct StreamState {
 }
 
 async fn next_event(mut state: StreamState) -> Option<(Result<SseEvent, Infallible>, StreamState)> {
-    if let Some(event) = state.backlog.next() {
+    if state.backlog.is_empty()
+        && let Some((app, slug)) = state.store.clone()
+    {
+        let after = state.last;
+        let page = app.on_board(slug, move |desk| Ok(desk.store.events_page(None, after, PAGE)?)).await;
+        match page {
+            Ok(page) => {
+                if page.len() < PAGE {
+                    state.store = None;
+                }
+                state.backlog.extend(page);
+            }
+            // The board went away or cannot be read: end the stream; the client retries.
+            Err(_) => return None,
+        }
+    }
+    if let Some(event) = state.backlog.pop_front() {
+        state.last = event.id;
         return Some((Ok(sse_event(&event)), state));
     }
     loop {
@@ -210,7 +247,8 @@ mod tests {
 
     fn state(receiver: broadcast::Receiver<Arc<Event>>, last: i64) -> (StreamState, watch::Sender<bool>) {
         let (stop_tx, stop) = watch::channel(false);
-        (StreamState { backlog: Vec::new().into_iter(), receiver, last, stop, _client: None }, stop_tx)
+        let backlog = VecDeque::new();
+        (StreamState { backlog, store: None, receiver, last, stop, _client: None }, stop_tx)
     }
 
     #[tokio::test]
@@ -228,6 +266,45 @@ mod tests {
             sender.send(event(id)).unwrap();
         }
         assert!(next_event(s).await.is_none(), "a lagging client is dropped");
+    }
+
+    #[test]
+    fn a_boards_poller_stops_when_its_last_client_leaves_and_starts_again_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::resolve(Some(dir.path().to_path_buf())).unwrap();
+        home.create_board("b", None, None).unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        let feeds = Feeds::new(home.clone(), stop);
+        let polling = |f: &Feeds| f.feeds.lock().unwrap().contains_key("b");
+        let wait_until = |what: &str, check: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !check() {
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                std::thread::sleep(POLL / 4);
+            }
+        };
+        let first = feeds.subscribe("b").unwrap();
+        let second = feeds.subscribe("b").unwrap();
+        drop(first);
+        std::thread::sleep(POLL * 3);
+        assert!(polling(&feeds), "one client is left: the poller goes on");
+        drop(second);
+        wait_until("the poller stops once no client is left", &|| !polling(&feeds));
+        // The next client starts a poller again, and it delivers new events.
+        let mut third = feeds.subscribe("b").unwrap();
+        assert!(polling(&feeds));
+        let mut store = home.open_board("b").unwrap().open_store().unwrap();
+        let new = crate::store::NewTask { title: "after".into(), ..Default::default() };
+        let (task, _) = store.create_task(&new, 1).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let event = loop {
+            if let Ok(event) = third.try_recv() {
+                break event;
+            }
+            assert!(std::time::Instant::now() < deadline, "the new poller sends the new event");
+            std::thread::sleep(POLL / 4);
+        };
+        assert_eq!(event.task_id.as_deref(), Some(task.id.as_str()));
     }
 
     #[tokio::test]
