@@ -25,4 +25,5 @@ mod replay;
 mod review;
 mod stops;
 mod web;
+mod web_daemon;
 mod workers;

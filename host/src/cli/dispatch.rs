@@ -19,12 +19,19 @@ pub fn run(inv: &Invocation, command: Command) -> anyhow::Result<()> {
             let report = tick(&inv.home, &board, &mut runtime, TickOptions { dry_run, wait })?;
             if json { render::json(&report) } else { print_report(&report) }
         }
-        Command::Daemon { interval, until_idle, max_ticks } => {
+        Command::Daemon { interval, until_idle, max_ticks, serve, token_file, read_only } => {
+            let serve = serve.map(|listen| crate::web::ServeOptions {
+                listen,
+                board: inv.board_flag.clone(),
+                token_file,
+                read_only,
+            });
             let options = DaemonOptions {
                 board: inv.board_flag.clone(),
                 interval: Duration::from_secs_f64(interval.max(0.05)),
                 until_idle,
                 max_ticks,
+                serve,
             };
             daemon::run(&inv.home, &options).map(|_| ())
         }

@@ -266,6 +266,16 @@ pub enum Command {
         /// Stop after N ticks
         #[arg(long, value_name = "N")]
         max_ticks: Option<u64>,
+        /// Also serve the web board and its API on ADDR, as `kanban serve --listen ADDR` does (docs/api.md),
+        /// with the daemon's tick metrics; the first line printed is the URL
+        #[arg(long, value_name = "ADDR")]
+        serve: Option<std::net::SocketAddr>,
+        /// With --serve: require `Authorization: Bearer TOKEN`, TOKEN read from FILE (as `serve --token-file`)
+        #[arg(long, value_name = "FILE", requires = "serve")]
+        token_file: Option<PathBuf>,
+        /// With --serve: refuse every request that would change something
+        #[arg(long, requires = "serve")]
+        read_only: bool,
     },
     /// Pause the dispatcher on the board, or for one profile: nothing new is spawned (running workers
     /// finish) until `kanban resume`. Pausing again updates the reason

@@ -5,12 +5,19 @@
 //! at its own path changes (an upgrade renamed a new file over it), it re-executes itself with the same
 //! arguments between two ticks. Workers keep running under their supervisors across the restart; the next
 //! tick of the new binary settles them as usual.
+//!
+//! With `--serve ADDR` it also runs the web server ([`crate::web::Embedded`]) on a thread of its own beside
+//! the ticks, and counts its ticks into [`TickStats`] for the server's `/metrics`. The server stops with the
+//! daemon; on a re-exec its listening socket is passed on to the new image (same port, connections that
+//! arrive meanwhile wait in the socket's backlog).
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{TickOptions, TickReport, tick};
@@ -46,6 +53,61 @@ pub struct DaemonOptions {
     pub interval: Duration,
     pub until_idle: bool,
     pub max_ticks: Option<u64>,
+    /// Run the web server beside the ticks (`daemon --serve`).
+    pub serve: Option<crate::web::ServeOptions>,
+}
+
+/// Upper bounds (seconds) of the tick duration histogram's buckets (`kanban_tick_duration_seconds`).
+pub const TICK_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// What the daemon's loop counts, read by the web server's `/metrics` under `daemon --serve`. A tick here is
+/// one pass over every board the daemon serves.
+#[derive(Default)]
+pub struct TickStats {
+    ticks: AtomicU64,
+    /// Ticks by the first bucket of [`TICK_BUCKETS`] they fit in; the last slot is over every bound.
+    buckets: [AtomicU64; TICK_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    policy_calls: AtomicU64,
+}
+
+/// A reading of [`TickStats`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickSnapshot {
+    pub ticks: u64,
+    /// Cumulative counts, one per bound of [`TICK_BUCKETS`] (ticks at most that long); `ticks` is `+Inf`.
+    pub le: Vec<u64>,
+    pub sum_seconds: f64,
+    pub policy_calls: u64,
+}
+
+impl TickStats {
+    /// Count one tick that took `took`, and the runtime's policy calls so far.
+    pub fn record(&self, took: Duration, policy_calls: u64) {
+        let secs = took.as_secs_f64();
+        let slot = TICK_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(TICK_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.policy_calls.store(policy_calls, Ordering::Relaxed);
+        // Last: a reader that sees this tick sees its bucket too.
+        self.ticks.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn snapshot(&self) -> TickSnapshot {
+        let ticks = self.ticks.load(Ordering::Acquire);
+        let mut le = Vec::with_capacity(TICK_BUCKETS.len());
+        let mut total = 0;
+        for slot in &self.buckets[..TICK_BUCKETS.len()] {
+            total += slot.load(Ordering::Relaxed);
+            le.push(total.min(ticks));
+        }
+        TickSnapshot {
+            ticks,
+            le,
+            sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            policy_calls: self.policy_calls.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The binary the daemon runs from, and its file identity when the daemon started.
@@ -71,15 +133,21 @@ impl Binary {
         now.is_some() && now != self.identity
     }
 
-    /// Replace this process with the binary at its path, same arguments. Returns only on failure.
-    fn reexec(&self) -> anyhow::Error {
+    /// Replace this process with the binary at its path, same arguments, its environment plus `extra`.
+    /// Returns only on failure.
+    fn reexec(&self, extra: &[(String, String)]) -> anyhow::Error {
         let path = match CString::new(self.path.as_os_str().as_bytes()) {
             Ok(p) => p,
             Err(e) => return e.into(),
         };
         let args: Vec<CString> =
             std::env::args_os().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
-        match nix::unistd::execv(&path, &args) {
+        let mut env: Vec<CString> = std::env::vars_os()
+            .filter(|(k, _)| !extra.iter().any(|(name, _)| k.as_bytes() == name.as_bytes()))
+            .filter_map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).ok())
+            .collect();
+        env.extend(extra.iter().filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()));
+        match nix::unistd::execve(&path, &args, &env) {
             Err(errno) => anyhow::anyhow!("cannot restart as {}: {errno}", self.path.display()),
             Ok(never) => match never {},
         }
@@ -89,6 +157,12 @@ impl Binary {
 /// Tick the boards until a signal, idleness or the tick budget stops it. Returns the number of ticks.
 pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<(u64, Ended)> {
     let binary = Binary::current();
+    let stats = Arc::new(TickStats::default());
+    // Started first: a bad address or token file fails the daemon before its first tick.
+    let server = match &options.serve {
+        Some(serve) => Some(crate::web::Embedded::start(home, serve.clone(), stats.clone())?),
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (ticks, ended, restart) = rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
@@ -104,7 +178,9 @@ pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<(u64, Ended)>
         loop {
             // Reap first, always, even if no board can be opened this tick.
             crate::process::reap_zombies();
+            let started = Instant::now();
             let idle = tick_all(home, options.board.as_deref(), &mut runtime, &mut health);
+            stats.record(started.elapsed(), runtime.calls());
             ticks += 1;
             if options.until_idle && idle {
                 tracing::info!(ticks, "idle; stopping");
@@ -131,7 +207,15 @@ pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<(u64, Ended)>
     })?;
     drop(rt);
     if restart {
-        return Err(binary.reexec());
+        // The server finishes its requests, and its socket goes to the new image through the exec.
+        let extra = match server {
+            Some(server) => vec![server.hand_over()?],
+            None => vec![],
+        };
+        return Err(binary.reexec(&extra));
+    }
+    if let Some(server) = server {
+        server.stop();
     }
     Ok((ticks, ended))
 }

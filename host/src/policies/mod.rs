@@ -74,6 +74,9 @@ pub struct PolicyHost<'a> {
     events: Vec<(Option<String>, serde_json::Value)>,
     /// Facts read ahead for cards about to be asked about (see [`PolicyHost::prefetch`]).
     prefetched: HashMap<String, CardHistory>,
+    /// Policies called this session (a quarantined one is skipped, not called); added to the runtime's
+    /// count when the session finishes.
+    calls: u64,
 }
 
 impl<'a> PolicyHost<'a> {
@@ -97,6 +100,7 @@ impl<'a> PolicyHost<'a> {
             failures: Vec::new(),
             events: Vec::new(),
             prefetched: HashMap::new(),
+            calls: 0,
         }
     }
 
@@ -237,6 +241,7 @@ impl<'a> PolicyHost<'a> {
     fn ask<W: World, R>(
         quarantined: &BTreeMap<PolicyKey, i64>,
         health: &mut BTreeMap<PolicyKey, Option<String>>,
+        calls: &mut u64,
         policy: &mut Policy<W>,
         call: impl FnOnce(&mut Policy<W>) -> Result<R, PolicyError>,
     ) -> Result<R, (PolicyError, Option<PolicyKey>)> {
@@ -245,6 +250,7 @@ impl<'a> PolicyHost<'a> {
             return Err((PolicyError::Quarantined { failures: *failures }, None));
         }
         health.entry(key.clone()).or_insert(None);
+        *calls += 1;
         call(policy).map_err(|e| (e, Some(key)))
     }
 
@@ -263,7 +269,8 @@ impl<'a> PolicyHost<'a> {
         let engine = &*engine;
         let Some(router) = self.loaded.as_mut().and_then(|l| l.router.as_mut()) else { return Ok(None) };
         let (name, key) = (router.name().to_string(), router.key());
-        let result = Self::ask(&self.quarantined, &mut self.health, router, |p| p.route(engine, ctx));
+        let result =
+            Self::ask(&self.quarantined, &mut self.health, &mut self.calls, router, |p| p.route(engine, ctx));
         let card = ctx.card.id.clone();
         match result {
             Ok(Some(profile)) if self.board.config.profiles.contains_key(&profile) => {
@@ -308,7 +315,9 @@ impl<'a> PolicyHost<'a> {
         let mut verdict = (GuardDecision::Allow, String::new());
         for guard in loaded.guards.iter_mut() {
             let name = guard.name().to_string();
-            match Self::ask(&self.quarantined, &mut self.health, guard, |p| p.decide(engine, ctx)) {
+            match Self::ask(&self.quarantined, &mut self.health, &mut self.calls, guard, |p| {
+                p.decide(engine, ctx)
+            }) {
                 Ok(GuardDecision::Allow) => {}
                 Ok(decision) => {
                     verdict = (decision, name);
@@ -348,7 +357,9 @@ impl<'a> PolicyHost<'a> {
         let mut failed = Vec::new();
         for diagnoser in loaded.diagnosers.iter_mut() {
             let name = diagnoser.name().to_string();
-            match Self::ask(&self.quarantined, &mut self.health, diagnoser, |p| p.diagnose(engine, ctx)) {
+            match Self::ask(&self.quarantined, &mut self.health, &mut self.calls, diagnoser, |p| {
+                p.diagnose(engine, ctx)
+            }) {
                 Ok(found) => findings.extend(found),
                 Err((error, key)) => {
                     findings.push(error_finding(Some(&card), &name, &error));
@@ -424,7 +435,9 @@ impl<'a> PolicyHost<'a> {
             });
         };
         let name = decomposer.name().to_string();
-        match Self::ask(&self.quarantined, &mut self.health, decomposer, |p| p.decompose(engine, ctx)) {
+        match Self::ask(&self.quarantined, &mut self.health, &mut self.calls, decomposer, |p| {
+            p.decompose(engine, ctx)
+        }) {
             Ok(plan) => Ok(Decomposed::Plan { plan, policy: name }),
             Err((error, key)) => {
                 let reason = format!("{name} {error}");
@@ -442,6 +455,7 @@ impl<'a> PolicyHost<'a> {
     /// End the session: unless it was a dry run, write its `policy_error` events and each policy's tick
     /// for quarantine (one transaction each). Returns the failures, for the caller's report.
     pub fn finish(self, store: &mut Store, now: i64) -> Result<Vec<PolicyFailure>, StoreError> {
+        self.runtime.calls += self.calls;
         if self.dry_run {
             return Ok(self.failures);
         }

@@ -210,11 +210,13 @@ pub struct LoadFailure {
 pub struct PolicyRuntime {
     engine: Option<PolicyEngine>,
     cache_dir: std::path::PathBuf,
+    /// Policy calls made through this runtime by finished sessions (see [`PolicyRuntime::calls`]).
+    pub(crate) calls: u64,
 }
 
 impl PolicyRuntime {
     pub fn new(home: &Home) -> PolicyRuntime {
-        PolicyRuntime { engine: None, cache_dir: home.root().join("cache").join("wasm") }
+        PolicyRuntime { engine: None, cache_dir: home.root().join("cache").join("wasm"), calls: 0 }
     }
 
     pub fn engine(&mut self) -> Result<&mut PolicyEngine, PolicyError> {
@@ -222,6 +224,12 @@ impl PolicyRuntime {
             self.engine = Some(PolicyEngine::new(Some(self.cache_dir.clone()))?);
         }
         Ok(self.engine.as_mut().expect("created above"))
+    }
+
+    /// How many times a policy was called through this runtime, by the sessions that finished (a tick's):
+    /// `kanban_policy_calls_total` of `daemon --serve`.
+    pub fn calls(&self) -> u64 {
+        self.calls
     }
 }
 

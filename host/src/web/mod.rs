@@ -9,16 +9,19 @@
 //! - [`events`]: one poller per board that reads only new events and fans them out to SSE clients.
 //! - [`metrics`]: `GET /metrics` in Prometheus text format.
 //! - [`error`]: library errors to HTTP statuses, in one place.
+//! - [`embedded`]: the server inside `kanban daemon --serve`, on a thread of its own.
 //! - [`page`]: the web board (`/`, `/app.css`, `/app.js`), embedded static files.
 
 mod api;
 mod attachments;
+mod embedded;
 mod error;
 mod events;
 mod guard;
 mod metrics;
 mod page;
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +31,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 
 use crate::board::{Board, BoardError, Home};
+use crate::dispatch::daemon::TickStats;
 
+pub use embedded::Embedded;
 pub use error::ApiError;
 
 /// The largest JSON request body.
@@ -103,44 +108,70 @@ pub fn serve(home: Home, options: ServeOptions) -> anyhow::Result<()> {
     // The CLI's rule for the board it would use (`--board`, else the current one): `default` is created on
     // first use, any other must exist. Requests never create a board.
     home.open_board(&home.pick_board(options.board.as_deref()))?;
-    let host_id = home.host_id()?;
+    let listener = bind(options.listen)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(options.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
-        let addr = listener.local_addr()?;
-        let (guard, notice) =
-            guard::Guard::new(&home, addr, options.token_file.as_deref(), options.read_only)?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let app = Arc::new(App {
-            only_board: options.board.clone(),
-            host_id,
-            guard,
-            feeds: events::Feeds::new(home.clone(), stop_rx),
-            metrics: metrics::Metrics::default(),
-            home,
-        });
-        let which = options.board.as_deref().map(|b| format!("board {b}")).unwrap_or("every board".into());
-        println!(
-            "http://{addr}/api/v1/ serving {which}{}",
-            if options.read_only { " (read-only)" } else { "" }
-        );
-        if let Some(notice) = notice {
-            println!("{notice}");
-        }
-        eprintln!("kanban: serving until SIGINT or SIGTERM");
-        let router = router(app);
-        let shutdown = async move {
-            wait_for_stop_signal().await;
-            // Ends the live streams, which would otherwise keep their connections open forever.
-            let _ = stop_tx.send(true);
-        };
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
-        anyhow::Ok(())
-    })?;
+    let ready = || eprintln!("kanban: serving until SIGINT or SIGTERM");
+    rt.block_on(run(home, options, listener, None, ready, wait_for_stop_signal()))?;
     // In-flight blocking work (a store write) finishes; a stuck one does not keep the process alive.
     rt.shutdown_timeout(Duration::from_secs(5));
+    Ok(())
+}
+
+/// A listening socket on `addr` (close-on-exec, non-blocking, a backlog for a burst of 1,000 clients).
+fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let bound = (|| {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        std::io::Result::Ok(std::net::TcpListener::from(socket))
+    })();
+    bound.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+/// Serve on `listener` until `stop` resolves: print the URL (and a generated token), call `ready`, then
+/// answer requests. `ticks` are the daemon's, under `daemon --serve`.
+async fn run(
+    home: Home,
+    options: ServeOptions,
+    listener: std::net::TcpListener,
+    ticks: Option<Arc<TickStats>>,
+    ready: impl FnOnce(),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let host_id = home.host_id()?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let addr = listener.local_addr()?;
+    let (guard, notice) = guard::Guard::new(&home, addr, options.token_file.as_deref(), options.read_only)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = Arc::new(App {
+        only_board: options.board.clone(),
+        host_id,
+        guard,
+        feeds: events::Feeds::new(home.clone(), stop_rx),
+        metrics: metrics::Metrics::new(&home, options.board.as_deref(), ticks),
+        home,
+    });
+    let which = options.board.as_deref().map(|b| format!("board {b}")).unwrap_or("every board".into());
+    let only = if options.read_only { " (read-only)" } else { "" };
+    // Written, not `println!`: a daemon whose stdout was closed goes on serving.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "http://{addr}/api/v1/ serving {which}{only}");
+    if let Some(notice) = notice {
+        let _ = writeln!(stdout, "{notice}");
+    }
+    let _ = stdout.flush();
+    drop(stdout);
+    ready();
+    let router = router(app);
+    let shutdown = async move {
+        stop.await;
+        // Ends the live streams, which would otherwise keep their connections open forever.
+        let _ = stop_tx.send(true);
+    };
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }
 
