@@ -118,8 +118,17 @@ pub fn serve(home: Home, options: ServeOptions) -> anyhow::Result<()> {
 }
 
 /// A listening socket on `addr` (close-on-exec, non-blocking, a backlog for a burst of 1,000 clients).
+/// Raises the process's open-file limit to its hard limit first: every client is a descriptor, and the
+/// usual soft limit (1,024) would cap the server below 1,000 event streams.
 fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
     use socket2::{Domain, Socket, Type};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit");
+    }
     let bound = (|| {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
