@@ -379,3 +379,23 @@ fn watch_health(board: &Board, report: &TickReport, health: &mut Health) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_stats_fill_cumulative_buckets_and_keep_the_latest_policy_call_count() {
+        let stats = TickStats::default();
+        assert_eq!(stats.snapshot().le, vec![0; TICK_BUCKETS.len()]);
+        stats.record(Duration::from_millis(3), 2);
+        stats.record(Duration::from_millis(30), 5);
+        stats.record(Duration::from_secs(60), 9);
+        let s = stats.snapshot();
+        assert_eq!(s.ticks, 3);
+        // <= 0.005: 1; <= 0.05 and on: 2; over 30 s only in +Inf (the tick count).
+        assert_eq!(s.le, vec![1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2]);
+        assert!((s.sum_seconds - 60.033).abs() < 1e-6, "{}", s.sum_seconds);
+        assert_eq!(s.policy_calls, 9);
+    }
+}
