@@ -86,18 +86,26 @@ impl Feeds {
                         store = board.open_store().ok();
                     }
                     let Some(open) = store.as_mut() else { continue };
-                    // A page at a time: a burst of events is sent over several polls, never held at once.
-                    match open.events_page(None, last, PAGE) {
-                        Ok(events) => {
-                            for event in events {
-                                last = event.id;
-                                // No receiver right now is fine: the next client reads the store first.
-                                let _ = out.send(Arc::new(event));
+                    // A page at a time, never a whole burst at once; pages until a short one, so a burst
+                    // is sent in this poll.
+                    loop {
+                        match open.events_page(None, last, PAGE) {
+                            Ok(events) => {
+                                let full = events.len() == PAGE;
+                                for event in events {
+                                    last = event.id;
+                                    // No receiver right now is fine: the next client reads the store first.
+                                    let _ = out.send(Arc::new(event));
+                                }
+                                if !full {
+                                    break;
+                                }
                             }
-                        }
-                        Err(e) => {
-                            tracing::warn!(board = %slug_owned, error = %e, "cannot read new events; retrying");
-                            store = None;
+                            Err(e) => {
+                                tracing::warn!(board = %slug_owned, error = %e, "cannot read new events; retrying");
+                                store = None;
+                                break;
+                            }
                         }
                     }
                 }
