@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -155,80 +155,23 @@ impl Server {
 
     /// Open the board's event stream with extra headers; events are read with [`Stream::next_event`].
     fn stream(&self, query: &str, headers: &[(&str, &str)]) -> Stream {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
-        let mut request =
-            format!("GET /api/v1/boards/default/events/stream{query} HTTP/1.1\r\nHost: {}\r\n", self.addr);
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).expect("send");
-        let mut stream = Stream { reader: BufReader::new(stream), line: String::new() };
-        let status = stream.line_within(Duration::from_secs(20)).expect("a status line");
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-        stream
+        Stream(Sse::open(&self.addr, &format!("/api/v1/boards/default/events/stream{query}"), headers))
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + POLL_LIMIT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
 
-/// A raw SSE connection (chunked transfer: chunk-size lines are skipped, they never start with a field).
-struct Stream {
-    reader: BufReader<TcpStream>,
-    line: String,
-}
+/// A board's event stream; events come as (id, data).
+struct Stream(Sse);
 
 impl Stream {
-    /// The next line, waiting at most `limit`; `None` when nothing came.
-    fn line_within(&mut self, limit: Duration) -> Option<String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.reader.read_line(&mut self.line) {
-                Ok(0) => return None,
-                Ok(_) if self.line.ends_with('\n') => {
-                    let line = self.line.trim_end().to_string();
-                    self.line.clear();
-                    return Some(line);
-                }
-                Ok(_) => {}
-                Err(e)
-                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                Err(e) => panic!("reading the stream: {e}"),
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-        }
-    }
-
     /// The next event's (id, data), waiting at most `limit`.
     fn next_event(&mut self, limit: Duration) -> Option<(i64, Value)> {
-        let deadline = Instant::now() + limit;
-        let mut id = None;
-        loop {
-            let line = self.line_within(deadline.saturating_duration_since(Instant::now()))?;
-            if let Some(value) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
-                id = value.trim().parse().ok();
-            } else if let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
-                let data: Value = serde_json::from_str(data).expect("event JSON");
-                return Some((id.expect("an id before the data"), data));
-            }
-        }
+        self.0.next_event(limit).map(|(id, data)| (id.expect("an id before the data"), data))
     }
 }
 

@@ -3,7 +3,7 @@
 //! trips and policy calls, errors and quarantines, the server survives the daemon's re-exec on the same
 //! port, and it stops with the daemon.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
@@ -85,20 +85,10 @@ impl Daemon {
     }
 
     /// Board `default`'s event stream, from `since` when given.
-    fn stream(&self, last_event_id: Option<i64>) -> Sse {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
-        let mut request =
-            format!("GET /api/v1/boards/default/events/stream HTTP/1.1\r\nHost: {}\r\n", self.addr);
-        if let Some(id) = last_event_id {
-            request.push_str(&format!("Last-Event-ID: {id}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).expect("send");
-        let mut sse = Sse { reader: BufReader::new(stream), line: String::new() };
-        let status = sse.line_within(POLL_LIMIT).expect("a status line");
-        assert!(status.contains(" 200 "), "{status}");
-        sse
+    fn stream(&self, last_event_id: Option<i64>) -> Live {
+        let id = last_event_id.map(|id| id.to_string());
+        let headers: Vec<(&str, &str)> = id.iter().map(|id| ("Last-Event-ID", id.as_str())).collect();
+        Live(Sse::open(&self.addr, "/api/v1/boards/default/events/stream", &headers))
     }
 
     fn signal(&self, signal: nix::sys::signal::Signal) {
@@ -119,56 +109,17 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + POLL_LIMIT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
 
-/// A raw SSE connection (chunk-size lines of the chunked transfer never start with a field).
-struct Sse {
-    reader: BufReader<TcpStream>,
-    line: String,
-}
+/// Board `default`'s event stream, read as event data.
+struct Live(Sse);
 
-impl Sse {
-    fn line_within(&mut self, limit: Duration) -> Option<String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.reader.read_line(&mut self.line) {
-                Ok(0) => return None,
-                Ok(_) if self.line.ends_with('\n') => {
-                    let line = self.line.trim_end().to_string();
-                    self.line.clear();
-                    return Some(line);
-                }
-                Ok(_) => {}
-                Err(e)
-                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                Err(_) => return None,
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-        }
-    }
-
-    /// The next event, waiting at most `limit`.
+impl Live {
+    /// The next event's data, waiting at most `limit`.
     fn next_event(&mut self, limit: Duration) -> Option<Value> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let line = self.line_within(deadline.saturating_duration_since(Instant::now()))?;
-            if let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
-                return Some(serde_json::from_str(data).expect("event JSON"));
-            }
-        }
+        self.0.next_event(limit).map(|(_, data)| data)
     }
 
     /// The kinds of `card`'s events, read until one of kind `until`.

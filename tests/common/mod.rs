@@ -570,3 +570,85 @@ impl Fleet {
         self.k.task_events(id).into_iter().filter(|e| e["kind"] == kind).collect()
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// `kanban serve` helpers (tests/web.rs, tests/web_daemon.rs).
+// ---------------------------------------------------------------------------------------------------------
+
+/// SIGTERM `child`, wait for it to exit (up to [`POLL_LIMIT`]), then SIGKILL it if it did not.
+pub fn terminate(child: &mut std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + POLL_LIMIT;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A raw Server-Sent Events connection to a board's stream (chunked transfer: the chunk-size lines are
+/// skipped, they never start with a field).
+pub struct Sse {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    line: String,
+}
+
+impl Sse {
+    /// `GET path` on `addr` with extra `headers`; panics unless the answer is 200.
+    pub fn open(addr: &str, path: &str, headers: &[(&str, &str)]) -> Sse {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(std::time::Duration::from_millis(200))).expect("timeout");
+        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut sse = Sse { reader: std::io::BufReader::new(stream), line: String::new() };
+        let status = sse.line_within(POLL_LIMIT).expect("a status line");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        sse
+    }
+
+    /// The next line, waiting at most `limit`; `None` when nothing came or the stream ended.
+    pub fn line_within(&mut self, limit: std::time::Duration) -> Option<String> {
+        use std::io::BufRead;
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match self.reader.read_line(&mut self.line) {
+                Ok(0) => return None,
+                Ok(_) if self.line.ends_with('\n') => {
+                    let line = self.line.trim_end().to_string();
+                    self.line.clear();
+                    return Some(line);
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return None,
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// The next event's id (if it carried one) and data, waiting at most `limit`.
+    pub fn next_event(&mut self, limit: std::time::Duration) -> Option<(Option<i64>, Value)> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut id = None;
+        loop {
+            let line = self.line_within(deadline.saturating_duration_since(std::time::Instant::now()))?;
+            if let Some(value) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
+                id = value.trim().parse().ok();
+            } else if let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
+                return Some((id, serde_json::from_str(data).expect("event JSON")));
+            }
+        }
+    }
+}
