@@ -43,12 +43,7 @@ impl Server {
         let port = api.trim_end_matches("/api/v1/").rsplit(':').next().unwrap().to_string();
         let addr = format!("127.0.0.1:{port}");
         let api = format!("http://{addr}/api/v1/");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        let agent = http_agent();
         let mut server = Server { child, api, addr, agent, csrf: String::new(), token: None };
         let (status, session) = server.get("session");
         if status == 200 {

@@ -39,12 +39,7 @@ impl Daemon {
             .and_then(|u| u.strip_suffix("/api/v1/"))
             .unwrap_or_else(|| panic!("not the API's URL: {first:?}"))
             .to_string();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        let agent = http_agent();
         Daemon { child, out, addr, agent }
     }
 

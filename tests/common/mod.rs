@@ -575,6 +575,16 @@ impl Fleet {
 // `kanban serve` helpers (tests/web.rs, tests/web_daemon.rs).
 // ---------------------------------------------------------------------------------------------------------
 
+/// An HTTP client for `kanban serve`: every status is an answer (not an error), no proxy, a 30 s bound.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
 /// SIGTERM `child`, wait for it to exit (up to [`POLL_LIMIT`]), then SIGKILL it if it did not.
 pub fn terminate(child: &mut std::process::Child) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);

@@ -448,12 +448,7 @@ function place(task, findings) {
     fillTile(tile);
   }
   if (!column || !matches) {
-    if (tile) {
-      tile.el.remove();
-      state.tiles.delete(task.id);
-      shifted(oldStatus, -1);
-      lanes();
-    }
+    if (tile) unplace(tile, oldStatus);
     return;
   }
   const unmoved = old && old.status === task.status && old.priority === task.priority && old.assignee === task.assignee;
@@ -463,12 +458,7 @@ function place(task, findings) {
   const siblings = [...column.list.children].filter((el) => el !== tile?.el);
   const next = siblings.find((el) => before(task, state.tiles.get(el.dataset.id).task, task.status));
   if (!next && column.nextOffset !== null && column.nextOffset !== undefined) {
-    if (tile) {
-      tile.el.remove();
-      state.tiles.delete(task.id);
-      shifted(oldStatus, -1);
-      lanes();
-    }
+    if (tile) unplace(tile, oldStatus);
     return;
   }
   if (!tile) {
@@ -477,6 +467,14 @@ function place(task, findings) {
   } else if (oldStatus !== task.status) shifted(oldStatus, -1);
   column.list.insertBefore(tile.el, next || null);
   if (oldStatus !== task.status) shifted(task.status, +1);
+  lanes();
+}
+
+/** Take a tile off the page (it no longer matches, or falls past the loaded part of its column). */
+function unplace(tile, status) {
+  tile.el.remove();
+  state.tiles.delete(tile.task.id);
+  shifted(status, -1);
   lanes();
 }
 
