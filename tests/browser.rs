@@ -918,3 +918,68 @@ async fn running_cards_are_in_lanes_by_profile() {
     page.screenshot("board-lanes.png").await;
     page.close().await;
 }
+
+/// The strip under the bar says who ticked last and why ready cards wait; a tile counts its children
+/// done, live; the diagnostics view runs the board's diagnostics; the plugins view lists what is installed.
+#[tokio::test]
+async fn health_strip_children_counts_and_the_diagnostics_and_plugins_views() {
+    let k = Kanban::new();
+    let parent = create(&k, "Ship the release", &[]);
+    let child = create(&k, "Announce it", &["--parent", &parent]);
+    let page = Page::open(&k).await;
+    page.wait_in(&parent, "ready").await;
+    let tile = format!(".tile[data-id=\"{parent}\"] .kids");
+    page.wait(
+        "0/1 children done",
+        &format!("return document.querySelector('{tile}')?.textContent === '0/1 children done'"),
+    )
+    .await;
+    page.wait(
+        "the strip to say no dispatcher ticked and one card waits unassigned",
+        "const t = document.getElementById('health').textContent; \
+         return t.includes('no dispatcher has ticked this board') && t.includes('1 waiting unassigned')",
+    )
+    .await;
+
+    run_ok(&k, &["dispatch"]);
+    run_ok(&k, &["complete", &parent]);
+    run_ok(&k, &["complete", &child]);
+    page.wait_in(&child, "done").await;
+    page.wait(
+        "1/1 children done",
+        &format!("return document.querySelector('{tile}')?.textContent === '1/1 children done'"),
+    )
+    .await;
+    page.wait(
+        "the strip to name the last tick",
+        "const t = document.getElementById('health').textContent; \
+         return t.includes('last tick') && t.includes('nothing waiting')",
+    )
+    .await;
+
+    run_ok(&k, &["pause", "--reason", "freeze"]);
+    page.click("#show-diagnostics").await;
+    page.wait("the diagnostics view", "return document.getElementById('diagnostics-dialog').open").await;
+    page.click("#diagnostics-run").await;
+    page.wait(
+        "the pause finding",
+        "return document.getElementById('diagnostics-list').textContent.includes('board-paused')",
+    )
+    .await;
+    page.screenshot("diagnostics-view.png").await;
+    page.click("#diagnostics-close").await;
+    page.click("#show-plugins").await;
+    page.wait(
+        "the plugins view",
+        "return document.querySelector('#plugins-list tr[data-name=\"builtin:diagnostics\"]') !== null",
+    )
+    .await;
+    page.click("#plugins-close").await;
+    page.wait(
+        "the strip to show the pause",
+        "return document.getElementById('health').textContent.includes('board paused: freeze')",
+    )
+    .await;
+    page.screenshot("health-strip.png").await;
+    page.close().await;
+}

@@ -358,9 +358,134 @@ fn comments_links_runs_log_stats_events_and_plugins() {
     assert_eq!(mine["next_since"], mine["events"][0]["id"], "{mine}");
     assert_eq!(s.get("boards/default/events?card=t_00000000").0, 404);
 
-    let (status, plugins) = s.get("plugins");
+    let (status, mut plugins) = s.get("plugins");
     assert_eq!(status, 200);
+    // `plugin list --json`'s rows, each with the boards that turn it on and where it is quarantined.
+    for p in plugins.as_array_mut().unwrap() {
+        let p = p.as_object_mut().unwrap();
+        assert_eq!(
+            (p.remove("boards"), p.remove("quarantined")),
+            (Some(json!([])), Some(json!([]))),
+            "{p:?}"
+        );
+    }
     assert_eq!(plugins, k.json(&["plugin", "list", "--json"]));
+}
+
+/// The waiting reasons of `GET health`, as {why: [card ids]}.
+fn waiting(health: &Value) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for w in health["waiting"].as_array().unwrap() {
+        let cards = strings(&w["cards"]);
+        assert_eq!(w["count"].as_u64(), Some(cards.len() as u64), "{w}");
+        out.insert(w["why"].as_str().unwrap().to_string(), cards);
+    }
+    out
+}
+
+#[test]
+fn health_says_who_ticked_last_and_why_each_ready_card_waits() {
+    let f = Fleet::new();
+    let k = &f.k;
+    k.ok(&["plugin", "install", hold_guard_plugin().to_str().unwrap(), "--name", "hold-guard"]);
+    let sleeper = f.script("sleep.sh", "sleep 60");
+    f.write_board(&format!(
+        "{}max_in_progress = 1\n\n[[policies]]\nkind = \"respawn-guard\"\nplugin = \"hold-guard\"\n[policies.config]\nmarker = \"[hold]\"\n",
+        f.profile("coder", &sleeper, &[])
+    ));
+    let s = Server::start(k, &[]);
+    let held = k.create("ship it [hold]", &["--assignee", "coder", "--priority", "5"]);
+    let first = k.create("first", &["--assignee", "coder"]);
+    let second = k.create("second", &["--assignee", "coder"]);
+    let nobody = k.create("nobody's", &[]);
+    let ghost = k.create("ghost's", &["--assignee", "ghost"]);
+
+    let (status, health) = s.get("boards/default/health");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["hosts"], json!([]), "no tick yet");
+    assert_eq!((health["running"].as_u64(), health["max_in_progress"].as_u64()), (Some(0), Some(8)));
+    assert_eq!(health["ready"], 5);
+    let want = [
+        ("next_tick", vec![held.clone(), first.clone(), second.clone()]),
+        ("unassigned", vec![nobody.clone()]),
+        ("unknown_profile", vec![ghost.clone()]),
+    ];
+    assert_eq!(waiting(&health), want.iter().map(|(w, c)| (w.to_string(), c.clone())).collect());
+
+    // A real tick: the guard holds the [hold] card, `first` runs, `second` waits for coder's one slot.
+    let report = f.dispatch(&[]);
+    assert_eq!(report["spawned"][0]["task_id"], first.as_str(), "{report}");
+    let (_, health) = s.get("boards/default/health");
+    let host = &health["hosts"][0];
+    assert_eq!(host["id"].as_str().unwrap().len(), 18, "{health}");
+    assert!((k.now() - host["last_seen"].as_i64().unwrap()).abs() < 60, "{health}");
+    assert_eq!(health["running"], 1);
+    assert_eq!(health["profiles"], json!([{"profile": "coder", "running": 1, "cap": 1, "ready": 2}]));
+    let want = [
+        ("guarded", vec![held.clone()]),
+        ("profile_capped", vec![second.clone()]),
+        ("unassigned", vec![nobody.clone()]),
+        ("unknown_profile", vec![ghost.clone()]),
+    ];
+    assert_eq!(waiting(&health), want.iter().map(|(w, c)| (w.to_string(), c.clone())).collect());
+
+    // A pause holds everything of its profile, first.
+    k.ok(&["pause", "--profile", "coder", "--reason", "lunch"]);
+    let (_, health) = s.get("boards/default/health");
+    assert_eq!(health["pauses"][0]["profile"], "coder", "{health}");
+    assert_eq!(waiting(&health)["paused"], vec![held.clone(), second.clone()]);
+    assert_eq!(s.get("boards/nope/health").0, 404);
+
+    // The plugins view: which boards turn a plugin on.
+    let (_, plugins) = s.get("plugins");
+    let hold = plugins.as_array().unwrap().iter().find(|p| p["name"] == "hold-guard").expect("hold-guard");
+    assert_eq!((&hold["boards"], &hold["quarantined"]), (&json!(["default"]), &json!([])), "{hold}");
+}
+
+#[test]
+fn diagnostics_are_read_and_run_decompose_splits_triage_and_tiles_count_children() {
+    let k = Kanban::new();
+    let s = Server::start(&k, &[]);
+    let (status, stored) = s.get("boards/default/diagnostics");
+    assert_eq!((status, stored), (200, json!({"board": "default", "findings": []})));
+    k.ok(&["pause", "--reason", "freeze"]);
+    let (status, ran) = s.post("boards/default/diagnostics", json!({}));
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["findings"][0]["rule"], "board-paused", "{ran}");
+    assert_eq!(ran, k.json(&["diagnostics", "--json"]), "the same run as the CLI's");
+    assert_eq!(s.get("boards/default/diagnostics").1, ran, "stored, read back without a run");
+    assert_eq!(s.post("boards/default/diagnostics", json!({"x": 1})).0, 400);
+
+    let parent = k.create("steps", &["--triage", "--body=- [ ] one\n- [ ] two\n"]);
+    let plain = k.create("plain", &[]);
+    let (status, split) = s.post(&format!("boards/default/cards/{parent}/decompose"), json!({}));
+    assert_eq!(status, 200, "{split}");
+    let children = strings(&split["children"]);
+    assert_eq!(children.len(), 2, "{split}");
+    let (status, v) = s.post(&format!("boards/default/cards/{plain}/decompose"), json!({}));
+    assert_eq!(status, 409, "{v}");
+    assert!(error(&v).contains("only triage cards are decomposed"), "{v}");
+    assert_eq!(s.post("boards/default/cards/t_00000000/decompose", json!({})).0, 404);
+
+    // The list carries "N/M children done" for the cards of its page that have children (cards that wait
+    // on them: each part of the split is a parent of the card it was split from).
+    let kid = k.create("kid", &["--parent", &plain]);
+    k.create("kid 2", &["--parent", &plain]);
+    let (_, page) = s.get("boards/default/cards?limit=1000");
+    let mut want = serde_json::Map::new();
+    want.insert(plain.clone(), json!({"done": 0, "total": 2}));
+    for part in &children {
+        want.insert(part.clone(), json!({"done": 0, "total": 1}));
+    }
+    assert_eq!(page["children"], Value::Object(want), "{page}");
+    for card in [&plain, &kid] {
+        let (status, done) = s.post(&format!("boards/default/cards/{card}/complete"), json!({}));
+        assert_eq!(status, 200, "{done}");
+    }
+    let (_, page) = s.get("boards/default/cards?status=done");
+    let mut want = serde_json::Map::new();
+    want.insert(plain.clone(), json!({"done": 1, "total": 2}));
+    assert_eq!(page["children"], Value::Object(want), "only the page's cards: {page}");
 }
 
 #[test]

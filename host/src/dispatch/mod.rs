@@ -470,7 +470,6 @@ fn spawn_phase(
     options: TickOptions,
 ) -> anyhow::Result<Vec<(String, std::process::Child)>> {
     let board = desk.board;
-    let d = &board.config.dispatch;
     let candidates: Vec<plan::Candidate> = desk
         .store
         .dispatch_candidates()?
@@ -485,17 +484,7 @@ fn spawn_phase(
             plan::Candidate { task, lane, profile }
         })
         .collect();
-    let caps = plan::Caps {
-        board: d.max_in_progress as usize,
-        profiles: board
-            .config
-            .profiles
-            .iter()
-            .map(|(name, p)| {
-                (name.clone(), p.max_in_progress.or(d.max_in_progress_per_profile).map(|c| c as usize))
-            })
-            .collect(),
-    };
+    let caps = plan::Caps::of(&board.config);
     // Read once a tick: a pause takes effect at the next tick after `kanban pause`, in every dispatcher.
     report.pauses = desk.store.pauses()?;
     let pauses = plan::Pauses::new(report.pauses.clone());

@@ -50,6 +50,24 @@ pub struct Caps {
     pub profiles: BTreeMap<String, Option<usize>>,
 }
 
+impl Caps {
+    /// The caps `board.toml` sets: `dispatch.max_in_progress`, and each profile's `max_in_progress` or else
+    /// `dispatch.max_in_progress_per_profile`.
+    pub fn of(config: &crate::board::BoardConfig) -> Caps {
+        let d = &config.dispatch;
+        Caps {
+            board: d.max_in_progress as usize,
+            profiles: config
+                .profiles
+                .iter()
+                .map(|(name, p)| {
+                    (name.clone(), p.max_in_progress.or(d.max_in_progress_per_profile).map(|c| c as usize))
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Guarded {
     pub task_id: String,

@@ -9,6 +9,7 @@
 pub mod attachments;
 pub mod cards;
 pub mod gc;
+pub mod health;
 pub mod notify;
 pub mod pause;
 pub mod policies;

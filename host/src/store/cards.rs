@@ -874,6 +874,40 @@ impl Store {
         self.read(|tx| children_of(tx, id))
     }
 
+    /// For each of `parents` that has children: (children done, children) (the tiles' "N/M children done").
+    pub fn child_counts(&mut self, parents: &[String]) -> Result<BTreeMap<String, (usize, usize)>> {
+        let mut counts = BTreeMap::new();
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT count(*), coalesce(sum(c.status = {DONE}), 0) FROM task_links l
+                 JOIN tasks c ON c.id = l.child_id WHERE l.parent_id = ?1"
+            ))?;
+            for parent in parents {
+                let (total, done): (i64, i64) = stmt.query_row([parent], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                if total > 0 {
+                    counts.insert(
+                        parent.clone(),
+                        (usize::try_from(done).unwrap_or(0), usize::try_from(total).unwrap_or(0)),
+                    );
+                }
+            }
+            Ok(())
+        })?;
+        Ok(counts)
+    }
+
+    /// Cards in `status` whose newest event is a respawn guard's deferral (`deferred`), with that event's
+    /// policy and reason: the cards a guard is holding back right now.
+    pub fn deferred_cards(&mut self, status: Status) -> Result<Vec<Event>> {
+        let cols = rows::event_columns();
+        let sql = format!(
+            "SELECT {cols} FROM task_events WHERE id IN (
+               SELECT (SELECT max(e.id) FROM task_events e WHERE e.task_id = t.id) FROM tasks t WHERE t.status = ?1)
+             AND kind = 'deferred' ORDER BY id"
+        );
+        self.read(|tx| Ok(query_all!(tx, EventReader, sql, [status.as_str()])))
+    }
+
     pub fn comments(&mut self, id: &str) -> Result<Vec<Comment>> {
         self.read(|tx| comments_of(tx, id, None))
     }

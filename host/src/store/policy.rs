@@ -1,7 +1,7 @@
 //! Store operations for policies: each policy's health on the board (failing ticks in a row, quarantine),
 //! the latest diagnostics findings, and applying a decomposition.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::json;
 
 use super::cards::{append_event, insert_link, load};
@@ -254,27 +254,36 @@ impl Store {
 
     /// The stored findings of a card, from its latest diagnostics run.
     pub fn findings(&mut self, task_id: &str) -> Result<Vec<Finding>> {
-        self.read(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT task_id, policy, rule, severity, title, detail, actions FROM task_findings WHERE task_id = ?1 ORDER BY id",
-            )?;
-            let rows = stmt
-                .query_map([task_id], |r| {
-                    let actions: String = r.get(6)?;
-                    Ok(Finding {
-                        task_id: r.get(0)?,
-                        policy: r.get(1)?,
-                        rule: r.get(2)?,
-                        severity: r.get(3)?,
-                        title: r.get(4)?,
-                        detail: r.get(5)?,
-                        actions: serde_json::from_str(&actions).unwrap_or_default(),
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
-        })
+        self.read(|tx| findings_where(tx, "task_id = ?1", &[&task_id]))
     }
+
+    /// Every stored finding of the board (the board-level ones, with no card, first), as the latest
+    /// diagnostics runs left them.
+    pub fn all_findings(&mut self) -> Result<Vec<Finding>> {
+        self.read(|tx| findings_where(tx, "1", &[]))
+    }
+}
+
+fn findings_where(tx: &Transaction, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<Finding>> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT task_id, policy, rule, severity, title, detail, actions FROM task_findings WHERE {filter}
+         ORDER BY task_id IS NOT NULL, id"
+    ))?;
+    let rows = stmt
+        .query_map(args, |r| {
+            let actions: String = r.get(6)?;
+            Ok(Finding {
+                task_id: r.get(0)?,
+                policy: r.get(1)?,
+                rule: r.get(2)?,
+                severity: r.get(3)?,
+                title: r.get(4)?,
+                detail: r.get(5)?,
+                actions: serde_json::from_str(&actions).unwrap_or_default(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
 }
 
 #[cfg(test)]

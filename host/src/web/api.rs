@@ -52,6 +52,9 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/boards/{slug}/events", get(events))
         .route("/api/v1/boards/{slug}/events/stream", get(super::events::stream))
         .route("/api/v1/boards/{slug}/dispatch", post(dispatch))
+        .route("/api/v1/boards/{slug}/health", get(health))
+        .route("/api/v1/boards/{slug}/diagnostics", get(findings).post(diagnose))
+        .route(&format!("{card}/decompose"), post(decompose))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route (see docs/api.md)") })
 }
 
@@ -106,10 +109,52 @@ async fn boards(State(app): AppState) -> Answer {
     json(StatusCode::OK, rows)
 }
 
+/// One plugin of `GET plugins`: `kanban plugin list --json`'s row, the boards whose `board.toml` turns it on,
+/// and where it is quarantined.
+#[derive(serde::Serialize)]
+struct PluginUse {
+    #[serde(flatten)]
+    entry: crate::policy::plugins::PluginEntry,
+    boards: Vec<String>,
+    quarantined: Vec<QuarantineRow>,
+}
+
+#[derive(serde::Serialize)]
+struct QuarantineRow {
+    board: String,
+    since: i64,
+    failures: i64,
+    last_error: Option<String>,
+}
+
 async fn plugins(State(app): AppState) -> Answer {
     let list = blocking(move || {
         let installed = crate::policy::plugins::list(&app.home).map_err(anyhow::Error::from)?;
-        Ok(crate::policy::plugins::with_builtins(installed))
+        let mut list: Vec<PluginUse> = crate::policy::plugins::with_builtins(installed)
+            .into_iter()
+            .map(|entry| PluginUse { entry, boards: Vec::new(), quarantined: Vec::new() })
+            .collect();
+        for row in BoardRow::list(&app.home, app.only_board.as_deref())? {
+            let board = app.board(&row.slug)?;
+            for spec in &board.config.policies {
+                if let Some(p) = list.iter_mut().find(|p| p.entry.name == spec.plugin)
+                    && !p.boards.contains(&row.slug)
+                {
+                    p.boards.push(row.slug.clone());
+                }
+            }
+            for q in board.open_store()?.quarantined_policies()? {
+                if let Some(p) = list.iter_mut().find(|p| p.entry.name == q.key.reference) {
+                    p.quarantined.push(QuarantineRow {
+                        board: row.slug.clone(),
+                        since: q.since,
+                        failures: q.failures,
+                        last_error: q.last_error,
+                    });
+                }
+            }
+        }
+        Ok(list)
     })
     .await?;
     json(StatusCode::OK, list)
@@ -175,7 +220,7 @@ async fn list(
         TaskFilter { include_archived: q.archived, status, assignee: q.assignee, tenant: q.tenant, sort };
     let text = q.q.map(|t| t.to_lowercase()).filter(|t| !t.is_empty());
     let offset = q.offset;
-    let (cards, total) = app
+    let (cards, total, children) = app
         .on_board(slug, move |desk| {
             let (mut cards, mut total) = (Vec::new(), 0usize);
             desk.store.for_each_task(&filter, |task| {
@@ -192,13 +237,26 @@ async fn list(
                 }
                 Ok(())
             })?;
-            Ok((cards, total))
+            let ids: Vec<String> = cards.iter().map(|c| c.id.clone()).collect();
+            let children = desk.store.child_counts(&ids)?;
+            Ok((cards, total, children))
         })
         .await?;
     let next_offset = (offset + cards.len() < total).then_some(offset + cards.len());
     json(
         StatusCode::OK,
-        serde_json::json!({ "cards": cards, "total": total, "offset": offset, "limit": limit, "next_offset": next_offset }),
+        serde_json::json!({
+            "cards": cards,
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "next_offset": next_offset,
+            // For each card of the page that has children: its children done, of all.
+            "children": children
+                .into_iter()
+                .map(|(id, (done, total))| (id, serde_json::json!({ "done": done, "total": total })))
+                .collect::<serde_json::Map<_, _>>(),
+        }),
     )
 }
 
@@ -728,4 +786,54 @@ async fn dispatch(
     })
     .await?;
     json(StatusCode::OK, report)
+}
+
+/// `GET health`: the dispatcher's health strip (`ops::health`): hosts seen, running against the caps, and
+/// the ready cards waiting with why.
+async fn health(State(app): AppState, Path(slug): Path<String>) -> Answer {
+    let health = app.on_board(slug, |desk| Ok(crate::ops::health::read(desk)?)).await?;
+    json(StatusCode::OK, health)
+}
+
+/// `GET diagnostics`: the findings the latest diagnostics runs stored (`kanban diagnostics --json`'s shape,
+/// without running a policy).
+async fn findings(State(app): AppState, Path(slug): Path<String>) -> Answer {
+    let (board, findings) =
+        app.on_board(slug, |desk| Ok((desk.board.slug.clone(), desk.store.all_findings()?))).await?;
+    json(StatusCode::OK, serde_json::json!({ "board": board, "findings": findings }))
+}
+
+/// `POST diagnostics`: `kanban diagnostics --json`: run the board's diagnostics over every card not
+/// archived, store the findings and answer with them.
+async fn diagnose(State(app): AppState, Path(slug): Path<String>, body: Body) -> Answer {
+    parse::<Empty>(body)?;
+    let home = app.home.clone();
+    let (board, findings) = app
+        .on_board(slug, move |desk| {
+            let mut runtime = crate::policy::PolicyRuntime::new(&home);
+            let findings = crate::ops::policies::diagnose(desk, &home, &mut runtime, None)?;
+            Ok((desk.board.slug.clone(), findings))
+        })
+        .await?;
+    json(StatusCode::OK, serde_json::json!({ "board": board, "findings": findings }))
+}
+
+/// `POST cards/{id}/decompose`: `kanban decompose ID --json`: the board's decomposition policy splits a
+/// triage card (`children`), or leaves it in triage with why (`left`). A card not in triage is 409.
+async fn decompose(State(app): AppState, Path((slug, id)): Path<(String, String)>, body: Body) -> Answer {
+    parse::<Empty>(body)?;
+    let home = app.home.clone();
+    let result = app
+        .on_board(slug, move |desk| {
+            desk.store.require_task(&id)?;
+            let mut runtime = crate::policy::PolicyRuntime::new(&home);
+            let mut results = crate::ops::policies::decompose(desk, &home, &mut runtime, &[id])?;
+            match results.pop() {
+                Some(Ok(result)) => Ok(result),
+                Some(Err(refusal)) => Err(ApiError::new(StatusCode::CONFLICT, refusal)),
+                None => Err(ApiError::internal("decompose answered nothing")),
+            }
+        })
+        .await?;
+    json(StatusCode::OK, result)
 }

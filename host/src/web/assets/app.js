@@ -19,6 +19,8 @@ const state = {
   assignee: "", // a profile, or "none"
   columns: new Map(), // status -> {status, el, list, count, more, nextOffset, total}
   tiles: new Map(), // card id -> {task, findings, el}
+  children: new Map(), // card id -> {done, total} of its children
+  healthTimer: null,
   drawerId: null,
   drawerDoc: null,
   logTimer: null,
@@ -270,6 +272,7 @@ async function loadPage(column) {
   try {
     const page = await api("GET", boardPath(`/cards?${q}`));
     if (gen !== state.generation) return;
+    for (const [id, counts] of Object.entries(page.children || {})) state.children.set(id, counts);
     for (const task of page.cards) {
       if (state.tiles.has(task.id)) continue; // already here (moved in live)
       const tile = makeTile(task, null);
@@ -339,6 +342,7 @@ function makeTile(task, findings) {
 function fillTile(tile) {
   const t = tile.task;
   const worst = worstFinding(tile.findings);
+  const kids = state.children.get(t.id);
   const now = nowSecs();
   const meta = h(
     "div",
@@ -346,6 +350,7 @@ function fillTile(tile) {
     h("span", { class: "assignee", text: t.assignee ? `@${t.assignee}` : "unassigned" }),
     h("span", { class: "age", "data-since": t.created_at, "data-prefix": "age " }, `age ${span(now - t.created_at)}`),
     t.consecutive_failures ? h("span", { class: "fails", text: `${t.consecutive_failures} failures` }) : null,
+    kids ? h("span", { class: "kids", text: `${kids.done}/${kids.total} children done` }) : null,
   );
   const running = t.status === "running" ? h("div", { class: "running" }, runningText(t)) : null;
   tile.el.setAttribute("aria-label", `${t.title} (${t.id}, ${t.status})`);
@@ -514,7 +519,128 @@ async function refreshStats() {
 
 function statsSoon() {
   clearTimeout(state.statsTimer);
-  state.statsTimer = setTimeout(refreshStats, 300);
+  state.statsTimer = setTimeout(() => {
+    refreshStats();
+    refreshHealth();
+  }, 300);
+}
+
+// ---------------------------------------------------------------- dispatcher health, diagnostics, plugins
+
+const WHY = {
+  next_tick: "for the next tick",
+  board_capped: "capped by the board",
+  profile_capped: "capped by their profile",
+  guarded: "held by a guard",
+  unassigned: "unassigned",
+  unknown_profile: "assigned to no profile of the board",
+  paused: "paused",
+};
+
+/** The strip under the bar: who ticked the board last, running against the caps, what waits and why. */
+async function refreshHealth() {
+  const gen = state.generation;
+  let health;
+  try {
+    health = await api("GET", boardPath("/health"));
+  } catch (_) {
+    return;
+  }
+  if (gen !== state.generation) return;
+  const now = nowSecs();
+  const last = health.hosts[0];
+  const parts = [];
+  if (!last) parts.push(h("span", { class: "part warn", text: "no dispatcher has ticked this board (start kanban daemon)" }));
+  else {
+    const age = now - last.last_seen;
+    parts.push(h("span", { class: `part${age > 60 ? " warn" : ""}`, title: `host ${last.id}, pid ${last.pid ?? "?"}`, text: `last tick ${span(age)} ago by ${last.hostname}` }));
+  }
+  parts.push(h("span", { class: "part", text: `running ${health.running}/${health.max_in_progress}` }));
+  for (const p of health.profiles) {
+    if (!p.running && !p.ready) continue;
+    parts.push(h("span", { class: "part", text: `${p.profile} ${p.running}${p.cap ? `/${p.cap}` : ""} running, ${p.ready} ready` }));
+  }
+  for (const pause of health.pauses) parts.push(h("span", { class: "part warn", text: `${pause.profile ? `profile ${pause.profile}` : "board"} paused${pause.reason ? `: ${pause.reason}` : ""}` }));
+  if (!health.ready) parts.push(h("span", { class: "part", text: "nothing waiting" }));
+  for (const w of health.waiting) {
+    parts.push(h("span", { class: `part${w.why === "next_tick" ? "" : " warn"}`, "data-why": w.why, title: w.cards.join(" "), text: `${w.count} waiting ${WHY[w.why] || w.why}` }));
+  }
+  $("health").replaceChildren(...parts);
+}
+
+function severityRank(f) {
+  return -(SEVERITY[f.severity] || 0);
+}
+
+async function showDiagnostics(run = false) {
+  const list = $("diagnostics-list");
+  const dialog = $("diagnostics-dialog");
+  if (!dialog.open) dialog.showModal();
+  $("diagnostics-run").disabled = state.readOnly;
+  try {
+    const doc = await api(run ? "POST" : "GET", boardPath("/diagnostics"), run ? {} : undefined);
+    const findings = [...doc.findings].sort((a, b) => severityRank(a) - severityRank(b));
+    if (!findings.length) {
+      list.replaceChildren(h("p", { class: "muted", text: run ? "No findings." : "No findings stored: run diagnostics." }));
+      return;
+    }
+    list.replaceChildren(
+      h(
+        "table",
+        {},
+        h("thead", {}, h("tr", {}, h("th", { text: "Severity" }), h("th", { text: "Card" }), h("th", { text: "Finding" }), h("th", { text: "Suggested" }))),
+        h(
+          "tbody",
+          {},
+          findings.map((f) =>
+            h(
+              "tr",
+              { class: "finding" },
+              h("td", {}, h("span", { class: `badge ${f.severity}`, text: f.severity })),
+              h("td", {}, f.task_id ? h("a", { href: "#", class: "mono", text: f.task_id, onclick: (e) => { e.preventDefault(); dialog.close(); openDrawer(f.task_id); } }) : "board"),
+              h("td", {}, h("strong", { text: f.title }), h("div", { class: "muted", text: `${f.detail || ""} [${f.policy}: ${f.rule}]` })),
+              h("td", {}, (f.actions || []).map((a) => h("div", { class: "mono", text: typeof a === "string" ? a : a.command || a.label || JSON.stringify(a) }))),
+            ),
+          ),
+        ),
+      ),
+    );
+  } catch (e) {
+    list.replaceChildren(h("p", { class: "error", text: `Cannot read the diagnostics: ${e.message}` }));
+  }
+}
+
+async function showPlugins() {
+  const list = $("plugins-list");
+  const dialog = $("plugins-dialog");
+  if (!dialog.open) dialog.showModal();
+  try {
+    const plugins = await api("GET", "plugins");
+    list.replaceChildren(
+      h(
+        "table",
+        {},
+        h("thead", {}, h("tr", {}, h("th", { text: "Plugin" }), h("th", { text: "Kind" }), h("th", { text: "Boards" }), h("th", { text: "Quarantined" }), h("th", { text: "sha256" }))),
+        h(
+          "tbody",
+          {},
+          plugins.map((p) =>
+            h(
+              "tr",
+              { class: "plugin", "data-name": p.name },
+              h("td", {}, h("strong", { text: p.name }), h("div", { class: "muted", text: `${p.source} ${p.version}` })),
+              h("td", { text: p.kind }),
+              h("td", { text: p.boards.length ? p.boards.join(", ") : "none" }),
+              h("td", { class: p.quarantined.length ? "warn" : "" }, p.quarantined.length ? p.quarantined.map((q) => h("div", { text: `${q.board}: since ${when(q.since)}, ${q.failures} failures${q.last_error ? `: ${q.last_error}` : ""}` })) : "no"),
+              h("td", { class: "mono", title: p.sha256, text: p.sha256.slice(0, 12) }),
+            ),
+          ),
+        ),
+      ),
+    );
+  } catch (e) {
+    list.replaceChildren(h("p", { class: "error", text: `Cannot read the plugins: ${e.message}` }));
+  }
 }
 
 // ---------------------------------------------------------------- live events
@@ -556,12 +682,17 @@ async function flush() {
   await Promise.all(ids.map(refreshCard));
 }
 
-async function refreshCard(id) {
+async function refreshCard(id, withParents = true) {
   const gen = state.generation;
   try {
     const doc = await api("GET", cardPath(id));
     if (gen !== state.generation) return;
+    const kids = doc.children || [];
+    if (kids.length) state.children.set(id, { done: kids.filter((c) => c.status === "done").length, total: kids.length });
+    else state.children.delete(id);
     place(doc.task, doc.findings);
+    // Its parents on the page count their children done: read them again (one level up).
+    if (withParents) for (const p of doc.parents || []) if (state.tiles.has(p.id)) refreshCard(p.id, false);
     if (state.drawerId === id) renderDrawer(doc);
   } catch (e) {
     if (e.status === 404) {
@@ -1063,6 +1194,7 @@ async function showBoard(slug) {
   connect(); // first, so nothing that happens while the columns load is missed
   await Promise.all([...state.columns.values()].map(loadPage));
   refreshStats();
+  refreshHealth();
 }
 
 function reload() {
@@ -1121,6 +1253,12 @@ async function main() {
   $("filter").addEventListener("input", filtered);
   $("assignee-filter").addEventListener("input", filtered);
   setInterval(tick, 5000);
+  setInterval(refreshHealth, 10000);
+  $("show-diagnostics").addEventListener("click", () => showDiagnostics(false));
+  $("diagnostics-run").addEventListener("click", () => showDiagnostics(true));
+  $("diagnostics-close").addEventListener("click", () => $("diagnostics-dialog").close());
+  $("show-plugins").addEventListener("click", showPlugins);
+  $("plugins-close").addEventListener("click", () => $("plugins-dialog").close());
   await showBoard(start.slug);
   // For the browser tests: the first pages are on the board, this long after the page started loading.
   document.body.dataset.readyMs = String(Math.round(performance.now()));
