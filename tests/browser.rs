@@ -145,6 +145,13 @@ impl Page {
 
     /// With more options for `kanban serve`.
     async fn open_with(k: &Kanban, serve_args: &[&str]) -> Page {
+        let page = Self::launch(k, serve_args).await;
+        page.wait("the board to load", "return document.body.dataset.ready === 'true'").await;
+        page
+    }
+
+    /// Serve the board and point a browser at it, without waiting for the board to load.
+    async fn launch(k: &Kanban, serve_args: &[&str]) -> Page {
         let alone = ALONE.lock().await;
         let chromedriver = tool("KANBAN_CHROMEDRIVER", "/usr/bin/chromedriver");
         let chromium = tool("KANBAN_CHROMIUM", "/usr/bin/chromium");
@@ -188,7 +195,7 @@ impl Page {
             .await
             .unwrap_or_else(|e| panic!("no browser session from chromedriver: {e}"));
         client.goto(&url).await.expect("open the board");
-        let page = Page {
+        Page {
             client,
             url,
             _user_data: user_data,
@@ -196,9 +203,7 @@ impl Page {
             server: Some(server),
             addr,
             _alone: alone,
-        };
-        page.wait("the board to load", "return document.body.dataset.ready === 'true'").await;
-        page
+        }
     }
 
     /// Stop the server, run `meanwhile`, and start a new one on the same address (with a new CSRF token).
@@ -981,5 +986,32 @@ async fn health_strip_children_counts_and_the_diagnostics_and_plugins_views() {
     )
     .await;
     page.screenshot("health-strip.png").await;
+    page.close().await;
+}
+
+/// A server that requires a token: the page asks for it once, then works as on loopback (live stream
+/// included, through the session cookie).
+#[tokio::test]
+async fn a_page_on_a_token_server_asks_for_the_token_once() {
+    let k = Kanban::new();
+    let token = "browser-token-0123456789abcdef";
+    let file = k.write_file("token", format!("{token}\n").as_bytes());
+    let id = create(&k, "Behind a token", &[]);
+    let page = Page::launch(&k, &["--token-file", file.to_str().unwrap()]).await;
+    page.wait("the token prompt", "return document.getElementById('ask-dialog').open").await;
+    page.type_in("#ask-input", "not-the-token-0123456789").await;
+    page.click("#ask-ok").await;
+    page.wait(
+        "a second prompt",
+        "return document.getElementById('ask-dialog').open && document.getElementById('ask-text').textContent.includes('not this server')",
+    )
+    .await;
+    page.js("document.getElementById('ask-input').value = ''; return null", vec![]).await;
+    page.type_in("#ask-input", token).await;
+    page.click("#ask-ok").await;
+    page.wait_in(&id, "ready").await;
+    // Live: a card made by the CLI appears without a reload.
+    let later = create(&k, "Made by the CLI", &[]);
+    page.wait_in(&later, "ready").await;
     page.close().await;
 }

@@ -661,6 +661,60 @@ fn a_token_file_requires_the_bearer_token_on_every_request() {
 }
 
 #[test]
+fn a_page_logs_in_with_the_token_and_then_needs_the_csrf_token_like_any_page() {
+    let k = Kanban::new();
+    let token = "s3cret-token-of-the-test-0123456789";
+    let file = k.write_file("token", format!("{token}\n").as_bytes());
+    let s = Server::start(&k, &["--token-file", file.to_str().unwrap()]);
+    // The page's files hold no data and are served without the token, so it can ask for it.
+    let (status, html) = s.get_text("/");
+    assert_eq!(status, 200);
+    assert!(html.contains("/app.js"), "{html}");
+    assert_eq!(s.get_text("/app.js").0, 200);
+    assert_eq!(s.get("session").0, 401);
+
+    let login = |body: &str| {
+        let mut response = s
+            .agent
+            .post(s.url("login"))
+            .header("Content-Type", "application/json")
+            .send(body)
+            .expect("HTTP request");
+        let cookie = response.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_string());
+        (response.status().as_u16(), cookie, response.body_mut().read_to_string().unwrap())
+    };
+    let (status, cookie, body) = login(r#"{"token": "wrong-token-0123456789"}"#);
+    assert_eq!((status, cookie), (401, None), "{body}");
+    assert_eq!(login("{}").0, 400);
+    let (status, cookie, _) = login(&json!({ "token": token }).to_string());
+    assert_eq!(status, 204);
+    let cookie = cookie.expect("a session cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap().to_string();
+
+    // With the cookie, the board is read; a change needs the CSRF token of the session as well.
+    let (status, session) = s.raw_get("session", &[("Host", &s.addr), ("Cookie", &pair)]);
+    assert_eq!(status, 200, "{session}");
+    let csrf = session.rsplit("\"csrf\":\"").next().unwrap().split('"').next().unwrap().to_string();
+    let post = |headers: &[(&str, &str)]| {
+        let mut request = s.agent.post(s.url("boards/default/cards")).header("Cookie", &pair);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Server::answer(request.send(r#"{"title": "from the page"}"#))
+    };
+    let (status, v) = post(&[]);
+    assert_eq!(status, 403, "{v}");
+    assert!(error(&v).contains("X-Kanban-CSRF"), "{v}");
+    assert_eq!(post(&[("X-Kanban-CSRF", csrf.as_str())]).0, 201);
+    let (status, _) = s.raw_get("boards", &[("Host", &s.addr), ("Cookie", "kanban_token=wrong")]);
+    assert_eq!(status, 401);
+    // A server without a token has nothing to log in to.
+    let open = Server::start(&k, &[]);
+    assert_eq!(open.post("login", json!({"token": token})).0, 404);
+}
+
+#[test]
 fn a_non_loopback_address_gets_a_generated_token_saved_for_the_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let k = Kanban::new();

@@ -34,6 +34,7 @@ pub fn routes() -> Router<Arc<App>> {
     let card = "/api/v1/boards/{slug}/cards/{id}";
     Router::new()
         .route("/api/v1/session", get(session))
+        .route("/api/v1/login", post(login))
         .route("/api/v1/boards", get(boards))
         .route("/api/v1/plugins", get(plugins))
         .route("/api/v1/boards/{slug}/cards", get(list).post(create))
@@ -102,6 +103,26 @@ async fn session(State(app): AppState, headers: HeaderMap) -> Answer {
             "board": app.only_board,
         }),
     )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    token: String,
+}
+
+/// `POST /api/v1/login {"token"}`: on a server that requires a token, a page that knows it gets it back as
+/// an `HttpOnly`, `SameSite=Strict` cookie (204), so the browser can send it (the event stream included).
+/// A wrong token is 401; a server without a token has nothing to log in to (404).
+async fn login(State(app): AppState, body: Body) -> Answer {
+    let given: Login = parse(body)?;
+    if !app.guard.has_token() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "this server requires no token"));
+    }
+    match app.guard.login(&given.token) {
+        Some(cookie) => Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()),
+        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "that is not this server's token")),
+    }
 }
 
 async fn boards(State(app): AppState) -> Answer {

@@ -5,9 +5,12 @@
 //!    with 403. A server listening on every address (0.0.0.0, ::) cannot know its names and requires the
 //!    token instead.
 //! 2. With a token (`--token-file`, or generated because the address is not loopback), every request must
-//!    carry `Authorization: Bearer TOKEN`: 401 otherwise.
+//!    carry `Authorization: Bearer TOKEN`, or the session cookie a page gets from `POST /api/v1/login` with
+//!    the token: 401 otherwise. Only the page's own files (which hold no data) and the login are served
+//!    without. A request that authenticates with the cookie (which a browser sends by itself) is held to the
+//!    CSRF rule of 4 as well.
 //! 3. `--read-only` refuses every POST, PATCH and DELETE with 403.
-//! 4. Without a token (loopback only), a POST, PATCH or DELETE must carry `X-Kanban-CSRF` with the token this
+//! 4. Unless it carries the bearer token, a POST, PATCH or DELETE must carry `X-Kanban-CSRF` with the token this
 //!    server generated at start (`GET /api/v1/session` hands it to same-origin pages): 403 otherwise. A
 //!    cross-site page can send a request but cannot read the session document, so it cannot forge one.
 //!
@@ -28,6 +31,19 @@ use crate::board::Home;
 
 /// The header a browser page sends its CSRF token in.
 pub const CSRF_HEADER: &str = "x-kanban-csrf";
+
+/// The cookie `POST /api/v1/login` sets: the token itself, `HttpOnly` (no script reads it) and
+/// `SameSite=Strict` (no other site's page makes the browser send it).
+pub const SESSION_COOKIE: &str = "kanban_token";
+
+/// What is served without the token: the page's files (they hold no board data) and the login.
+fn open_path(method: &Method, path: &str) -> bool {
+    match *method {
+        Method::GET | Method::HEAD => matches!(path, "/" | "/app.css" | "/app.js"),
+        Method::POST => path == "/api/v1/login",
+        _ => false,
+    }
+}
 
 pub struct Guard {
     /// Required on every request when set.
@@ -100,6 +116,31 @@ impl Guard {
             .is_some_and(|given| same(given.trim(), token))
     }
 
+    /// Does the request carry the session cookie with this server's token?
+    fn cookie(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else { return false };
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .flat_map(|h| h.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .any(|(name, value)| name == SESSION_COOKIE && same(value, token))
+    }
+
+    /// The `Set-Cookie` value for a page that gave `given`, or `None` when it is not this server's token
+    /// (or the server has none).
+    pub fn login(&self, given: &str) -> Option<String> {
+        let token = self.token.as_ref()?;
+        same(given.trim(), token)
+            .then(|| format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"))
+    }
+
+    /// Does the server require a token?
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
     fn csrf_ok(&self, headers: &HeaderMap) -> bool {
         headers.get(CSRF_HEADER).and_then(|h| h.to_str().ok()).is_some_and(|given| same(given, &self.csrf))
     }
@@ -115,13 +156,13 @@ impl Guard {
 
 /// The middleware: refuse what the rules above refuse, pass the rest.
 pub async fn check(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    match verdict(&app.guard, request.method(), request.headers()) {
+    match verdict(&app.guard, request.method(), request.uri().path(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(refusal) => refusal.into_response(),
     }
 }
 
-fn verdict(guard: &Guard, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+fn verdict(guard: &Guard, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
     if !guard.host_allowed(headers) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
         return Err(ApiError::new(
@@ -129,7 +170,11 @@ fn verdict(guard: &Guard, method: &Method, headers: &HeaderMap) -> Result<(), Ap
             format!("Host '{host}' does not name this server (DNS rebinding is refused)"),
         ));
     }
-    if guard.token.is_some() && !guard.bearer(headers) {
+    if open_path(method, path) {
+        return Ok(());
+    }
+    let bearer = guard.bearer(headers);
+    if guard.token.is_some() && !bearer && !guard.cookie(headers) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "this server requires `Authorization: Bearer TOKEN` (the token of --token-file or <home>/serve.token)",
@@ -142,7 +187,7 @@ fn verdict(guard: &Guard, method: &Method, headers: &HeaderMap) -> Result<(), Ap
             format!("the server is read-only (--read-only): {method} is refused"),
         ));
     }
-    if changes && guard.token.is_none() && !guard.csrf_ok(headers) {
+    if changes && !bearer && !guard.csrf_ok(headers) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("{method} needs the `X-Kanban-CSRF` header with the token of GET /api/v1/session"),

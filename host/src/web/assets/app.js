@@ -1203,9 +1203,33 @@ function reload() {
   Promise.all([...state.columns.values()].map(loadPage)).then(refreshStats);
 }
 
+/** Ask for the server's token until it is accepted (`POST login` sets the session cookie). */
+async function login() {
+  let text = "This server requires its token (the file given to --token-file, or <home>/serve.token).";
+  for (;;) {
+    const token = await ask("Sign in", text, { field: true, required: true, label: "Token" });
+    if (token === null) throw new ApiError(401, "no token given: reload the page to sign in");
+    try {
+      await request("POST", "login", { token });
+      return;
+    } catch (e) {
+      if (e.status !== 401) throw e;
+      text = "That is not this server's token. Try again.";
+    }
+  }
+}
+
 async function main() {
   try {
-    const session = await api("GET", "session");
+    let session;
+    try {
+      session = await api("GET", "session");
+    } catch (e) {
+      if (e.status !== 401) throw e;
+      // A server with a token: ask for it once; the server keeps it in an HttpOnly cookie.
+      await login();
+      session = await api("GET", "session");
+    }
     state.csrf = session.csrf;
     state.readOnly = session.read_only;
     state.boards = await api("GET", "boards");
