@@ -14,8 +14,8 @@ use common::Kanban;
 use kanban::board::config::{BoardConfig, BoardSection, GoalConfig, ReviewConfig};
 use kanban::board::{DispatchConfig, NotifySpec, PolicyKind, PolicySpec, Profile};
 use kanban::cli::Cli;
-use kanban::cli::values::{parse_duration, parse_workspace};
 use kanban::clock::MAX_DURATION_SECONDS;
+use kanban::ops::input::{parse_duration, parse_workspace};
 use kanban::policy::{MAX_ITEMS, MAX_TEXT, PolicyError, RawChild as ChildSpec, check_children, check_route};
 use proptest::prelude::*;
 

@@ -13,19 +13,16 @@ mod policies;
 mod recurring;
 mod render;
 mod scope;
-pub mod values;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::board::{Board, BoardError, ConfigError, Home};
+use crate::ops::input as values;
 use crate::store::{Store, StoreError};
 
-/// A usage error found after parsing (a bad combination or value): exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+pub use crate::ops::input::UsageError;
 
 /// Some items of a bulk command failed (each was already reported): exit code 1.
 #[derive(Debug, thiserror::Error)]

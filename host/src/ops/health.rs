@@ -86,13 +86,8 @@ impl Holds {
 
 /// Read the board's dispatcher health now.
 pub fn read(desk: &mut Desk) -> anyhow::Result<Health> {
-    let mut load: BTreeMap<String, usize> = BTreeMap::new();
     let running_cards = desk.store.running_cards()?;
-    for card in &running_cards {
-        if let Some(profile) = &card.run.profile {
-            *load.entry(profile.clone()).or_default() += 1;
-        }
-    }
+    let load = super::policies::load_of(&running_cards);
     let pauses = desk.store.pauses()?;
     let holds = Holds {
         caps: Caps::of(&desk.board.config),

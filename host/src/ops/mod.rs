@@ -4,12 +4,14 @@
 //! removing attachment files: written once, here, and nowhere in a front end.
 //!
 //! Below this layer sit the rooms that each own one thing (the store, the worker processes, the
-//! workspaces, the policies); this layer composes them. Front ends parse and render, nothing more.
+//! workspaces, the policies); this layer composes them. Front ends parse and render, nothing more; the
+//! input they share ([`input`]: durations, workspace specs, what a bad value is) is read here too.
 
 pub mod attachments;
 pub mod cards;
 pub mod gc;
 pub mod health;
+pub mod input;
 pub mod notify;
 pub mod pause;
 pub mod policies;

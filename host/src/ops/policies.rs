@@ -15,13 +15,16 @@ use crate::store::TaskFilter;
 
 /// Running cards per profile (what policies see as each profile's load).
 pub fn running_counts(desk: &mut Desk) -> anyhow::Result<BTreeMap<String, usize>> {
-    let mut running = BTreeMap::new();
-    for card in desk.store.running_cards()? {
-        if let Some(profile) = card.run.profile {
-            *running.entry(profile).or_default() += 1;
-        }
+    Ok(load_of(&desk.store.running_cards()?))
+}
+
+/// How many of `running` each profile runs.
+pub fn load_of(running: &[crate::store::RunningCard]) -> BTreeMap<String, usize> {
+    let mut load = BTreeMap::new();
+    for profile in running.iter().filter_map(|card| card.run.profile.as_ref()) {
+        *load.entry(profile.clone()).or_default() += 1;
     }
-    Ok(running)
+    load
 }
 
 /// The context record a policy would be handed about card `id` now (with an empty `config`: each policy

@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::board::BoardError;
-use crate::cli::UsageError;
 use crate::ops::attachments::{BadName, TooBig};
+use crate::ops::input::UsageError;
 use crate::policy::plugins::PluginStoreError;
 use crate::store::StoreError;
 

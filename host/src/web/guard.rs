@@ -70,7 +70,7 @@ impl Guard {
                     .with_context(|| format!("cannot read the token file {}", path.display()))?;
                 let token = text.trim().to_string();
                 if token.len() < 16 || token.chars().any(char::is_whitespace) {
-                    return Err(crate::cli::UsageError(format!(
+                    return Err(crate::ops::input::UsageError(format!(
                         "the token in {} must be one word of at least 16 characters",
                         path.display()
                     ))

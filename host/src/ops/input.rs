@@ -1,8 +1,14 @@
-//! Parsers for flag values with a grammar of their own (durations, workspace specs).
+//! Input every front end reads the same way: values with a grammar of their own (durations, workspace
+//! specs), and [`UsageError`], bad input found after parsing (the CLI exits 2, the HTTP API answers 400).
 
 use std::path::PathBuf;
 
 use crate::model::WorkspaceKind;
+
+/// Bad input found after parsing (a bad combination or value): exit code 2 on the CLI, 400 over HTTP.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// Seconds, or a number with one unit: `30s`, `5m`, `2h`, `1d`.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
