@@ -946,7 +946,13 @@ async fn health_strip_children_counts_and_the_diagnostics_and_plugins_views() {
     )
     .await;
 
-    run_ok(&k, &["dispatch"]);
+    // "Tick now": one real tick through the API (no dispatcher had ticked before).
+    page.click("#tick-now").await;
+    page.wait(
+        "the strip to name the tick it asked for",
+        "return document.getElementById('health').textContent.includes('last tick')",
+    )
+    .await;
     run_ok(&k, &["complete", &parent]);
     run_ok(&k, &["complete", &child]);
     page.wait_in(&child, "done").await;

@@ -538,16 +538,61 @@ fn actions_move_cards_and_refusals_carry_the_cli_message() {
     assert!(error(&v).contains("no action 'fly'"), "{v}");
     assert_eq!(s.post("boards/default/cards/t_00000000/complete", json!({})).0, 404);
 
-    // The dispatcher's dry run, and nothing else.
+    // The dispatcher's dry run changes nothing (the real tick: `a_nudge_ticks_...`).
     let ready = k.create("ready one", &[]);
     let (status, report) = s.post("boards/default/dispatch?dry_run=true", json!({}));
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["dry_run"], true);
     assert_eq!(report, k.json(&["dispatch", "--dry-run", "--json"]));
     assert_eq!(k.status(&ready), "ready");
-    let (status, v) = s.post("boards/default/dispatch", json!({}));
+    let (status, v) = s.post("boards/default/dispatch?dry_run=maybe", json!({}));
     assert_eq!(status, 400);
-    assert!(error(&v).starts_with("dry_run:"), "{v}");
+    assert!(error(&v).starts_with("dry_run: "), "the parameter at fault comes first: {v}");
+}
+
+/// The processes whose parent is `pid` and which have exited but were not waited for.
+fn zombies_of(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...: the comm may hold spaces, so read after its closing parenthesis.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()) {
+            out.push(stat);
+        }
+    }
+    out
+}
+
+/// "Nudge": `POST dispatch` runs one real tick, the CLI's report; the worker it starts finishes its card, and
+/// the server waits for the supervisor it started (no zombie is left behind a long-lived server).
+#[test]
+fn a_nudge_ticks_the_board_for_real_and_leaves_no_zombie() {
+    let f = Fleet::new();
+    let k = &f.k;
+    let worker =
+        f.script("worker.sh", r#""$KANBAN_BIN" complete "$KANBAN_TASK" --result "nudged" > /dev/null"#);
+    f.write_board(&f.profile("coder", &worker, &[]));
+    let s = Server::start(k, &[]);
+    let id = k.create("nudge me", &["--assignee", "coder"]);
+
+    let (status, report) = s.post("boards/default/dispatch", json!({}));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["dry_run"], false, "{report}");
+    assert_eq!(report["spawned"][0]["task_id"], id.as_str(), "{report}");
+    assert!(report["spawned"][0]["run_id"].is_i64(), "a real claim opens a run: {report}");
+    wait_for("the nudged worker to complete its card", || k.status(&id) == "done");
+    assert_eq!(k.task(&id)["result"], "nudged");
+    let server = s.child.id();
+    wait_for("the server to wait for the supervisor it started", || zombies_of(server).is_empty());
+
+    // A second nudge finds nothing to start; in read-only mode a nudge is refused like every mutation.
+    let (status, report) = s.post("boards/default/dispatch", json!({}));
+    assert_eq!((status, report["spawned"].as_array().map(Vec::len)), (200, Some(0)), "{report}");
+    drop(s);
+    let watcher = Server::start(k, &["--read-only"]);
+    assert_eq!(watcher.post("boards/default/dispatch", json!({})).0, 403);
 }
 
 #[test]

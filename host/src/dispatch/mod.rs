@@ -176,17 +176,34 @@ fn try_lock(board: &Board) -> Result<Option<nix::fcntl::Flock<File>>, LockError>
 }
 
 /// Run one tick on one board.
+///
+/// The supervisors it starts (unless `options.wait`) are left to the caller's zombie reaper
+/// ([`crate::process::reap_zombies`]); a caller without one uses [`tick_handing_back`].
 pub fn tick(
     home: &Home,
     board: &Board,
     runtime: &mut PolicyRuntime,
     options: TickOptions,
 ) -> anyhow::Result<TickReport> {
+    Ok(tick_handing_back(home, board, runtime, options)?.0)
+}
+
+/// A supervisor a tick started: the card it works and its process, which the caller must wait for.
+pub type Started = (String, std::process::Child);
+
+/// [`tick`], handing back the supervisors it started and did not wait for, so a caller that does not reap
+/// every child of its process (`kanban serve`, whose threads run other commands) can wait for each one.
+pub fn tick_handing_back(
+    home: &Home,
+    board: &Board,
+    runtime: &mut PolicyRuntime,
+    options: TickOptions,
+) -> anyhow::Result<(TickReport, Vec<Started>)> {
     let mut report =
         TickReport { board: board.slug.clone(), dry_run: options.dry_run, ..TickReport::default() };
     let Some(_lock) = try_lock(board)? else {
         report.skipped_locked = true;
-        return Ok(report);
+        return Ok((report, Vec::new()));
     };
     let mut store = board.open_store()?;
     let host_id = home.host_id()?;
@@ -211,10 +228,10 @@ pub fn tick(
         (report.recurring_created, report.recurring_skipped) =
             occurrences.into_iter().partition(|o| o.task_id.is_some());
     }
-    let children = spawn_phase(home, &mut desk, runtime, &still_running, &mut report, options)?;
+    let mut children = spawn_phase(home, &mut desk, runtime, &still_running, &mut report, options)?;
 
     if options.wait && !children.is_empty() {
-        for (task_id, mut child) in children {
+        for (task_id, mut child) in std::mem::take(&mut children) {
             if let Err(e) = child.wait() {
                 tracing::warn!(task = %task_id, error = %e, "waiting for a supervisor failed");
             }
@@ -236,7 +253,7 @@ pub fn tick(
         }
     }
     report.running = desk.store.running_cards()?.len();
-    Ok(report)
+    Ok((report, children))
 }
 
 /// Step 2: assess and act on every running card. Returns the cards still running, by profile.
@@ -468,7 +485,7 @@ fn spawn_phase(
     running: &BTreeMap<String, usize>,
     report: &mut TickReport,
     options: TickOptions,
-) -> anyhow::Result<Vec<(String, std::process::Child)>> {
+) -> anyhow::Result<Vec<Started>> {
     let board = desk.board;
     let candidates: Vec<plan::Candidate> = desk
         .store
@@ -561,7 +578,7 @@ fn start_planned(
     desk: &mut Desk,
     starts: Vec<plan::Start>,
     report: &mut TickReport,
-) -> anyhow::Result<Vec<(String, std::process::Child)>> {
+) -> anyhow::Result<Vec<Started>> {
     let d = &desk.board.config.dispatch;
     // All of the tick's claims commit together (each still a compare-and-set that opens its run), then the
     // supervisors start, then one transaction records them all: three commits a tick, not three a card.

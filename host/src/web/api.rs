@@ -17,12 +17,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{ApiError, App, blocking};
-use crate::cli::values;
-use crate::dispatch::{TickOptions, tick};
+use crate::dispatch::{TickOptions, tick_handing_back};
 use crate::lifecycle::Action;
 use crate::model::Status;
 use crate::ops::Desk;
 use crate::ops::cards::{self, Acted, By};
+use crate::ops::input as values;
 use crate::store::{EditTask, ListSort, NewTask, TaskFilter};
 use crate::views::{ActedView, BoardRow, CardPage};
 
@@ -82,8 +82,13 @@ fn parse<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
     })
 }
 
+/// The query string, or 400 naming the parameter at fault (`dry_run: provided string was not ...`).
 fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))
+    query.map(|Query(q)| q).map_err(|e| {
+        let text = e.body_text();
+        let text = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+        ApiError::bad_request(text)
+    })
 }
 
 /// `GET /api/v1/session`: what a page of this server needs to act, the CSRF token first. Refused to a page
@@ -790,23 +795,41 @@ struct DispatchQuery {
     dry_run: bool,
 }
 
-/// `POST dispatch?dry_run=true`: `kanban dispatch --dry-run --json`. Only the dry run is served; the
-/// daemon ticks for real.
+/// `POST dispatch`: one real tick of the board ("nudge"), as `kanban dispatch --json`; with `dry_run=true`,
+/// `kanban dispatch --dry-run --json`. A tick that finds another dispatcher ticking answers with
+/// `skipped_locked: true`, as the CLI does.
 async fn dispatch(
     State(app): AppState,
     Path(slug): Path<String>,
     q: Result<Query<DispatchQuery>, QueryRejection>,
 ) -> Answer {
-    if !query(q)?.dry_run {
-        return Err(ApiError::field("dry_run", "only a dry run is served (dry_run=true); the daemon ticks"));
-    }
+    let dry_run = query(q)?.dry_run;
     let report = blocking(move || {
         let board = app.board(&slug)?;
         let mut runtime = crate::policy::PolicyRuntime::new(&app.home);
-        Ok(tick(&app.home, &board, &mut runtime, TickOptions { dry_run: true, wait: false })?)
+        let (report, started) =
+            tick_handing_back(&app.home, &board, &mut runtime, TickOptions { dry_run, wait: false })?;
+        wait_in_background(started);
+        Ok(report)
     })
     .await?;
     json(StatusCode::OK, report)
+}
+
+/// Wait for the supervisors a nudge started, each on a thread of its own, so none stays a zombie of the
+/// server. Under `daemon --serve` the daemon's reaper may collect one first; that wait then fails and is
+/// only logged.
+fn wait_in_background(started: Vec<crate::dispatch::Started>) {
+    for (task, mut child) in started {
+        let spawned = std::thread::Builder::new().name(format!("wait-{task}")).spawn(move || {
+            if let Err(e) = child.wait() {
+                tracing::debug!(task = %task, error = %e, "a supervisor was reaped elsewhere");
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a thread to wait for a supervisor; it is reaped at exit");
+        }
+    }
 }
 
 /// `GET health`: the dispatcher's health strip (`ops::health`): hosts seen, running against the caps, and

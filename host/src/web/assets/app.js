@@ -565,7 +565,20 @@ async function refreshHealth() {
   for (const w of health.waiting) {
     parts.push(h("span", { class: `part${w.why === "next_tick" ? "" : " warn"}`, "data-why": w.why, title: w.cards.join(" "), text: `${w.count} waiting ${WHY[w.why] || w.why}` }));
   }
+  if (!state.readOnly) parts.push(h("button", { type: "button", id: "tick-now", class: "part", title: "Run one tick of the dispatcher now", text: "Tick now", onclick: nudge }));
   $("health").replaceChildren(...parts);
+}
+
+/** One real tick of the board, as `kanban dispatch` (the API's "nudge"); the live stream shows what it moved. */
+async function nudge() {
+  try {
+    const report = await api("POST", boardPath("/dispatch"), {});
+    if (report.skipped_locked) say("Another dispatcher is ticking this board right now.", "info");
+    else say(`Ticked: ${report.spawned.length} started, ${report.running} running.`, "info");
+  } catch (e) {
+    say(`Cannot tick: ${e.message}`);
+  }
+  refreshHealth();
 }
 
 function severityRank(f) {
