@@ -63,7 +63,12 @@ fn command() -> impl Strategy<Value = Vec<String>> {
 
 fn profile() -> impl Strategy<Value = Profile> {
     (command(), prop::collection::btree_map("[A-Z_]{1,6}", "\\PC{0,8}", 0..3), prop::option::of(small_u32()))
-        .prop_map(|(command, env, max_in_progress)| Profile { command, env, max_in_progress })
+        .prop_map(|(command, env, max_in_progress)| Profile {
+            command,
+            env,
+            max_in_progress,
+            requires: vec![],
+        })
 }
 
 fn plugin_ref() -> impl Strategy<Value = String> {

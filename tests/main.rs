@@ -12,6 +12,7 @@ mod durability;
 mod faults;
 mod gc;
 mod host_faults;
+mod hosts;
 mod import;
 mod migrations;
 mod notify;

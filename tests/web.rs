@@ -383,6 +383,36 @@ fn waiting(health: &Value) -> std::collections::BTreeMap<String, Vec<String>> {
     out
 }
 
+/// A card whose profile requires labels no live host has waits as `no_host`, until a host with them ticks;
+/// the hosts carry their labels and capacity.
+#[test]
+fn health_names_cards_no_live_host_can_run() {
+    let f = Fleet::new();
+    let k = &f.k;
+    let sleeper = f.script("sleep.sh", "sleep 30");
+    f.write_board(&format!("{}requires = [\"gpu\"]\n", f.profile("trainer", &sleeper, &[])));
+    let s = Server::start(k, &[]);
+    let id = k.create("train", &["--assignee", "trainer"]);
+    k.ok(&["dispatch", "--dry-run"]);
+    let (status, health) = s.get("boards/default/health");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(waiting(&health), [("no_host".to_string(), vec![id.clone()])].into(), "{health}");
+    assert_eq!(
+        (health["hosts"][0]["labels"].clone(), health["hosts"][0]["running"].clone()),
+        (json!([]), json!(0))
+    );
+
+    std::fs::write(k.home().join("config.toml"), "[host]\nlabels = [\"gpu\"]\nmax_workers = 2\n").unwrap();
+    k.ok(&["dispatch", "--dry-run"]);
+    let (_, health) = s.get("boards/default/health");
+    assert_eq!(waiting(&health), [("next_tick".to_string(), vec![id])].into(), "{health}");
+    assert_eq!(health["hosts"][0]["labels"], json!(["gpu"]), "{health}");
+    assert_eq!(health["hosts"][0]["max_workers"], 2, "{health}");
+    let (status, hosts) = s.get("boards/default/hosts");
+    assert_eq!((status, &hosts), (200, &k.json(&["hosts", "--json"])));
+    assert_eq!(hosts, health["hosts"]);
+}
+
 #[test]
 fn health_says_who_ticked_last_and_why_each_ready_card_waits() {
     let f = Fleet::new();

@@ -125,6 +125,9 @@ pub struct Profile {
     pub env: BTreeMap<String, String>,
     /// Overrides `dispatch.max_in_progress_per_profile` for this profile.
     pub max_in_progress: Option<u32>,
+    /// Labels a host must have (its `[host] labels` in `<home>/config.toml`) to run this profile's cards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -172,6 +175,55 @@ impl PolicySpec {
 pub struct ConfigError {
     pub path: PathBuf,
     pub message: String,
+}
+
+/// `<home>/config.toml`: what belongs to this host (its home) rather than to a board.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeConfig {
+    pub host: HostConfig,
+}
+
+/// `[host]`: this host's place among the hosts working a board.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// What this host offers (`gpu`, `macos`): a profile that `requires` labels runs only on hosts with all
+    /// of them.
+    pub labels: Vec<String>,
+    /// The most workers this host runs at once, over all the boards of its home (none: no host cap; the
+    /// boards' own caps still hold).
+    pub max_workers: Option<u32>,
+}
+
+impl HomeConfig {
+    /// Parse and validate the text of a `<home>/config.toml` read from `path` (used in messages).
+    pub fn parse(text: &str, path: &Path) -> Result<HomeConfig, ConfigError> {
+        let fail = |message: String| ConfigError { path: path.to_path_buf(), message };
+        let mut config: HomeConfig =
+            toml::from_str(text).map_err(|e| fail(e.to_string().trim_end().to_string()))?;
+        if let Some(bad) = config.host.labels.iter().find(|l| !is_valid_label(l)) {
+            return Err(fail(format!("host.labels: '{bad}' is not a label ({LABEL_RULE})")));
+        }
+        if config.host.max_workers == Some(0) {
+            return Err(fail("host.max_workers: must be at least 1".into()));
+        }
+        config.host.labels.sort();
+        config.host.labels.dedup();
+        Ok(config)
+    }
+}
+
+/// What a host label may be.
+pub const LABEL_RULE: &str = "1-64 of a-z, 0-9, '-', '_' and '.', starting with a letter or digit";
+
+/// A host label (`gpu`, `macos`, `arm64`, `region.eu`): see [`LABEL_RULE`].
+pub fn is_valid_label(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(b))
 }
 
 impl BoardConfig {
@@ -248,6 +300,9 @@ impl BoardConfig {
             }
             if profile.max_in_progress == Some(0) {
                 return Err(format!("profiles.{name}.max_in_progress: must be at least 1"));
+            }
+            if let Some(bad) = profile.requires.iter().find(|l| !is_valid_label(l)) {
+                return Err(format!("profiles.{name}.requires: '{bad}' is not a label ({LABEL_RULE})"));
             }
         }
         if let Some(judge) = &self.goal.judge
@@ -385,6 +440,7 @@ name = {name}
 # command = ["bash", "/abs/worker.sh"]
 # env = {{ KEY = "value" }}
 # max_in_progress = 1                 # overrides max_in_progress_per_profile
+# requires = ["gpu"]                  # only hosts with these labels run it ([host] in <home>/config.toml)
 
 # [goal]
 # judge = ["/abs/judge"]              # required for --goal cards

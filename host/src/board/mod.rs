@@ -11,7 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use crate::model::PolicyKind;
-pub use config::{BoardConfig, ConfigError, DispatchConfig, NotifySpec, PolicySpec, Profile};
+pub use config::{
+    BoardConfig, ConfigError, DispatchConfig, HomeConfig, HostConfig, NotifySpec, PolicySpec, Profile,
+};
 
 use crate::store::{Store, StoreError};
 
@@ -99,6 +101,16 @@ impl Home {
 
     pub fn board_dir(&self, slug: &str) -> PathBuf {
         self.boards_dir().join(slug)
+    }
+
+    /// `<home>/config.toml`: this host's settings ([`HomeConfig`]); the defaults when the file is absent.
+    pub fn config(&self) -> Result<HomeConfig> {
+        let path = self.root.join("config.toml");
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(HomeConfig::parse(&text, &path)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HomeConfig::default()),
+            Err(e) => Err(io(format!("cannot read {}", path.display()))(e)),
+        }
     }
 
     fn current_file(&self) -> PathBuf {

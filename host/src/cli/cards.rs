@@ -190,6 +190,29 @@ pub fn run(inv: &Invocation, command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Hosts { json } => {
+            let hosts = desk.store.hosts()?;
+            if json {
+                return render::json(&hosts);
+            }
+            if hosts.is_empty() {
+                println!("no host has ticked this board");
+            }
+            let now = crate::clock::now();
+            for h in &hosts {
+                let cap = h.max_workers.map(|m| format!("/{m}")).unwrap_or_default();
+                let labels = if h.labels.is_empty() { "-".to_string() } else { h.labels.join(",") };
+                let this = if h.id == host_id { "  (this host)" } else { "" };
+                println!(
+                    "{}  {:<16} seen {} ago  running {}{cap}  labels {labels}{this}",
+                    h.id,
+                    h.hostname,
+                    crate::clock::span(now - h.last_seen),
+                    h.running,
+                );
+            }
+            Ok(())
+        }
         Command::Stats { json } => {
             let stats = desk.store.stats()?;
             if json {

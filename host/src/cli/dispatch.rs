@@ -149,6 +149,17 @@ fn print_report(r: &TickReport) -> anyhow::Result<()> {
     if !r.skipped_board_capped.is_empty() {
         println!("board cap reached; waiting: {}", r.skipped_board_capped.join(" "));
     }
+    if !r.skipped_host_capped.is_empty() {
+        println!("this host runs its max_workers; waiting: {}", r.skipped_host_capped.join(" "));
+    }
+    for u in &r.skipped_unfit {
+        println!(
+            "left to another host {}: profile {} requires {}",
+            u.task_id,
+            u.assignee,
+            u.missing.join(", ")
+        );
+    }
     for f in &r.spawn_failed {
         println!("spawn failed {}: {}", f.task_id, f.error);
     }

@@ -226,6 +226,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the hosts working the board: id, last seen, running workers, capacity and labels
+    Hosts {
+        #[arg(long)]
+        json: bool,
+    },
     /// Report that the worker on a running card is alive: stamps the heartbeat and extends the claim
     Heartbeat {
         id: String,

@@ -62,6 +62,7 @@ fn allowed(command: &Command) -> Allowed<'_> {
         | Command::Events { .. }
         | Command::Runs { .. }
         | Command::Stats { .. }
+        | Command::Hosts { .. }
         | Command::Log { .. }
         | Command::Context { .. } => Always,
         Command::Board(

@@ -28,7 +28,7 @@ use std::fs::File;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
-use crate::board::{Board, Home};
+use crate::board::{Board, Home, HostConfig};
 use crate::clock;
 use crate::lifecycle::{self, Action};
 use crate::model::{GuardDecision, Lane, Outcome, Pause, PolicyKind, Status, Task, WorkspaceKind};
@@ -36,9 +36,9 @@ use crate::ops::{self, Desk};
 use crate::policies::{PolicyFailure, PolicyHost};
 use crate::policy::{PolicyContext, PolicyRuntime};
 use crate::process::{ProcessId, ProcessTable};
-use crate::store::{Occurrence, RunningCard, Settled, Store};
+use crate::store::{HostSign, Occurrence, RunningCard, Settled, Store};
 use liveness::{Assessment, Observed, Sweep};
-pub use plan::{AutoAssigned, Capped, Guarded, PauseScope, PausedCard};
+pub use plan::{AutoAssigned, Capped, Guarded, PauseScope, PausedCard, Unfit};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Spawned {
@@ -86,6 +86,10 @@ pub struct TickReport {
     pub skipped_per_profile_capped: Vec<Capped>,
     /// Ready cards left for a later tick because the board-wide `max_in_progress` is reached.
     pub skipped_board_capped: Vec<String>,
+    /// Cards left waiting because this host runs its `[host] max_workers` already.
+    pub skipped_host_capped: Vec<String>,
+    /// Cards whose profile requires labels this host lacks: left to hosts that have them.
+    pub skipped_unfit: Vec<Unfit>,
     /// Cards a pause of the board or of their profile held back (not counted in `pending`).
     pub paused: Vec<PausedCard>,
     /// The board's pauses, as this tick read them (`kanban pause`).
@@ -207,11 +211,16 @@ pub fn tick_handing_back(
     };
     let mut store = board.open_store()?;
     let host_id = home.host_id()?;
+    let host = home.config()?.host;
     let mut desk = Desk::new(board, &mut store, &host_id);
     desk.store.touch_host(
-        &host_id,
-        &crate::process::hostname(),
-        i64::from(std::process::id()),
+        HostSign {
+            id: &host_id,
+            hostname: &crate::process::hostname(),
+            pid: i64::from(std::process::id()),
+            labels: &host.labels,
+            max_workers: host.max_workers,
+        },
         clock::now(),
     )?;
 
@@ -228,7 +237,7 @@ pub fn tick_handing_back(
         (report.recurring_created, report.recurring_skipped) =
             occurrences.into_iter().partition(|o| o.task_id.is_some());
     }
-    let mut children = spawn_phase(home, &mut desk, runtime, &still_running, &mut report, options)?;
+    let mut children = spawn_phase(home, &host, &mut desk, runtime, &still_running, &mut report, options)?;
 
     if options.wait && !children.is_empty() {
         for (task_id, mut child) in std::mem::take(&mut children) {
@@ -480,6 +489,7 @@ impl plan::Ask for PolicyAsk<'_, '_> {
 /// Step 4: plan the spawns, then (unless dry-run) claim and start them.
 fn spawn_phase(
     home: &Home,
+    host: &HostConfig,
     desk: &mut Desk,
     runtime: &mut PolicyRuntime,
     running: &BTreeMap<String, usize>,
@@ -501,7 +511,8 @@ fn spawn_phase(
             plan::Candidate { task, lane, profile }
         })
         .collect();
-    let caps = plan::Caps::of(&board.config);
+    let mut caps = plan::Caps::of(&board.config);
+    caps.host = host_room(home, desk, host)?;
     // Read once a tick: a pause takes effect at the next tick after `kanban pause`, in every dispatcher.
     report.pauses = desk.store.pauses()?;
     let pauses = plan::Pauses::new(report.pauses.clone());
@@ -521,9 +532,13 @@ fn spawn_phase(
         awaiting_review,
         skipped_per_profile_capped,
         skipped_board_capped,
+        skipped_host_capped,
+        skipped_unfit,
         paused,
         pending,
     } = planned;
+    report.skipped_host_capped = skipped_host_capped;
+    report.skipped_unfit = skipped_unfit;
     report.respawn_guarded = guarded;
     report.skipped_unassigned = skipped_unassigned;
     report.skipped_nonspawnable = skipped_nonspawnable;
@@ -570,6 +585,32 @@ fn spawn_phase(
         return Ok(Vec::new());
     }
     start_planned(home, desk, starts, report)
+}
+
+/// What this host may run: its labels, and when it has a `max_workers`, the workers it runs now on every
+/// board of its home (the others read from their database files; one that cannot be read is left out,
+/// with a warning, rather than stopping this board's tick).
+fn host_room(home: &Home, desk: &mut Desk, host: &HostConfig) -> anyhow::Result<plan::HostRoom> {
+    let mut room = plan::HostRoom {
+        labels: host.labels.iter().cloned().collect(),
+        max_workers: host.max_workers.map(|m| m as usize),
+        running: 0,
+    };
+    if room.max_workers.is_none() {
+        return Ok(room);
+    }
+    room.running = desk.store.running_on_host(desk.host_id)?;
+    for slug in home.board_slugs()? {
+        let db = home.board_dir(&slug).join("kanban.db");
+        if slug == desk.board.slug || !db.is_file() {
+            continue;
+        }
+        match crate::store::Store::open(&db).and_then(|mut s| s.running_on_host(desk.host_id)) {
+            Ok(n) => room.running += n,
+            Err(e) => tracing::warn!(board = %slug, error = %e, "cannot count this host's workers there"),
+        }
+    }
+    Ok(room)
 }
 
 /// Claim the planned cards and start their supervisors.

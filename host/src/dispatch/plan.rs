@@ -7,11 +7,15 @@
 //! review lane (review cards, to their reviewer). While a review card is waiting for a reviewer the work
 //! lane leaves one slot of the cap free for it, so a long ready queue never starves reviews.
 //!
+//! Each host ticks for itself: it starts a card only if it has every label the card's profile `requires`
+//! (a card it cannot run is left to hosts that can, and is not counted as waiting here), and never more
+//! workers than its `[host] max_workers`, counted over all the boards of its home.
+//!
 //! A paused board (`kanban pause`) starts nothing, in either lane, and asks no policy; a paused profile
 //! starts nothing for that profile (as assignee or as reviewer). Paused cards are listed, not counted as
 //! waiting: they are not spawnable until someone resumes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -42,12 +46,31 @@ pub trait Ask {
     ) -> anyhow::Result<(GuardDecision, String)>;
 }
 
-/// The board's caps.
+/// The board's caps, and what the host ticking it may run.
 #[derive(Debug, Clone, Default)]
 pub struct Caps {
     pub board: usize,
     /// Each profile of the board and its cap (none: uncapped).
     pub profiles: BTreeMap<String, Option<usize>>,
+    /// The labels each profile `requires` of the host that runs it (profiles requiring none are absent).
+    pub requires: BTreeMap<String, BTreeSet<String>>,
+    pub host: HostRoom,
+}
+
+/// The host that ticks: its labels, its `max_workers` and the workers it runs now on every board of its
+/// home.
+#[derive(Debug, Clone, Default)]
+pub struct HostRoom {
+    pub labels: BTreeSet<String>,
+    pub max_workers: Option<usize>,
+    pub running: usize,
+}
+
+impl Caps {
+    /// The labels `profile` requires that `labels` lacks (empty: a host with `labels` may run it).
+    pub fn missing<'a>(&'a self, profile: &str, labels: &'a BTreeSet<String>) -> Vec<String> {
+        self.requires.get(profile).map(|r| r.difference(labels).cloned().collect()).unwrap_or_default()
+    }
 }
 
 impl Caps {
@@ -64,6 +87,13 @@ impl Caps {
                     (name.clone(), p.max_in_progress.or(d.max_in_progress_per_profile).map(|c| c as usize))
                 })
                 .collect(),
+            requires: config
+                .profiles
+                .iter()
+                .filter(|(_, p)| !p.requires.is_empty())
+                .map(|(name, p)| (name.clone(), p.requires.iter().cloned().collect()))
+                .collect(),
+            host: HostRoom::default(),
         }
     }
 }
@@ -89,6 +119,14 @@ pub struct Capped {
     pub task_id: String,
     pub assignee: String,
     pub running: usize,
+}
+
+/// A card whose profile requires labels the ticking host lacks: another host's to run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Unfit {
+    pub task_id: String,
+    pub assignee: String,
+    pub missing: Vec<String>,
 }
 
 /// The board's pauses, as the tick read them.
@@ -165,6 +203,10 @@ pub struct Plan {
     pub awaiting_review: Vec<String>,
     pub skipped_per_profile_capped: Vec<Capped>,
     pub skipped_board_capped: Vec<String>,
+    /// Cards left waiting because this host runs its `max_workers` already.
+    pub skipped_host_capped: Vec<String>,
+    /// Cards this host lacks the labels for (not counted in `pending`: they wait for another host).
+    pub skipped_unfit: Vec<Unfit>,
     /// Cards a pause held back (not counted in `pending`).
     pub paused: Vec<PausedCard>,
     /// Spawnable cards left waiting (capped or deferred).
@@ -182,6 +224,7 @@ pub fn plan(
     let mut plan = Plan::default();
     let mut per_profile = running.clone();
     let mut total: usize = running.values().sum();
+    let mut on_host = caps.host.running;
     // A pause applies to a profile of the board (a pause left over for a profile since removed from
     // board.toml holds nothing: its cards are not spawnable anyway).
     let held = |profile: Option<&str>| match profile {
@@ -218,6 +261,11 @@ pub fn plan(
             plan.pending += 1;
             continue;
         }
+        if caps.host.max_workers.is_some_and(|max| on_host >= max) {
+            plan.skipped_host_capped.push(id);
+            plan.pending += 1;
+            continue;
+        }
         let profile = match (lane, profile) {
             (_, Some(p)) if !caps.profiles.contains_key(&p) => {
                 plan.skipped_nonspawnable.push(id);
@@ -242,6 +290,11 @@ pub fn plan(
         // The router may give a card to a paused profile: the assignment stands, the spawn waits.
         if let Some(pause) = held(Some(&profile)) {
             plan.paused.push(PausedCard::new(id, Some(profile), pause));
+            continue;
+        }
+        let missing = caps.missing(&profile, &caps.host.labels);
+        if !missing.is_empty() {
+            plan.skipped_unfit.push(Unfit { task_id: id, assignee: profile, missing });
             continue;
         }
         // Per-profile caps: running cards from before this tick count, and so do the ones planned so far.
@@ -273,6 +326,7 @@ pub fn plan(
             }
         }
         total += 1;
+        on_host += 1;
         *per_profile.entry(profile.clone()).or_default() += 1;
         plan.start.push(Start { task, lane, profile });
     }
@@ -322,7 +376,11 @@ mod tests {
     }
 
     fn caps(board: usize, coder: Option<usize>) -> Caps {
-        Caps { board, profiles: [("coder".to_string(), coder), ("reviewer".to_string(), None)].into() }
+        Caps {
+            board,
+            profiles: [("coder".to_string(), coder), ("reviewer".to_string(), None)].into(),
+            ..Caps::default()
+        }
     }
 
     fn started(p: &Plan) -> Vec<&str> {
@@ -356,6 +414,42 @@ mod tests {
         assert_eq!(p.skipped_nonspawnable, ["c"]);
         assert_eq!(p.auto_assigned[0].task_id, "d");
         assert_eq!(p.skipped_per_profile_capped[1].task_id, "d", "a routed card meets the same cap");
+    }
+
+    #[test]
+    fn a_host_runs_only_the_profiles_it_has_the_labels_for() {
+        let mut caps = caps(8, None);
+        caps.requires.insert("coder".into(), ["gpu".to_string(), "linux".to_string()].into());
+        caps.host.labels = ["linux".to_string()].into();
+        let cands = vec![cand("a", Lane::Work, Some("coder")), cand("b", Lane::Work, Some("reviewer"))];
+        let mut ask = Yes::default();
+        let p = plan(cands.clone(), &BTreeMap::new(), &caps, &Pauses::default(), &mut ask).unwrap();
+        assert_eq!(started(&p), ["b"]);
+        assert_eq!(
+            p.skipped_unfit,
+            [Unfit { task_id: "a".into(), assignee: "coder".into(), missing: vec!["gpu".into()] }]
+        );
+        assert_eq!(
+            (p.pending, ask.guarded),
+            (0, 1),
+            "another host's card neither waits here nor asks a guard"
+        );
+
+        caps.host.labels.insert("gpu".into());
+        let p = plan(cands, &BTreeMap::new(), &caps, &Pauses::default(), &mut Yes::default()).unwrap();
+        assert_eq!(started(&p), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_host_never_runs_more_than_its_max_workers() {
+        let mut caps = caps(8, None);
+        caps.host = HostRoom { max_workers: Some(3), running: 1, ..HostRoom::default() };
+        let cands = (0..4).map(|i| cand(&format!("t_{i}"), Lane::Work, Some("coder"))).collect();
+        let mut ask = Yes::default();
+        let p = plan(cands, &BTreeMap::new(), &caps, &Pauses::default(), &mut ask).unwrap();
+        assert_eq!(started(&p), ["t_0", "t_1"], "one already runs on another board of the home");
+        assert_eq!(p.skipped_host_capped, ["t_2", "t_3"]);
+        assert_eq!((p.pending, ask.guarded), (2, 2));
     }
 
     #[test]

@@ -39,8 +39,9 @@ pub struct ProfileLoad {
     pub ready: usize,
 }
 
-/// One reason ready cards wait: `paused`, `unassigned`, `unknown_profile`, `guarded`, `board_capped`,
-/// `profile_capped`, or `next_tick` (nothing holds them: the next tick spawns them).
+/// One reason ready cards wait: `paused`, `unassigned`, `unknown_profile`, `no_host` (their profile
+/// `requires` labels no live host has), `guarded`, `board_capped`, `profile_capped`, or `next_tick`
+/// (nothing holds them: the next tick spawns them).
 #[derive(Debug, Serialize)]
 pub struct Waiting {
     pub why: &'static str,
@@ -58,6 +59,8 @@ struct Holds {
     board_paused: bool,
     paused_profiles: BTreeSet<String>,
     guarded: BTreeSet<String>,
+    /// The labels of each live host (seen within the claim TTL).
+    live_labels: Vec<BTreeSet<String>>,
 }
 
 impl Holds {
@@ -69,6 +72,11 @@ impl Holds {
         }
         if !self.caps.profiles.contains_key(profile) {
             return "unknown_profile";
+        }
+        if let Some(requires) = self.caps.requires.get(profile)
+            && !self.live_labels.iter().any(|labels| requires.is_subset(labels))
+        {
+            return "no_host";
         }
         if self.guarded.contains(id) {
             return "guarded";
@@ -89,7 +97,14 @@ pub fn read(desk: &mut Desk) -> anyhow::Result<Health> {
     let running_cards = desk.store.running_cards()?;
     let load = super::policies::load_of(&running_cards);
     let pauses = desk.store.pauses()?;
+    let hosts = desk.store.hosts()?;
+    let live_since = crate::clock::now() - desk.board.config.dispatch.claim_ttl_seconds;
     let holds = Holds {
+        live_labels: hosts
+            .iter()
+            .filter(|h| h.last_seen >= live_since)
+            .map(|h| h.labels.iter().cloned().collect())
+            .collect(),
         caps: Caps::of(&desk.board.config),
         load,
         running: running_cards.len(),
@@ -138,7 +153,7 @@ pub fn read(desk: &mut Desk) -> anyhow::Result<Health> {
         })
         .collect();
     Ok(Health {
-        hosts: desk.store.hosts()?,
+        hosts,
         running: holds.running,
         max_in_progress: holds.caps.board,
         profiles,

@@ -34,7 +34,7 @@ pub use notify::{Attempt, Delivery};
 pub use pauses::Paused;
 pub use policy::{PolicyTick, Quarantined};
 pub use recurring::{NewSchedule, Occurrence, card_of};
-pub use runs::{HostSeen, RunningCard, Settled};
+pub use runs::{HostSeen, HostSign, RunningCard, Settled};
 pub use schema::SCHEMA_VERSION;
 
 /// Who holds a claim: `lock` is `<hostname>:<pid>` of the dispatcher (for people), `host` the host id that

@@ -64,6 +64,21 @@ pub struct HostSeen {
     pub pid: Option<i64>,
     pub started_at: i64,
     pub last_seen: i64,
+    /// This board's cards running on it now.
+    pub running: usize,
+    /// Its `[host] max_workers` and `labels` as of its last tick.
+    pub max_workers: Option<i64>,
+    pub labels: Vec<String>,
+}
+
+/// What a host says of itself at each tick (see [`Store::touch_host`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HostSign<'a> {
+    pub id: &'a str,
+    pub hostname: &'a str,
+    pub pid: i64,
+    pub labels: &'a [String],
+    pub max_workers: Option<u32>,
 }
 
 impl Store {
@@ -511,36 +526,58 @@ impl Store {
         })
     }
 
-    /// This host is alive and working the board.
-    pub fn touch_host(&mut self, id: &str, hostname: &str, pid: i64, now: i64) -> Result<()> {
+    /// This host is alive and working the board, with its labels and capacity.
+    pub fn touch_host(&mut self, host: HostSign, now: i64) -> Result<()> {
+        let labels = host.labels.join(" ");
         self.write(|tx| {
             tx.prepare_cached(
-                "INSERT INTO hosts (id, hostname, pid, started_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?4)
-                 ON CONFLICT(id) DO UPDATE SET hostname = ?2, pid = ?3, last_seen = ?4",
+                "INSERT INTO hosts (id, hostname, pid, started_at, last_seen, labels, max_workers)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
+                 ON CONFLICT(id) DO UPDATE SET hostname = ?2, pid = ?3, last_seen = ?4, labels = ?5, max_workers = ?6",
             )?
-            .execute(params![id, hostname, pid, now])?;
+            .execute(params![host.id, host.hostname, host.pid, now, labels, host.max_workers])?;
             Ok(())
         })
     }
 
-    /// The hosts that worked this board, most recently seen first.
+    /// The hosts that worked this board, most recently seen first, each with the board's cards it runs.
     pub fn hosts(&mut self) -> Result<Vec<HostSeen>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id, hostname, pid, started_at, last_seen FROM hosts ORDER BY last_seen DESC, id",
-            )?;
+            let sql = format!(
+                "SELECT h.id, h.hostname, h.pid, h.started_at, h.last_seen, h.labels, h.max_workers,
+                        (SELECT COUNT(*) FROM tasks t JOIN task_runs r ON r.id = t.current_run_id
+                          WHERE t.status = {RUNNING} AND r.host_id = h.id)
+                   FROM hosts h ORDER BY h.last_seen DESC, h.id"
+            );
+            let mut stmt = tx.prepare_cached(&sql)?;
             let rows = stmt
                 .query_map([], |r| {
+                    let labels: String = r.get(5)?;
                     Ok(HostSeen {
                         id: r.get(0)?,
                         hostname: r.get(1)?,
                         pid: r.get(2)?,
                         started_at: r.get(3)?,
                         last_seen: r.get(4)?,
+                        labels: labels.split_whitespace().map(str::to_string).collect(),
+                        max_workers: r.get(6)?,
+                        running: r.get::<_, i64>(7)? as usize,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
+        })
+    }
+
+    /// How many of this board's cards run on host `id` now.
+    pub fn running_on_host(&mut self, id: &str) -> Result<usize> {
+        self.read(|tx| {
+            let sql = format!(
+                "SELECT COUNT(*) FROM tasks t JOIN task_runs r ON r.id = t.current_run_id
+                  WHERE t.status = {RUNNING} AND r.host_id = ?1"
+            );
+            let n: i64 = tx.prepare_cached(&sql)?.query_row([id], |r| r.get(0))?;
+            Ok(n as usize)
         })
     }
 }

@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction};
 
 /// Bumped whenever [`TABLES`] or [`INDEXES`] change. Files at this version skip the migration entirely, so
 /// opening a board stays cheap for the short-lived commands workers run.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 pub struct Table {
     pub name: &'static str,
@@ -157,6 +157,9 @@ pub const TABLES: &[Table] = &[
             ("pid", "INTEGER"),
             ("started_at", "INTEGER NOT NULL DEFAULT 0"),
             ("last_seen", "INTEGER NOT NULL DEFAULT 0"),
+            // Its `[host]` settings as of its last tick: labels (space-separated) and capacity.
+            ("labels", "TEXT NOT NULL DEFAULT ''"),
+            ("max_workers", "INTEGER"),
         ],
     },
     // Failing ticks in a row per policy (keyed by entry, reference and plugin hash), and quarantine.

@@ -50,6 +50,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route(&format!("{card}/log"), get(log))
         .route(&format!("{card}/{{action}}"), post(action))
         .route("/api/v1/boards/{slug}/stats", get(stats))
+        .route("/api/v1/boards/{slug}/hosts", get(hosts))
         .route("/api/v1/boards/{slug}/events", get(events))
         .route("/api/v1/boards/{slug}/events/stream", get(super::events::stream))
         .route("/api/v1/boards/{slug}/dispatch", post(dispatch))
@@ -732,6 +733,12 @@ impl ActionRequest {
 async fn stats(State(app): AppState, Path(slug): Path<String>) -> Answer {
     let stats = app.on_board(slug, |desk| Ok(desk.store.stats()?)).await?;
     json(StatusCode::OK, stats)
+}
+
+/// `GET hosts`: `kanban hosts --json`.
+async fn hosts(State(app): AppState, Path(slug): Path<String>) -> Answer {
+    let hosts = app.on_board(slug, |desk| Ok(desk.store.hosts()?)).await?;
+    json(StatusCode::OK, hosts)
 }
 
 #[derive(Debug, Deserialize)]

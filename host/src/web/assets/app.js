@@ -534,6 +534,7 @@ const WHY = {
   guarded: "held by a guard",
   unassigned: "unassigned",
   unknown_profile: "assigned to no profile of the board",
+  no_host: "needing labels no live host has",
   paused: "paused",
 };
 
