@@ -10,6 +10,7 @@ mod contract;
 mod dispatch;
 mod durability;
 mod faults;
+mod fleet;
 mod gc;
 mod host_faults;
 mod hosts;

@@ -171,6 +171,18 @@ named_enum! {
     }
 }
 
+impl Outcome {
+    /// Recorded by the attempt's own worker (or its judge) through a terminal call: `complete`, `block`,
+    /// `review`, `request-changes`. Any other outcome that ends a run while its worker still runs means the
+    /// attempt was taken away from it.
+    pub fn is_report(self) -> bool {
+        matches!(
+            self,
+            Outcome::Completed | Outcome::Blocked | Outcome::ReviewRequested | Outcome::ChangesRequested
+        )
+    }
+}
+
 named_enum! {
     /// What an audit event records. Settling a run records its [`Outcome`]'s name (see
     /// [`EventKind::of_outcome`]).

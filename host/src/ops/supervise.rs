@@ -18,7 +18,7 @@ use super::Desk;
 use super::stop;
 use crate::board::Home;
 use crate::lifecycle::Action;
-use crate::model::{Lane, RunStatus, Status};
+use crate::model::{Lane, Outcome, RunStatus, Status};
 use crate::process::{ProcessId, Session, Stopped};
 use crate::worker::{self, Exit, Verdict, WorkerEnv};
 
@@ -194,6 +194,8 @@ const POLL_EVERY: Duration = Duration::from_secs(2);
 
 /// Wait for the worker, watching for a stop of the run: once one is requested, the worker's processes
 /// get SIGTERM, and after the board's grace (counted from the request) SIGKILL, until the worker is gone.
+/// An attempt that ended under its worker without the worker's own report (another host requeued the
+/// card while this one was frozen or cut off) is stopped the same way: its card runs elsewhere now.
 fn wait_watching(
     desk: &mut Desk,
     child: &mut std::process::Child,
@@ -220,6 +222,14 @@ fn wait_watching(
             match desk.store.get_run(run_id) {
                 Ok(run) if run.status == RunStatus::Stopping => {
                     stop = Some(run.stop_requested_at.unwrap_or_else(super::real_now))
+                }
+                Ok(run) if run.status == RunStatus::Ended && !run.outcome.is_some_and(Outcome::is_report) => {
+                    tracing::warn!(
+                        run = run_id,
+                        outcome = run.outcome.map(Outcome::as_str).unwrap_or("none"),
+                        "the attempt was ended under its worker (its card was requeued); stopping the worker"
+                    );
+                    stop = Some(super::real_now())
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(run = run_id, error = %e, "cannot read the run while waiting"),
