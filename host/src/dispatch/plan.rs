@@ -68,7 +68,7 @@ pub struct HostRoom {
 
 impl Caps {
     /// The labels `profile` requires that `labels` lacks (empty: a host with `labels` may run it).
-    pub fn missing<'a>(&'a self, profile: &str, labels: &'a BTreeSet<String>) -> Vec<String> {
+    pub fn missing(&self, profile: &str, labels: &BTreeSet<String>) -> Vec<String> {
         self.requires.get(profile).map(|r| r.difference(labels).cloned().collect()).unwrap_or_default()
     }
 }

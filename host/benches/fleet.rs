@@ -1,0 +1,155 @@
+//! Fleet benchmark: `cargo bench --bench fleet`.
+//!
+//! One board of `KANBAN_BENCH_CARDS` ready cards (default 1,000) whose worker completes its card at once
+//! (`exec kanban complete`), `max_in_progress` 8. First one host's `kanban daemon --interval 0.05` works
+//! them all; then as many new cards are worked by three hosts at once (three homes, each with its own host id,
+//! sharing the board's folder, as the fleet tests do). Measures cards claimed, run and completed per second,
+//! and each daemon's resident memory while busy and once idle. SQLite only: the PostgreSQL store is not
+//! built yet. Asserts only that every card was done once.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kanban::board::{Home, write_atomic};
+use kanban::store::NewTask;
+use support::{Report, count, env_usize, memory_kib};
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn daemon(home: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_kanban"))
+        .arg("--home")
+        .arg(home)
+        .args(["--board", "bench", "daemon", "--interval", "0.05"])
+        .env_remove("KANBAN_BOARD")
+        .env_remove("KANBAN_NOW")
+        .env_remove("KANBAN_HOME")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a daemon")
+}
+
+fn done(db: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.query_row("SELECT count(*) FROM tasks WHERE status = 'done'", [], |r| r.get(0)).unwrap()
+}
+
+/// Start `hosts` daemons and wait until `target` cards are done; the elapsed time and each daemon's peak
+/// resident memory while working.
+fn work(homes: &[&Path], db: &Path, target: i64) -> (Duration, Vec<Child>, Vec<u64>) {
+    let started = Instant::now();
+    let daemons: Vec<Child> = homes.iter().map(|h| daemon(h)).collect();
+    let mut busy = vec![0u64; daemons.len()];
+    let limit = started + Duration::from_secs(600);
+    while done(db) < target {
+        assert!(Instant::now() < limit, "the cards were not all done in 10 minutes");
+        for (d, most) in daemons.iter().zip(&mut busy) {
+            if let Some((rss, _)) = memory_kib(d.id()) {
+                *most = (*most).max(rss);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (started.elapsed(), daemons, busy)
+}
+
+fn stop(daemons: Vec<Child>) -> Vec<u64> {
+    std::thread::sleep(Duration::from_secs(1)); // idle ticks
+    let idle = daemons.iter().map(|d| memory_kib(d.id()).map(|(rss, _)| rss).unwrap_or(0)).collect();
+    for mut d in daemons {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(d.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        d.wait().unwrap();
+    }
+    idle
+}
+
+fn add_cards(db: &Path, cards: usize, batch: usize) {
+    let mut store = kanban::store::Store::open(db).unwrap();
+    let tasks: Vec<NewTask> = (0..cards)
+        .map(|i| NewTask {
+            title: format!("batch {batch} card {i}"),
+            assignee: Some("coder".into()),
+            ..NewTask::default()
+        })
+        .collect();
+    store.create_tasks(&tasks, kanban::clock::now()).unwrap();
+    store.close().unwrap();
+}
+
+fn main() {
+    let cards = env_usize("KANBAN_BENCH_CARDS", 1_000);
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let home = Home::resolve(Some(dirs[0].path().to_path_buf())).unwrap();
+    let board = home.create_board("bench", None, None).unwrap();
+    let toml = format!(
+        "[dispatch]\nmax_in_progress = 8\n\n\
+         [profiles.coder]\ncommand = [\"sh\", \"-c\", \"exec \\\"$KANBAN_BIN\\\" complete \\\"$KANBAN_TASK\\\" > /dev/null\"]\n\
+         env = {{ KANBAN_BIN = {:?} }}\n",
+        env!("CARGO_BIN_EXE_kanban")
+    );
+    write_atomic(&board.toml_path(), toml.as_bytes()).unwrap();
+    for dir in &dirs[1..] {
+        std::fs::create_dir_all(dir.path().join("boards")).unwrap();
+        std::os::unix::fs::symlink(&board.dir, dir.path().join("boards/bench")).unwrap();
+    }
+    let db = board.db_path();
+    let mut report = Report::new(
+        "fleet",
+        format!(
+            "one SQLite board, {} ready cards a phase whose worker completes at once, `max_in_progress` 8, \
+             `kanban daemon --interval 0.05` on 1 host, then on 3 hosts (homes of their own sharing the board)",
+            count(cards)
+        ),
+    );
+
+    add_cards(&db, cards, 1);
+    let (one, daemons, busy) = work(&[dirs[0].path()], &db, cards as i64);
+    let idle = stop(daemons);
+    report.row(
+        "cards claimed, run and completed per second, SQLite, 1 host",
+        format!(
+            "{:.1} ({} cards in {:.1} s)",
+            cards as f64 / one.as_secs_f64(),
+            count(cards),
+            one.as_secs_f64()
+        ),
+    );
+    report.row(
+        "daemon resident memory, 1 host, busy (peak) / idle",
+        format!("{} / {}", mib(busy[0]), mib(idle[0])),
+    );
+
+    add_cards(&db, cards, 2);
+    let homes: Vec<&Path> = dirs.iter().map(|d| d.path()).collect();
+    let (three, daemons, busy) = work(&homes, &db, 2 * cards as i64);
+    let idle = stop(daemons);
+    report.row(
+        "cards claimed, run and completed per second, SQLite, 3 hosts",
+        format!(
+            "{:.1} ({} cards in {:.1} s)",
+            cards as f64 / three.as_secs_f64(),
+            count(cards),
+            three.as_secs_f64()
+        ),
+    );
+    let most = |v: &[u64]| v.iter().copied().max().unwrap_or(0);
+    report.row(
+        "daemon resident memory per host, 3 hosts, busy (peak) / idle (largest of the three)",
+        format!("{} / {}", mib(most(&busy)), mib(most(&idle))),
+    );
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let runs: i64 = conn.query_row("SELECT count(*) FROM task_runs", [], |r| r.get(0)).unwrap();
+    assert_eq!(runs, 2 * cards as i64, "every card ran exactly once");
+    report.publish();
+}
