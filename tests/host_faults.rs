@@ -666,3 +666,60 @@ fn an_exit_recorded_by_the_supervisors_retry_after_the_lock_is_released_is_class
     let report = f.dispatch(&[]);
     assert_rate_limited(&f, &report, &id, &run);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Issue 12: a host that loses its database backs off and loses nothing.
+// ---------------------------------------------------------------------------------------------------------
+
+/// The board's database is gone from under a running daemon (a disk or a network mount that failed: here
+/// its files are moved aside and a file that is no database takes their place). The daemon's ticks of the
+/// board fail, and it tries again after a wait that doubles each time instead of every interval; once the
+/// database is back it says so and finishes the waiting card, whose record shows nothing of the outage.
+#[test]
+fn a_daemon_that_loses_the_database_backs_off_and_counts_nothing_against_a_card() {
+    let f = Fleet::new();
+    board(&f, COMPLETE, "");
+    let id = f.create("survive the outage", &["--assignee", "p"]);
+    let dir = f.board_dir("default");
+    let aside = f.home().join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    let files = ["kanban.db", "kanban.db-wal", "kanban.db-shm"];
+    for name in files {
+        if dir.join(name).exists() {
+            std::fs::rename(dir.join(name), aside.join(name)).unwrap();
+        }
+    }
+    std::fs::write(dir.join("kanban.db"), vec![0x5a; 8192]).unwrap();
+
+    let mut daemon = start_daemon(&f, Path::new(bin()));
+    let retries = || -> Vec<u64> {
+        daemon_log(&f)
+            .lines()
+            .filter(|l| l.contains("tick failed; backing off"))
+            .filter_map(|l| l.split("retry_in_ms=").nth(1)?.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    wait_for("four failed ticks", || retries().len() >= 4);
+    // (The daemon ticks every 200 ms.)
+    assert_eq!(retries()[..4], [400, 800, 1600, 3200], "the wait doubles:\n{}", daemon_log(&f));
+    let notifier = daemon_log(&f).lines().filter(|l| l.contains("notification delivery failed")).count();
+    assert!(notifier <= retries().len() + 2, "the notifier backs off too:\n{}", daemon_log(&f));
+
+    // The database comes back.
+    std::fs::remove_file(dir.join("kanban.db")).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("kanban.db.corrupt.") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    for name in files {
+        if aside.join(name).exists() {
+            std::fs::rename(aside.join(name), dir.join(name)).unwrap();
+        }
+    }
+    wait_for("the card to be done once the database is back", || f.status(&id) == "done");
+    assert!(daemon_log(&f).contains("the board ticks again"), "{}", daemon_log(&f));
+    assert_completed_cleanly(&f, &id);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

@@ -35,6 +35,41 @@ const HEALTH_EVERY: Duration = Duration::from_secs(300);
 struct Health {
     starved_ticks: u32,
     last_warning: Option<Instant>,
+    /// The board's ticks failing in a row (it or its database could not be read or written).
+    backoff: Backoff,
+}
+
+/// The longest a failing board waits between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Attempts failing in a row, and when to try again: a failing board is tried after a wait that doubles
+/// each time, not hammered (and logged) every interval.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+impl Backoff {
+    /// A failed attempt: the wait before the next one doubles from `base` (at least 100 ms) up to
+    /// [`MAX_BACKOFF`].
+    fn failed(&mut self, base: Duration) -> Duration {
+        self.failures += 1;
+        let base = base.max(Duration::from_millis(100));
+        let delay = base.saturating_mul(1 << self.failures.min(16)).min(MAX_BACKOFF);
+        self.retry_at = Some(Instant::now() + delay);
+        delay
+    }
+
+    /// An attempt that worked: how many failed before it.
+    fn recovered(&mut self) -> u32 {
+        self.retry_at = None;
+        std::mem::take(&mut self.failures)
+    }
+
+    fn waiting(&self) -> bool {
+        self.retry_at.is_some_and(|at| Instant::now() < at)
+    }
 }
 
 /// How the daemon loop ended.
@@ -179,7 +214,7 @@ pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<(u64, Ended)>
             // Reap first, always, even if no board can be opened this tick.
             crate::process::reap_zombies();
             let started = Instant::now();
-            let idle = tick_all(home, options.board.as_deref(), &mut runtime, &mut health);
+            let idle = tick_all(home, options, &mut runtime, &mut health);
             stats.record(started.elapsed(), runtime.calls());
             ticks += 1;
             if options.until_idle && idle {
@@ -259,28 +294,42 @@ fn start_notifier(home: Home, board: Option<String>, interval: Duration) {
 
 /// Deliver one board's due notifications, pass after pass, until the process ends.
 fn deliver_forever(home: &Home, slug: &str, pause: Duration) {
+    let mut backoff = Backoff::default();
     loop {
+        let mut wait = pause;
         if let Ok(board) = home.open_board(slug) {
             let delivered = board
                 .open_store()
                 .map_err(anyhow::Error::from)
                 .and_then(|mut store| crate::ops::notify::deliver_due(&board, &mut store, clock::now()));
-            if let Err(e) = delivered {
-                tracing::warn!(board = %slug, error = %format!("{e:#}"), "notification delivery failed");
+            match delivered {
+                Ok(_) => {
+                    backoff.recovered();
+                }
+                Err(e) => {
+                    wait = backoff.failed(pause);
+                    tracing::warn!(
+                        board = %slug,
+                        failures = backoff.failures,
+                        retry_in_ms = wait.as_millis() as u64,
+                        error = %format!("{e:#}"),
+                        "notification delivery failed; backing off"
+                    );
+                }
             }
         }
-        std::thread::sleep(pause);
+        std::thread::sleep(wait);
     }
 }
 
 /// One tick on every board this daemon serves. Returns true when all of them are idle.
 fn tick_all(
     home: &Home,
-    board: Option<&str>,
+    options: &DaemonOptions,
     runtime: &mut PolicyRuntime,
     health: &mut BTreeMap<String, Health>,
 ) -> bool {
-    let slugs = match board {
+    let slugs = match options.board.as_deref() {
         Some(slug) => vec![slug.to_string()],
         None => match home.board_slugs() {
             Ok(slugs) => slugs,
@@ -292,22 +341,37 @@ fn tick_all(
     };
     let mut idle = true;
     for slug in slugs {
-        let board = match home.open_board(&slug) {
-            Ok(board) => board,
-            Err(e) => {
-                tracing::error!(board = %slug, error = %e, "cannot open board; skipping it this tick");
-                continue;
-            }
-        };
-        match tick(home, &board, runtime, TickOptions::default()) {
-            Ok(report) => {
+        let state = health.entry(slug.clone()).or_default();
+        if state.backoff.waiting() {
+            idle = false;
+            continue;
+        }
+        // Nothing of a failed tick counts against a card: each of its steps is a transaction of its own,
+        // and what it could not do, the next tick does.
+        let ticked = home
+            .open_board(&slug)
+            .map_err(anyhow::Error::from)
+            .and_then(|board| Ok((tick(home, &board, runtime, TickOptions::default())?, board)));
+        match ticked {
+            Ok((report, board)) => {
+                let failed = state.backoff.recovered();
+                if failed > 0 {
+                    tracing::warn!(board = %slug, failed_ticks = failed, "the board ticks again");
+                }
                 log_report(&report);
                 idle &= report.is_idle() && !report.skipped_locked;
-                watch_health(&board, &report, health.entry(slug).or_default());
+                watch_health(&board, &report, state);
             }
             Err(e) => {
                 idle = false;
-                tracing::error!(board = %slug, error = %format!("{e:#}"), "tick failed");
+                let retry = state.backoff.failed(options.interval);
+                tracing::error!(
+                    board = %slug,
+                    failures = state.backoff.failures,
+                    retry_in_ms = retry.as_millis() as u64,
+                    error = %format!("{e:#}"),
+                    "tick failed; backing off"
+                );
             }
         }
     }
