@@ -343,7 +343,17 @@ sleep 1
         first_run = count(&db, "SELECT COALESCE(MAX(id), 0) FROM task_runs WHERE worker_pid IS NOT NULL");
         first_run > 0
     });
+    // Freeze it between two ticks: a host frozen inside a tick would hold the board's tick lock (a file
+    // lock on one machine), and no other host could tick at all. Holding that lock here waits for the tick
+    // under way to end, and keeps the next from starting until the host is frozen.
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cluster.hosts[0].fleet.board_dir("web").join("dispatch.lock"))
+        .unwrap();
+    let lock =
+        nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e).unwrap();
     cluster.hosts[0].signal(nix::sys::signal::Signal::SIGSTOP);
+    drop(lock);
     cluster.hosts[1].start();
     wait_for("another host to take the card over", || {
         count(&db, &format!("SELECT COUNT(*) FROM task_runs WHERE task_id = '{id}' AND id > {first_run}")) > 0
