@@ -123,3 +123,37 @@ fn a_bad_host_config_or_label_is_refused_naming_the_file_and_key() {
     let err = k.fails(&["board", "check", "default"], 2);
     assert!(err.contains("profiles.coder.requires: 'has space' is not a label"), "{err}");
 }
+
+/// A host's own command for a profile (`[profiles.NAME]` in its `<home>/config.toml`) replaces the board's
+/// on that host, its `env` laid over the board's.
+#[test]
+fn a_host_runs_a_profile_with_its_own_command_and_env() {
+    let f = Fleet::new();
+    let k = &f.k;
+    let board_worker = f.script(
+        "board.sh",
+        r#"echo "board $WHO" > "$OUT/ran"; "$KANBAN_BIN" complete "$KANBAN_TASK" > /dev/null"#,
+    );
+    let host_worker = f.script(
+        "host.sh",
+        r#"echo "host $WHO $MODEL" > "$OUT/ran"; "$KANBAN_BIN" complete "$KANBAN_TASK" > /dev/null"#,
+    );
+    f.write_board(&f.profile("coder", &board_worker, &[("WHO", "the board"), ("MODEL", "small")]));
+
+    let id = k.create("first", &["--assignee", "coder"]);
+    f.dispatch_wait();
+    assert_eq!((k.status(&id), f.out("ran")), ("done".to_string(), "board the board\n".to_string()));
+
+    write_home_config(
+        k,
+        &format!("[profiles.coder]\ncommand = [\"sh\", {host_worker:?}]\nenv = {{ WHO = \"this host\" }}\n"),
+    );
+    let id = k.create("second", &["--assignee", "coder"]);
+    f.dispatch_wait();
+    assert_eq!(k.status(&id), "done");
+    assert_eq!(f.out("ran"), "host this host small\n", "the host's command, its env over the board's");
+
+    write_home_config(k, "[profiles.coder]\ncommand = []\n");
+    let err = k.fails(&["dispatch"], 2);
+    assert!(err.contains("profiles.coder.command: must name a program"), "{err}");
+}

@@ -182,6 +182,19 @@ pub struct ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct HomeConfig {
     pub host: HostConfig,
+    /// This host's own command for a profile of any board (`[profiles.NAME]`): it replaces the board's
+    /// `command` on this host, and its `env` is laid over the board's. The board still defines the profile
+    /// (its caps and `requires`); a host only says how it runs it.
+    pub profiles: BTreeMap<String, HostProfile>,
+}
+
+/// `[profiles.NAME]` in `<home>/config.toml`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostProfile {
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// `[host]`: this host's place among the hosts working a board.
@@ -207,6 +220,13 @@ impl HomeConfig {
         }
         if config.host.max_workers == Some(0) {
             return Err(fail("host.max_workers: must be at least 1".into()));
+        }
+        for (name, profile) in &config.profiles {
+            if profile.command.first().is_none_or(|program| program.trim().is_empty()) {
+                return Err(fail(format!(
+                    "profiles.{name}.command: must name a program, e.g. [\"bash\", \"/abs/worker.sh\"]"
+                )));
+            }
         }
         config.host.labels.sort();
         config.host.labels.dedup();

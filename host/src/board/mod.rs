@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 pub use crate::model::PolicyKind;
 pub use config::{
-    BoardConfig, ConfigError, DispatchConfig, HomeConfig, HostConfig, NotifySpec, PolicySpec, Profile,
+    BoardConfig, ConfigError, DispatchConfig, HomeConfig, HostConfig, HostProfile, NotifySpec, PolicySpec,
+    Profile,
 };
 
 use crate::store::{Store, StoreError};

@@ -34,6 +34,8 @@ pub fn supervise(home: &Home, desk: &mut Desk, task_id: &str, run_id: i64) -> an
         return Ok(()); // the run ended or is being stopped before it began: start nothing
     }
     let board = desk.board;
+    // This host's own commands for the board's profiles, if it has any.
+    let host_profiles = home.config()?.profiles;
     let mut feedback: Option<String> = None;
     let mut turn = 1;
     let mut exit: Option<Exit> = None;
@@ -75,11 +77,15 @@ pub fn supervise(home: &Home, desk: &mut Desk, task_id: &str, run_id: i64) -> an
             goal_feedback: feedback.as_deref(),
             review,
         };
-        let profile_env: Vec<(String, String)> = profile.env.clone().into_iter().collect();
+        let own = profile_name.and_then(|name| host_profiles.get(name));
+        let command = own.map_or(&profile.command, |own| &own.command);
+        let mut profile_env = profile.env.clone();
+        profile_env.extend(own.iter().flat_map(|own| own.env.clone()));
+        let profile_env: Vec<(String, String)> = profile_env.into_iter().collect();
         let log = worker::open_log(board, task_id).context("cannot open the card's log")?;
         // Where this turn's output begins (after any rotation open_log did).
         let offset = log.metadata().map_or(0, |m| m.len());
-        let mut child = match worker::start_worker(&profile.command, &profile_env, &env, log) {
+        let mut child = match worker::start_worker(command, &profile_env, &env, log) {
             Ok(child) => child,
             Err(e) => {
                 eprintln!("kanban supervise: {e:#}");
