@@ -617,6 +617,11 @@ async fn ten_thousand_cards_are_paged() {
     assert_eq!(counts["done"], json!([0, "0"]), "{counts}");
 
     let t = Instant::now();
+    page.wait(
+        "the ready column's \"more\" to be enabled",
+        "const b = document.querySelector('.column[data-status=ready] .more'); return !!b && !b.disabled",
+    )
+    .await;
     page.click(".column[data-status=ready] .more").await;
     page.wait(
         "the next 100",

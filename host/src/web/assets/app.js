@@ -1206,9 +1206,10 @@ async function showBoard(slug) {
   document.title = `kanban: ${row ? row.name : slug}`;
   buildColumns();
   connect(); // first, so nothing that happens while the columns load is missed
-  await Promise.all([...state.columns.values()].map(loadPage));
+  // The health strip is filled before the board counts as shown: its first fill would otherwise move the
+  // columns down under a pointer already aiming at them.
+  await Promise.all([...[...state.columns.values()].map(loadPage), refreshHealth()]);
   refreshStats();
-  refreshHealth();
 }
 
 function reload() {
