@@ -21,6 +21,16 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
+/// `N per second (C cards in S s)`.
+fn rate(cards: usize, took: Duration) -> String {
+    format!(
+        "{:.1} ({} cards in {:.1} s)",
+        cards as f64 / took.as_secs_f64(),
+        count(cards),
+        took.as_secs_f64()
+    )
+}
+
 fn daemon(home: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kanban"))
         .arg("--home")
@@ -115,15 +125,7 @@ fn main() {
     add_cards(&db, cards, 1);
     let (one, daemons, busy) = work(&[dirs[0].path()], &db, cards as i64);
     let idle = stop(daemons);
-    report.row(
-        "cards claimed, run and completed per second, SQLite, 1 host",
-        format!(
-            "{:.1} ({} cards in {:.1} s)",
-            cards as f64 / one.as_secs_f64(),
-            count(cards),
-            one.as_secs_f64()
-        ),
-    );
+    report.row("cards claimed, run and completed per second, SQLite, 1 host", rate(cards, one));
     report.row(
         "daemon resident memory, 1 host, busy (peak) / idle",
         format!("{} / {}", mib(busy[0]), mib(idle[0])),
@@ -133,15 +135,7 @@ fn main() {
     let homes: Vec<&Path> = dirs.iter().map(|d| d.path()).collect();
     let (three, daemons, busy) = work(&homes, &db, 2 * cards as i64);
     let idle = stop(daemons);
-    report.row(
-        "cards claimed, run and completed per second, SQLite, 3 hosts",
-        format!(
-            "{:.1} ({} cards in {:.1} s)",
-            cards as f64 / three.as_secs_f64(),
-            count(cards),
-            three.as_secs_f64()
-        ),
-    );
+    report.row("cards claimed, run and completed per second, SQLite, 3 hosts", rate(cards, three));
     let most = |v: &[u64]| v.iter().copied().max().unwrap_or(0);
     report.row(
         "daemon resident memory per host, 3 hosts, busy (peak) / idle (largest of the three)",
