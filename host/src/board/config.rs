@@ -222,15 +222,21 @@ impl HomeConfig {
             return Err(fail("host.max_workers: must be at least 1".into()));
         }
         for (name, profile) in &config.profiles {
-            if profile.command.first().is_none_or(|program| program.trim().is_empty()) {
-                return Err(fail(format!(
-                    "profiles.{name}.command: must name a program, e.g. [\"bash\", \"/abs/worker.sh\"]"
-                )));
-            }
+            check_command(name, &profile.command).map_err(fail)?;
         }
         config.host.labels.sort();
         config.host.labels.dedup();
         Ok(config)
+    }
+}
+
+/// A profile's `command` (in `board.toml` or a host's `config.toml`) must name a program.
+fn check_command(profile: &str, command: &[String]) -> Result<(), String> {
+    match command.first() {
+        Some(program) if !program.trim().is_empty() => Ok(()),
+        _ => Err(format!(
+            "profiles.{profile}.command: must name a program, e.g. [\"bash\", \"/abs/worker.sh\"]"
+        )),
     }
 }
 
@@ -313,11 +319,7 @@ impl BoardConfig {
                     "profiles.{name}: profile names use lowercase letters, digits, '-' and '_' (and start with a letter or digit)"
                 ));
             }
-            if profile.command.is_empty() || profile.command[0].trim().is_empty() {
-                return Err(format!(
-                    "profiles.{name}.command: must name a program, e.g. [\"bash\", \"/abs/worker.sh\"]"
-                ));
-            }
+            check_command(name, &profile.command)?;
             if profile.max_in_progress == Some(0) {
                 return Err(format!("profiles.{name}.max_in_progress: must be at least 1"));
             }
