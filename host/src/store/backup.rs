@@ -31,9 +31,15 @@ impl Store {
         if dest.exists() {
             return Err(StoreError::Invalid(format!("{} already exists", dest.display())));
         }
+        let super::Engine::Lite(source) = &self.conn else {
+            return Err(StoreError::Invalid(
+                "a board in PostgreSQL is backed up with pg_dump, not exported as a file (docs/fleet.md)"
+                    .into(),
+            ));
+        };
         let mut copy = Connection::open(dest).map_err(|e| conn::classify(dest, e))?;
         {
-            let backup = Backup::new(&self.conn, &mut copy).map_err(|e| conn::classify(&self.path, e))?;
+            let backup = Backup::new(source, &mut copy).map_err(|e| conn::classify(&self.path, e))?;
             let began = std::time::Instant::now();
             loop {
                 // -1: every page in one step, so the copy is one read transaction's view of the source.
@@ -85,7 +91,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
         store
-            .write(|tx| Ok(tx.execute("INSERT INTO task_comments (task_id, body) VALUES ('x', 'y')", [])?))
+            .write(|tx| tx.execute("INSERT INTO task_comments (task_id, body) VALUES ('x', 'y')", &[]))
             .unwrap();
         let dest = dir.path().join("copy.db");
         let snap = store.snapshot_to(&dest).unwrap();

@@ -4,11 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rusqlite::params;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::db::Tx;
 use super::rows::{self, query_all, query_one};
 use super::{Result, Store, StoreError};
 use crate::breaker::{BreakerLimits, FailureLimit};
@@ -165,54 +166,56 @@ pub fn new_task_id() -> String {
 // ---------------------------------------------------------------------------------------------------------
 // Helpers used inside transactions.
 
-pub(crate) fn load(tx: &Transaction, id: &str) -> Result<Task> {
+pub(crate) fn load(tx: &Tx, id: &str) -> Result<Task> {
     let sql = format!("SELECT {} FROM tasks WHERE id = ?1", rows::task_columns());
-    query_one!(tx, TaskReader, sql, [id]).ok_or_else(|| StoreError::NotFound(format!("card {id}")))
+    query_one!(tx, TaskReader, sql, params![id]).ok_or_else(|| StoreError::NotFound(format!("card {id}")))
 }
 
-pub(crate) fn load_run(tx: &Transaction, id: i64) -> Result<Option<Run>> {
+pub(crate) fn load_run(tx: &Tx, id: i64) -> Result<Option<Run>> {
     let sql = format!("SELECT {} FROM task_runs WHERE id = ?1", rows::run_columns());
-    Ok(query_one!(tx, RunReader, sql, [id]))
+    Ok(query_one!(tx, RunReader, sql, params![id]))
 }
 
 pub(crate) fn append_event(
-    tx: &Transaction,
+    tx: &Tx,
     task_id: Option<&str>,
     run_id: Option<i64>,
     kind: EventKind,
     payload: Value,
     now: i64,
 ) -> Result<i64> {
-    tx.prepare_cached(
-        "INSERT INTO task_events (task_id, run_id, kind, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![task_id, run_id, kind, payload.to_string(), now])?;
-    Ok(tx.last_insert_rowid())
+    tx.query_row(
+        "INSERT INTO task_events (task_id, run_id, kind, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         RETURNING id",
+        params![task_id, run_id, kind, payload.to_string(), now],
+        |r| r.get(0),
+    )
 }
 
 /// Ids of the card's parents that are neither done nor archived, oldest first.
-pub(crate) fn open_parent_ids(tx: &Transaction, id: &str) -> Result<Vec<String>> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT p.id FROM task_links l JOIN tasks p ON p.id = l.parent_id
-         WHERE l.child_id = ?1 AND p.status NOT IN ({DONE}, {ARCHIVED}) ORDER BY p.created_at, p.id"
-    ))?;
-    let ids = stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-    Ok(ids)
+pub(crate) fn open_parent_ids(tx: &Tx, id: &str) -> Result<Vec<String>> {
+    tx.query_map(
+        &format!(
+            "SELECT p.id FROM task_links l JOIN tasks p ON p.id = l.parent_id
+             WHERE l.child_id = ?1 AND p.status NOT IN ({DONE}, {ARCHIVED}) ORDER BY p.created_at, p.id"
+        ),
+        params![id],
+        |r| r.get(0),
+    )
 }
 
 /// Record `parent -> child`. Returns how many rows were added (0 if the link already existed).
-pub(crate) fn insert_link(tx: &Transaction, parent: &str, child: &str, now: i64) -> Result<usize> {
-    Ok(tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO task_links (parent_id, child_id, created_at) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![parent, child, now])?)
+pub(crate) fn insert_link(tx: &Tx, parent: &str, child: &str, now: i64) -> Result<usize> {
+    tx.execute(
+        "INSERT INTO task_links (parent_id, child_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        params![parent, child, now],
+    )
 }
 
 /// Move a card from the status it was read in to `to`, and nothing else. The `status = from` guard is the
 /// compare-and-set: if anything changed the card since it was read, nothing is written and the caller is
 /// refused.
-fn set_status(tx: &Transaction, task: &Task, to: Status, now: i64) -> Result<()> {
+fn set_status(tx: &Tx, task: &Task, to: Status, now: i64) -> Result<()> {
     let n = tx.execute(
         "UPDATE tasks SET status = ?1, updated_at = ?2 WHERE id = ?3 AND status = ?4",
         params![to, now, task.id, task.status],
@@ -224,13 +227,13 @@ fn set_status(tx: &Transaction, task: &Task, to: Status, now: i64) -> Result<()>
 }
 
 /// After a parent closed: every `todo` child with no open parent left becomes `ready`.
-fn release_children(tx: &Transaction, parent_id: &str, now: i64) -> Result<Vec<String>> {
+fn release_children(tx: &Tx, parent_id: &str, now: i64) -> Result<Vec<String>> {
     let sql = format!(
         "SELECT {} FROM tasks WHERE status = {TODO} AND id IN (SELECT child_id FROM task_links WHERE parent_id = ?1)
          ORDER BY created_at, id",
         rows::task_columns()
     );
-    let children: Vec<Task> = query_all!(tx, TaskReader, sql, [parent_id]);
+    let children: Vec<Task> = query_all!(tx, TaskReader, sql, params![parent_id]);
     let mut released = Vec::new();
     for child in children {
         if open_parent_ids(tx, &child.id)?.is_empty() {
@@ -250,8 +253,8 @@ fn release_children(tx: &Transaction, parent_id: &str, now: i64) -> Result<Vec<S
 }
 
 /// Would linking `parent -> child` close a cycle? True when `parent` is already reachable from `child`.
-fn reaches(tx: &Transaction, from: &str, target: &str) -> Result<bool> {
-    Ok(tx.query_row(
+fn reaches(tx: &Tx, from: &str, target: &str) -> Result<bool> {
+    tx.query_row(
         "WITH RECURSIVE down(id) AS (
             SELECT ?1
             UNION
@@ -260,7 +263,7 @@ fn reaches(tx: &Transaction, from: &str, target: &str) -> Result<bool> {
          SELECT EXISTS (SELECT 1 FROM down WHERE id = ?2)",
         params![from, target],
         |r| r.get(0),
-    )?)
+    )
 }
 
 fn non_blank(value: &str, what: &str) -> Result<String> {
@@ -280,7 +283,7 @@ fn refusal(r: Refusal) -> StoreError {
 }
 
 /// The facts the transition table needs, read in the transaction.
-fn facts_of(tx: &Transaction, task: &Task) -> Result<(Vec<String>, Option<Run>)> {
+fn facts_of(tx: &Tx, task: &Task) -> Result<(Vec<String>, Option<Run>)> {
     let open = open_parent_ids(tx, &task.id)?;
     let run = match task.current_run_id {
         Some(id) => load_run(tx, id)?,
@@ -291,7 +294,7 @@ fn facts_of(tx: &Transaction, task: &Task) -> Result<(Vec<String>, Option<Run>)>
 
 /// Decide a transition on the card as read in this transaction.
 pub(crate) fn decide(
-    tx: &Transaction,
+    tx: &Tx,
     task: &Task,
     actor: Actor,
     action: &Action,
@@ -304,19 +307,16 @@ pub(crate) fn decide(
 
 /// Write a decided transition: end the run, compare-and-set the card, append the events, release the
 /// children. `task` is the card the transition was decided on.
-pub(crate) fn write_transition(
-    tx: &Transaction,
-    task: &Task,
-    t: &Transition,
-    now: i64,
-) -> Result<Vec<String>> {
+pub(crate) fn write_transition(tx: &Tx, task: &Task, t: &Transition, now: i64) -> Result<Vec<String>> {
     let run_id = t.end_run.as_ref().map(|e| e.run_id);
     if let Some(end) = &t.end_run {
-        tx.prepare_cached(&format!(
-            "UPDATE task_runs SET status = {RUN_ENDED}, outcome = ?1, error = COALESCE(?2, error),
-                summary = COALESCE(?3, summary), ended_at = ?4 WHERE id = ?5 AND status <> {RUN_ENDED}"
-        ))?
-        .execute(params![end.outcome, end.error, end.summary, now, end.run_id])?;
+        tx.execute(
+            &format!(
+                "UPDATE task_runs SET status = {RUN_ENDED}, outcome = ?1, error = COALESCE(?2, error),
+                    summary = COALESCE(?3, summary), ended_at = ?4 WHERE id = ?5 AND status <> {RUN_ENDED}"
+            ),
+            params![end.outcome, end.error, end.summary, now, end.run_id],
+        )?;
     }
     let c = &t.changes;
     let mut sets: Vec<(&str, SqlValue)> =
@@ -365,7 +365,7 @@ pub(crate) fn write_transition(
         sets.iter().enumerate().map(|(i, (col, _))| format!("{col} = ?{}", i + 1)).collect();
     let n = sets.len();
     let sql = format!(
-        "UPDATE tasks SET {} WHERE id = ?{} AND status = ?{} AND current_run_id IS ?{}",
+        "UPDATE tasks SET {} WHERE id = ?{} AND status = ?{} AND current_run_id IS NOT DISTINCT FROM ?{}",
         assignments.join(", "),
         n + 1,
         n + 2,
@@ -375,7 +375,8 @@ pub(crate) fn write_transition(
     values.push(SqlValue::Text(task.id.clone()));
     values.push(SqlValue::Text(task.status.as_str().into()));
     values.push(task.current_run_id.map_or(SqlValue::Null, SqlValue::Integer));
-    if tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(values))? != 1 {
+    let values: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+    if tx.execute(&sql, &values)? != 1 {
         return Err(StoreError::Refused(format!("card {} changed concurrently; try again", task.id)));
     }
     for e in &t.events {
@@ -393,21 +394,21 @@ pub(crate) fn write_transition(
 
 // Reads shared by the single-item methods and [`Store::task_detail`] (one snapshot).
 
-fn related_tasks(tx: &Transaction, id: &str, ids_sql: &str) -> Result<Vec<Task>> {
+fn related_tasks(tx: &Tx, id: &str, ids_sql: &str) -> Result<Vec<Task>> {
     let sql =
         format!("SELECT {} FROM tasks WHERE id IN ({ids_sql}) ORDER BY created_at, id", rows::task_columns());
-    Ok(query_all!(tx, TaskReader, sql, [id]))
+    Ok(query_all!(tx, TaskReader, sql, params![id]))
 }
 
-fn parents_of(tx: &Transaction, id: &str) -> Result<Vec<Task>> {
+fn parents_of(tx: &Tx, id: &str) -> Result<Vec<Task>> {
     related_tasks(tx, id, "SELECT parent_id FROM task_links WHERE child_id = ?1")
 }
 
-fn children_of(tx: &Transaction, id: &str) -> Result<Vec<Task>> {
+fn children_of(tx: &Tx, id: &str) -> Result<Vec<Task>> {
     related_tasks(tx, id, "SELECT child_id FROM task_links WHERE parent_id = ?1")
 }
 
-pub(crate) fn comments_of(tx: &Transaction, id: &str, newest: Option<i64>) -> Result<Vec<Comment>> {
+pub(crate) fn comments_of(tx: &Tx, id: &str, newest: Option<i64>) -> Result<Vec<Comment>> {
     let cols = rows::comment_columns();
     let mut comments = match newest {
         Some(limit) => query_all!(
@@ -421,7 +422,7 @@ pub(crate) fn comments_of(tx: &Transaction, id: &str, newest: Option<i64>) -> Re
                 tx,
                 CommentReader,
                 format!("SELECT {cols} FROM task_comments WHERE task_id = ?1 ORDER BY id"),
-                [id]
+                params![id]
             )
         }
     };
@@ -431,7 +432,7 @@ pub(crate) fn comments_of(tx: &Transaction, id: &str, newest: Option<i64>) -> Re
     Ok(comments)
 }
 
-pub(crate) fn events_of(tx: &Transaction, task: Option<&str>, since: Option<i64>) -> Result<Vec<Event>> {
+pub(crate) fn events_of(tx: &Tx, task: Option<&str>, since: Option<i64>) -> Result<Vec<Event>> {
     // Two statements rather than `?1 IS NULL OR task_id = ?1`, which would defeat the index.
     let since = since.unwrap_or(0);
     let cols = rows::event_columns();
@@ -452,7 +453,7 @@ pub(crate) fn events_of(tx: &Transaction, task: Option<&str>, since: Option<i64>
 }
 
 /// The newest `limit` events of a card, in id order.
-pub(crate) fn newest_events_of(tx: &Transaction, task: &str, limit: i64) -> Result<Vec<Event>> {
+pub(crate) fn newest_events_of(tx: &Tx, task: &str, limit: i64) -> Result<Vec<Event>> {
     let cols = rows::event_columns();
     let mut events = query_all!(
         tx,
@@ -465,7 +466,7 @@ pub(crate) fn newest_events_of(tx: &Transaction, task: &str, limit: i64) -> Resu
 }
 
 /// A card's runs in id order, or with `newest`, only the newest that many, newest first.
-pub(crate) fn runs_of(tx: &Transaction, id: &str, newest: Option<i64>) -> Result<Vec<Run>> {
+pub(crate) fn runs_of(tx: &Tx, id: &str, newest: Option<i64>) -> Result<Vec<Run>> {
     let cols = rows::run_columns();
     Ok(match newest {
         Some(limit) => query_all!(
@@ -478,19 +479,19 @@ pub(crate) fn runs_of(tx: &Transaction, id: &str, newest: Option<i64>) -> Result
             tx,
             RunReader,
             format!("SELECT {cols} FROM task_runs WHERE task_id = ?1 ORDER BY id"),
-            [id]
+            params![id]
         ),
     })
 }
 
-fn attachments_of(tx: &Transaction, id: &str) -> Result<Vec<Attachment>> {
+fn attachments_of(tx: &Tx, id: &str) -> Result<Vec<Attachment>> {
     let sql =
         format!("SELECT {} FROM task_attachments WHERE task_id = ?1 ORDER BY id", rows::attachment_columns());
-    Ok(query_all!(tx, AttachmentReader, sql, [id]))
+    Ok(query_all!(tx, AttachmentReader, sql, params![id]))
 }
 
 pub(crate) fn insert_with_fresh_id(
-    tx: &Transaction,
+    tx: &Tx,
     new: &NewTask,
     title: &str,
     kind: WorkspaceKind,
@@ -498,34 +499,35 @@ pub(crate) fn insert_with_fresh_id(
     now: i64,
 ) -> Result<String> {
     // A random 32-bit id can collide on a big board; the primary key catches it and we draw again.
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO tasks (id, title, body, status, assignee, priority, tenant, created_by, created_at,
-            updated_at, started_at, workspace_kind, workspace_path, branch_name, idempotency_key,
-            max_runtime_seconds, max_retries, goal_mode, goal_max_turns)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-    )?;
     for _ in 0..16 {
         let id = new_task_id();
-        let inserted = stmt.execute(params![
-            id,
-            title,
-            new.body,
-            status,
-            new.assignee,
-            new.priority,
-            new.tenant,
-            new.created_by,
-            now,
-            (status == Status::Running).then_some(now),
-            kind,
-            new.workspace_path,
-            new.branch_name,
-            new.idempotency_key,
-            new.max_runtime_seconds,
-            new.max_retries,
-            new.goal_mode,
-            new.goal_max_turns,
-        ])?;
+        let inserted = tx.execute(
+            "INSERT INTO tasks (id, title, body, status, assignee, priority, tenant, created_by, created_at,
+                updated_at, started_at, workspace_kind, workspace_path, branch_name, idempotency_key,
+                max_runtime_seconds, max_retries, goal_mode, goal_max_turns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+             ON CONFLICT DO NOTHING",
+            params![
+                id,
+                title,
+                new.body,
+                status,
+                new.assignee,
+                new.priority,
+                new.tenant,
+                new.created_by,
+                now,
+                (status == Status::Running).then_some(now),
+                kind,
+                new.workspace_path,
+                new.branch_name,
+                new.idempotency_key,
+                new.max_runtime_seconds,
+                new.max_retries,
+                new.goal_mode,
+                new.goal_max_turns,
+            ],
+        )?;
         if inserted == 1 {
             return Ok(id);
         }
@@ -572,20 +574,18 @@ pub(crate) fn check_new(new: &NewTask) -> Result<String> {
 }
 
 /// The card that holds an idempotency key: the one that is not archived (archiving frees a key).
-fn holder_of_key(tx: &Transaction, key: Option<&str>) -> Result<Option<Task>> {
+fn holder_of_key(tx: &Tx, key: Option<&str>) -> Result<Option<Task>> {
     let Some(key) = key else { return Ok(None) };
     let sql = format!(
         "SELECT {} FROM tasks WHERE idempotency_key = ?1 AND status <> {ARCHIVED}",
         rows::task_columns()
     );
-    Ok(query_one!(tx, TaskReader, sql, [key]))
+    Ok(query_one!(tx, TaskReader, sql, params![key]))
 }
 
 /// A card's status; not found when there is no such card.
-fn status_of(tx: &Transaction, id: &str) -> Result<Status> {
-    tx.prepare_cached("SELECT status FROM tasks WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?
+fn status_of(tx: &Tx, id: &str) -> Result<Status> {
+    tx.query_opt("SELECT status FROM tasks WHERE id = ?1", params![id], |r| r.get(0))?
         .ok_or_else(|| StoreError::NotFound(format!("card {id}")))
 }
 
@@ -594,7 +594,7 @@ fn status_of(tx: &Transaction, id: &str) -> Result<Status> {
 /// is `triage` when asked, else the initial status asked for, else `todo` while a parent is open, else
 /// `ready`. Returns the new id and that status.
 fn insert_card(
-    tx: &Transaction,
+    tx: &Tx,
     new: &NewTask,
     title: &str,
     parents: &[(String, Status)],
@@ -634,10 +634,10 @@ fn insert_card(
         open_run(tx, &task, crate::model::Lane::Work, new.assignee.as_deref(), None, now)?;
     }
     if status == Status::Blocked {
-        tx.prepare_cached(
+        tx.execute(
             "UPDATE tasks SET block_sticky = 1, block_reason = 'created blocked' WHERE id = ?1",
-        )?
-        .execute([&id])?;
+            params![id],
+        )?;
     }
     Ok((id, status))
 }
@@ -645,12 +645,12 @@ fn insert_card(
 /// Create one card in the caller's transaction exactly as [`Store::create_task`] does (the same rules, the
 /// same `created` event), for a writer whose own change must commit with the card (a recurring schedule
 /// advancing past the occurrence it created). Returns the card and whether it is new.
-pub(crate) fn create_in(tx: &Transaction, new: &NewTask, now: i64) -> Result<(Task, bool)> {
+pub(crate) fn create_in(tx: &Tx, new: &NewTask, now: i64) -> Result<(Task, bool)> {
     let title = check_new(new)?;
     create_checked(tx, new, &title, now)
 }
 
-fn create_checked(tx: &Transaction, new: &NewTask, title: &str, now: i64) -> Result<(Task, bool)> {
+fn create_checked(tx: &Tx, new: &NewTask, title: &str, now: i64) -> Result<(Task, bool)> {
     if let Some(task) = holder_of_key(tx, new.idempotency_key.as_deref())? {
         return Ok((task, false));
     }
@@ -662,23 +662,25 @@ fn create_checked(tx: &Transaction, new: &NewTask, title: &str, now: i64) -> Res
 
 /// Open a run for a card that is (now) running, and point the card at it.
 pub(crate) fn open_run(
-    tx: &Transaction,
+    tx: &Tx,
     task: &Task,
     lane: crate::model::Lane,
     profile: Option<&str>,
     claim: Option<&super::Claim>,
     now: i64,
 ) -> Result<i64> {
-    tx.prepare_cached(&format!(
-        "INSERT INTO task_runs (task_id, profile, status, claim_lock, host_id, lane, started_at)
-         VALUES (?1, ?2, {RUN_RUNNING}, ?3, ?4, ?5, ?6)"
-    ))?
-    .execute(params![task.id, profile, claim.map(|c| &c.lock), claim.map(|c| &c.host), lane, now])?;
-    let run_id = tx.last_insert_rowid();
-    tx.prepare_cached(
+    let run_id: i64 = tx.query_row(
+        &format!(
+            "INSERT INTO task_runs (task_id, profile, status, claim_lock, host_id, lane, started_at)
+             VALUES (?1, ?2, {RUN_RUNNING}, ?3, ?4, ?5, ?6) RETURNING id"
+        ),
+        params![task.id, profile, claim.map(|c| &c.lock), claim.map(|c| &c.host), lane, now],
+        |r| r.get(0),
+    )?;
+    tx.execute(
         "UPDATE tasks SET current_run_id = ?1, started_at = COALESCE(started_at, ?2), updated_at = ?2 WHERE id = ?3",
-    )?
-    .execute(params![run_id, now, task.id])?;
+        params![run_id, now, task.id],
+    )?;
     append_event(
         tx,
         Some(&task.id),
@@ -856,13 +858,8 @@ impl Store {
     ) -> Result<()> {
         let (sql, args) = Self::list_sql(filter);
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let reader = rows::TaskReader::new(&stmt)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-            while let Some(row) = rows.next()? {
-                each(reader.read(row)?)?;
-            }
-            Ok(())
+            let args: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
+            tx.for_each(&sql, &args, rows::TaskReader::new, |reader, row| each(reader.read(row)?))
         })
     }
 
@@ -878,12 +875,13 @@ impl Store {
     pub fn child_counts(&mut self, parents: &[String]) -> Result<BTreeMap<String, (usize, usize)>> {
         let mut counts = BTreeMap::new();
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached(&format!(
-                "SELECT count(*), coalesce(sum(c.status = {DONE}), 0) FROM task_links l
+            let sql = format!(
+                "SELECT count(*), coalesce(sum(CASE WHEN c.status = {DONE} THEN 1 ELSE 0 END), 0) FROM task_links l
                  JOIN tasks c ON c.id = l.child_id WHERE l.parent_id = ?1"
-            ))?;
+            );
             for parent in parents {
-                let (total, done): (i64, i64) = stmt.query_row([parent], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let (total, done): (i64, i64) =
+                    tx.query_row(&sql, params![parent], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 if total > 0 {
                     counts.insert(
                         parent.clone(),
@@ -905,7 +903,7 @@ impl Store {
                SELECT (SELECT max(e.id) FROM task_events e WHERE e.task_id = t.id) FROM tasks t WHERE t.status = ?1)
              AND kind = 'deferred' ORDER BY id"
         );
-        self.read(|tx| Ok(query_all!(tx, EventReader, sql, [status.as_str()])))
+        self.read(|tx| Ok(query_all!(tx, EventReader, sql, params![status.as_str()])))
     }
 
     pub fn comments(&mut self, id: &str) -> Result<Vec<Comment>> {
@@ -946,15 +944,13 @@ impl Store {
     /// (`run_id` set): what `/metrics` counts, without reading the events themselves.
     pub fn event_tally(&mut self, since: i64) -> Result<EventTally> {
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT kind, run_id IS NOT NULL, count(*), max(id) FROM task_events WHERE id > ?1 GROUP BY 1, 2",
-            )?;
             let mut tally = EventTally { last: since, counts: Vec::new() };
-            let rows = stmt.query_map([since], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
-            })?;
-            for row in rows {
-                let (kind, on_run, n, last) = row?;
+            let rows = tx.query_map(
+                "SELECT kind, run_id IS NOT NULL, count(*), max(id) FROM task_events WHERE id > ?1 GROUP BY 1, 2",
+                params![since],
+                |r| Ok((r.get::<String>(0)?, r.get::<bool>(1)?, r.get::<i64>(2)?, r.get::<i64>(3)?)),
+            )?;
+            for (kind, on_run, n, last) in rows {
                 tally.last = tally.last.max(last);
                 tally.counts.push((kind, on_run, n as u64));
             }
@@ -984,25 +980,15 @@ impl Store {
     /// Every run of the board, in id order: what was running when.
     pub fn run_spans(&mut self) -> Result<Vec<RunSpan>> {
         self.read(|tx| {
-            let mut stmt =
-                tx.prepare_cached("SELECT id, profile, started_at, ended_at FROM task_runs ORDER BY id")?;
-            let spans = stmt
-                .query_map([], |r| {
-                    Ok(RunSpan {
-                        id: r.get(0)?,
-                        profile: r.get(1)?,
-                        started_at: r.get(2)?,
-                        ended_at: r.get(3)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(spans)
+            tx.query_map("SELECT id, profile, started_at, ended_at FROM task_runs ORDER BY id", &[], |r| {
+                Ok(RunSpan { id: r.get(0)?, profile: r.get(1)?, started_at: r.get(2)?, ended_at: r.get(3)? })
+            })
         })
     }
 
     /// The id of the newest event (0 on an empty board).
     pub fn last_event_id(&mut self) -> Result<i64> {
-        self.read(|tx| Ok(tx.query_row("SELECT COALESCE(max(id), 0) FROM task_events", [], |r| r.get(0))?))
+        self.read(|tx| tx.query_row("SELECT COALESCE(max(id), 0) FROM task_events", &[], |r| r.get(0)))
     }
 
     pub fn runs(&mut self, id: &str) -> Result<Vec<Run>> {
@@ -1068,19 +1054,19 @@ impl Store {
                 )
             };
             let sql = newest("task_runs", rows::run_columns(), runs, "DESC");
-            for run in query_all!(tx, RunReader, sql, [&ids_json]) {
+            for run in query_all!(tx, RunReader, sql, params![&ids_json]) {
                 if let Some(f) = facts.get_mut(&run.task_id) {
                     f.runs.push(run);
                 }
             }
             let sql = newest("task_events", rows::event_columns(), events, "ASC");
-            for event in query_all!(tx, EventReader, sql, [&ids_json]) {
+            for event in query_all!(tx, EventReader, sql, params![&ids_json]) {
                 if let Some(f) = event.task_id.as_ref().and_then(|t| facts.get_mut(t)) {
                     f.events.push(event);
                 }
             }
             let sql = newest("task_comments", rows::comment_columns(), comments, "ASC");
-            for comment in query_all!(tx, CommentReader, sql, [&ids_json]) {
+            for comment in query_all!(tx, CommentReader, sql, params![&ids_json]) {
                 if let Some(f) = facts.get_mut(&comment.task_id) {
                     f.comments.push(comment);
                 }
@@ -1089,16 +1075,20 @@ impl Store {
                 "SELECT l.child_id AS child_of, p.* FROM task_links l JOIN tasks p ON p.id = l.parent_id
                  WHERE l.child_id IN ({IDS}) ORDER BY p.created_at, p.id"
             );
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let reader = rows::TaskReader::new(&stmt)?;
-            let child = stmt.column_index("child_of")?;
-            let mut parents = stmt.query([&ids_json])?;
-            while let Some(row) = parents.next()? {
-                let of: String = row.get(child)?;
+            let start = |names: &[&str]| -> rusqlite::Result<(rows::TaskReader, usize)> {
+                let child = names
+                    .iter()
+                    .position(|n| *n == "child_of")
+                    .ok_or_else(|| rusqlite::Error::InvalidColumnName("child_of".into()))?;
+                Ok((rows::TaskReader::new(names)?, child))
+            };
+            tx.for_each(&sql, params![ids_json], start, |(reader, child), row| {
+                let of: String = row.get(*child)?;
                 if let Some(f) = facts.get_mut(&of) {
                     f.parents.push(reader.read(row)?);
                 }
-            }
+                Ok(())
+            })?;
             Ok(facts)
         })
     }
@@ -1109,11 +1099,7 @@ impl Store {
 
     /// A card's status, or `None` when no such card exists (never created, or deleted for good).
     pub fn task_status(&mut self, id: &str) -> Result<Option<Status>> {
-        self.read(|tx| {
-            Ok(tx
-                .query_row("SELECT status FROM tasks WHERE id = ?1", params![id], |r| r.get(0))
-                .optional()?)
-        })
+        self.read(|tx| tx.query_opt("SELECT status FROM tasks WHERE id = ?1", params![id], |r| r.get(0)))
     }
 
     /// The one write path of the lifecycle: load the card and its facts, ask the transition table, and
@@ -1176,18 +1162,21 @@ impl Store {
             return Ok(0);
         }
         self.write(|tx| {
+            let policy_of = if tx.is_postgres() {
+                "payload::json ->> 'policy'"
+            } else {
+                "json_extract(payload, '$.policy')"
+            };
+            let newest_sql = format!(
+                "SELECT kind, {policy_of} FROM task_events WHERE task_id = ?1 ORDER BY id DESC LIMIT 1"
+            );
             let mut written = 0;
             for &(id, policy, reason, retry_after) in deferred {
                 let Some(task) = load(tx, id).ok().filter(|t| t.status.is_dispatchable()) else {
                     continue;
                 };
-                let newest: Option<(String, Option<String>)> = tx
-                    .prepare_cached(
-                        "SELECT kind, json_extract(payload, '$.policy') FROM task_events
-                         WHERE task_id = ?1 ORDER BY id DESC LIMIT 1",
-                    )?
-                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
+                let newest: Option<(String, Option<String>)> =
+                    tx.query_opt(&newest_sql, params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 if newest.is_some_and(|(kind, by)| {
                     kind == EventKind::Deferred.as_str() && by.as_deref() == Some(policy)
                 }) {
@@ -1228,11 +1217,11 @@ impl Store {
         let body = non_blank(body, "comment")?;
         self.write(|tx| {
             load(tx, id)?;
-            tx.execute(
-                "INSERT INTO task_comments (task_id, author, body, created_at) VALUES (?1, ?2, ?3, ?4)",
+            let comment_id: i64 = tx.query_row(
+                "INSERT INTO task_comments (task_id, author, body, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
                 params![id, author, body, now],
+                |r| r.get(0),
             )?;
-            let comment_id = tx.last_insert_rowid();
             append_event(
                 tx,
                 Some(id),
@@ -1335,7 +1324,7 @@ impl Store {
             if edit.reset_failures {
                 tx.execute(
                     "UPDATE tasks SET consecutive_failures = 0, protocol_violations = 0, stale_reclaims = 0 WHERE id = ?1",
-                    [id],
+                    params![id],
                 )?;
                 changed.insert("reset_failures".into(), json!(task.consecutive_failures));
             }
@@ -1362,10 +1351,10 @@ impl Store {
                 )));
             }
             let attachments = attachments_of(tx, id)?;
-            let children: Vec<String> = {
-                let mut stmt = tx.prepare_cached("SELECT child_id FROM task_links WHERE parent_id = ?1")?;
-                stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
-            };
+            let children: Vec<String> =
+                tx.query_map("SELECT child_id FROM task_links WHERE parent_id = ?1", params![id], |r| {
+                    r.get(0)
+                })?;
             for sql in [
                 "DELETE FROM task_links WHERE parent_id = ?1 OR child_id = ?1",
                 "DELETE FROM task_comments WHERE task_id = ?1",
@@ -1374,7 +1363,7 @@ impl Store {
                 "DELETE FROM task_findings WHERE task_id = ?1",
                 "DELETE FROM tasks WHERE id = ?1",
             ] {
-                tx.execute(sql, [id])?;
+                tx.execute(sql, params![id])?;
             }
             append_event(
                 tx,
@@ -1412,7 +1401,7 @@ impl Store {
             let n = tx.execute(
                 &format!(
                     "UPDATE tasks SET last_heartbeat_at = ?1, claim_expires = ?2, updated_at = ?1
-                 WHERE id = ?3 AND status = {RUNNING} AND current_run_id IS ?4"
+                 WHERE id = ?3 AND status = {RUNNING} AND current_run_id IS NOT DISTINCT FROM ?4"
                 ),
                 params![now, now + claim_ttl, id, task.current_run_id],
             )?;
@@ -1446,12 +1435,12 @@ impl Store {
     ) -> Result<Attachment> {
         self.write(|tx| {
             load(tx, id)?;
-            tx.execute(
+            let att_id: i64 = tx.query_row(
                 "INSERT INTO task_attachments (task_id, name, stored_name, size, sha256, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
                 params![id, name, stored_name, size, sha256, now],
+                |r| r.get(0),
             )?;
-            let att_id = tx.last_insert_rowid();
             append_event(
                 tx,
                 Some(id),
@@ -1482,7 +1471,7 @@ impl Store {
     ) -> Result<Attachment> {
         self.write(|tx| {
             let sql = format!("SELECT {} FROM task_attachments WHERE id = ?1", rows::attachment_columns());
-            let att = query_one!(tx, AttachmentReader, sql, [attachment_id])
+            let att = query_one!(tx, AttachmentReader, sql, params![attachment_id])
                 .ok_or_else(|| StoreError::NotFound(format!("attachment {attachment_id}")))?;
             if let Some(task) = only_task
                 && att.task_id != task
@@ -1492,7 +1481,7 @@ impl Store {
                     att.task_id
                 )));
             }
-            tx.execute("DELETE FROM task_attachments WHERE id = ?1", [attachment_id])?;
+            tx.execute("DELETE FROM task_attachments WHERE id = ?1", params![attachment_id])?;
             append_event(
                 tx,
                 Some(&att.task_id),
@@ -1508,11 +1497,8 @@ impl Store {
     pub fn stats(&mut self) -> Result<Stats> {
         self.read(|tx| {
             let group = |sql: &str| -> Result<BTreeMap<String, i64>> {
-                let mut stmt = tx.prepare_cached(sql)?;
-                let rows = stmt
-                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
-                    .collect::<rusqlite::Result<_>>()?;
-                Ok(rows)
+                let rows = tx.query_map(sql, &[], |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))?;
+                Ok(rows.into_iter().collect())
             };
             let by_status = group("SELECT status, count(*) FROM tasks GROUP BY status")?;
             Ok(Stats {
@@ -1521,8 +1507,8 @@ impl Store {
                 by_assignee: group(
                     &format!("SELECT COALESCE(assignee, 'none'), count(*) FROM tasks WHERE status <> {ARCHIVED} GROUP BY 1"),
                 )?,
-                events: tx.query_row("SELECT count(*) FROM task_events", [], |r| r.get(0))?,
-                runs: tx.query_row("SELECT count(*) FROM task_runs", [], |r| r.get(0))?,
+                events: tx.query_row("SELECT count(*) FROM task_events", &[], |r| r.get(0))?,
+                runs: tx.query_row("SELECT count(*) FROM task_runs", &[], |r| r.get(0))?,
                 runs_by_outcome: group("SELECT COALESCE(outcome, status), count(*) FROM task_runs GROUP BY 1")?,
             })
         })
@@ -1542,7 +1528,7 @@ impl Store {
                  ORDER BY created_at, id",
                 rows::task_columns()
             );
-            let todo: Vec<Task> = query_all!(tx, TaskReader, sql, []);
+            let todo: Vec<Task> = query_all!(tx, TaskReader, sql, &[]);
             for task in todo {
                 set_status(tx, &task, Status::Ready, now)?;
                 append_event(
@@ -1559,7 +1545,7 @@ impl Store {
                 "SELECT {} FROM tasks WHERE status = {BLOCKED} AND block_sticky = 0 ORDER BY created_at, id",
                 rows::task_columns()
             );
-            let blocked: Vec<Task> = query_all!(tx, TaskReader, sql, []);
+            let blocked: Vec<Task> = query_all!(tx, TaskReader, sql, &[]);
             for task in blocked {
                 let limit = FailureLimit::resolve(task.max_retries, board_failure_limit);
                 if task.consecutive_failures >= limit {
@@ -1573,7 +1559,7 @@ impl Store {
                 set_status(tx, &task, to, now)?;
                 tx.execute(
                     "UPDATE tasks SET block_kind = NULL, block_reason = NULL WHERE id = ?1",
-                    [&task.id],
+                    params![task.id],
                 )?;
                 append_event(
                     tx,
@@ -1629,8 +1615,7 @@ mod tests {
 
     #[test]
     fn events_are_paged_in_id_order_and_tallied_by_kind() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        let (_dir, mut store) = crate::store::testing::store();
         let new = |title: &str| NewTask { title: title.into(), ..NewTask::default() };
         let a = store.create_task(&new("a"), 1).unwrap().0.id;
         let b = store.create_task(&new("b"), 1).unwrap().0.id;
@@ -1672,8 +1657,7 @@ mod tests {
     /// Reading the facts of many cards at once gives exactly what reading each one does.
     #[test]
     fn facts_of_many_cards_are_the_facts_of_each() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        let (_dir, mut store) = crate::store::testing::store();
         let new = |title: &str| NewTask { title: title.into(), ..NewTask::default() };
         let parent = store.create_task(&new("parent"), 1).unwrap().0.id;
         let mut ids = Vec::new();

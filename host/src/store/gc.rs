@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::cards::append_event;
+use super::db::Tx;
 use super::{Result, Store};
 use crate::model::EventKind;
 
@@ -59,11 +60,15 @@ impl Store {
         now: i64,
     ) -> Result<EventPrune> {
         let sql = selection();
-        let count = |tx: &rusqlite::Transaction| -> Result<EventPrune> {
-            let mut stmt = tx.prepare(&format!("SELECT e.kind, count(*) {sql} GROUP BY e.kind"))?;
-            let by_kind: BTreeMap<String, u64> = stmt
-                .query_map([cutoff], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+        let count = |tx: &Tx| -> Result<EventPrune> {
+            let by_kind: BTreeMap<String, u64> = tx
+                .query_map(
+                    &format!("SELECT e.kind, count(*) {sql} GROUP BY e.kind"),
+                    rusqlite::params![cutoff],
+                    |r| Ok((r.get::<String>(0)?, r.get::<u64>(1)?)),
+                )?
+                .into_iter()
+                .collect();
             Ok(EventPrune { deleted: by_kind.values().sum(), by_kind })
         };
         if dry_run {
@@ -71,8 +76,10 @@ impl Store {
         }
         self.write(|tx| {
             let prune = count(tx)?;
-            let deleted =
-                tx.execute(&format!("DELETE FROM task_events WHERE id IN (SELECT e.id {sql})"), [cutoff])?;
+            let deleted = tx.execute(
+                &format!("DELETE FROM task_events WHERE id IN (SELECT e.id {sql})"),
+                rusqlite::params![cutoff],
+            )?;
             debug_assert_eq!(deleted as u64, prune.deleted);
             append_event(
                 tx,
@@ -104,9 +111,7 @@ mod tests {
     use crate::store::NewTask;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("kanban.db")).unwrap();
-        (dir, store)
+        crate::store::testing::store()
     }
 
     fn kinds(store: &mut Store, task: &str) -> Vec<String> {

@@ -10,18 +10,24 @@
 mod backup;
 mod cards;
 mod conn;
+pub(crate) mod db;
 mod gc;
 mod notify;
 mod pauses;
+mod pg;
 mod policy;
 mod recurring;
 pub(crate) mod rows;
 mod runs;
 mod schema;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
+
+use db::Tx;
 
 pub use backup::{Snapshot, header_schema_version};
 pub use cards::{
@@ -93,6 +99,9 @@ pub enum StoreError {
     /// A SQLite error raised inside a transaction body; [`Store::write`] attaches the path.
     #[error("{0}")]
     Sql(#[from] rusqlite::Error),
+    /// A PostgreSQL error (the fleet store): the server's message, or why the connection failed.
+    #[error("{0}")]
+    Postgres(#[from] postgres::Error),
     #[error("{context}: {error}")]
     Io { context: String, error: std::io::Error },
 }
@@ -111,8 +120,14 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// One open board database.
 pub struct Store {
-    conn: Connection,
+    conn: Engine,
     path: PathBuf,
+}
+
+/// The engine under a store: the board's own SQLite file, or its schema in a shared PostgreSQL database.
+enum Engine {
+    Lite(Connection),
+    Pg(Box<pg::PgBoard>),
 }
 
 impl Store {
@@ -125,56 +140,74 @@ impl Store {
         if found > SCHEMA_VERSION {
             return Err(StoreError::TooNew { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
         }
-        Ok(Store { conn, path: path.to_path_buf() })
+        Ok(Store { conn: Engine::Lite(conn), path: path.to_path_buf() })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Run `body` in one `BEGIN IMMEDIATE` transaction and commit it.
+    /// Run `body` in one write transaction and commit it: `BEGIN IMMEDIATE` on SQLite; on PostgreSQL a
+    /// transaction that first takes the board's advisory lock, so writers are serialized the same way.
     ///
     /// On failure the transaction is rolled back and the body's own error is returned: a rollback error
     /// (for example "no transaction is active" after SQLite already rolled back) is logged, never reported in
-    /// place of the cause. After a commit the file is checked for a torn extend.
-    pub fn write<T>(&mut self, body: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+    /// place of the cause. After a SQLite commit the file is checked for a torn extend.
+    pub(crate) fn write<T>(&mut self, body: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
         let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| conn::classify(&path, e))?;
-        match body(&tx) {
-            Ok(value) => {
-                tx.commit().map_err(|e| conn::classify(&path, e))?;
-                check_not_torn_settled(&path)?;
-                Ok(value)
-            }
-            Err(err) => {
-                if let Err(rollback) = tx.rollback() {
-                    tracing::warn!(error = %rollback, cause = %err, "rollback after a failed transaction also failed");
+        match &mut self.conn {
+            Engine::Lite(conn) => {
+                let tx = Tx::Lite(
+                    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(|e| conn::classify(&path, e))?,
+                );
+                let outcome = body(&tx);
+                let Tx::Lite(tx) = tx else { unreachable!("a SQLite transaction") };
+                match outcome {
+                    Ok(value) => {
+                        tx.commit().map_err(|e| conn::classify(&path, e))?;
+                        check_not_torn_settled(&path)?;
+                        Ok(value)
+                    }
+                    Err(err) => {
+                        if let Err(rollback) = tx.rollback() {
+                            tracing::warn!(error = %rollback, cause = %err, "rollback after a failed transaction also failed");
+                        }
+                        Err(attach_path(&path, err))
+                    }
                 }
-                Err(attach_path(&path, err))
             }
+            Engine::Pg(board) => board.write(body),
         }
     }
 
     /// Run `body` in a read transaction, so multi-query reads see one snapshot.
-    pub fn read<T>(&mut self, body: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&mut self, body: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
         let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(|e| conn::classify(&path, e))?;
-        let value = body(&tx).map_err(|e| attach_path(&path, e))?;
-        // Ending a read-only transaction cannot lose anything; report a failure anyway rather than hide it.
-        tx.commit().map_err(|e| conn::classify(&path, e))?;
-        Ok(value)
+        match &mut self.conn {
+            Engine::Lite(conn) => {
+                let tx = Tx::Lite(
+                    conn.transaction_with_behavior(TransactionBehavior::Deferred)
+                        .map_err(|e| conn::classify(&path, e))?,
+                );
+                let value = body(&tx).map_err(|e| attach_path(&path, e))?;
+                let Tx::Lite(tx) = tx else { unreachable!("a SQLite transaction") };
+                // Ending a read-only transaction cannot lose anything; report a failure anyway rather than
+                // hide it.
+                tx.commit().map_err(|e| conn::classify(&path, e))?;
+                Ok(value)
+            }
+            Engine::Pg(board) => board.read(body),
+        }
     }
 
     /// Close the connection, reporting any error instead of swallowing it in `Drop`.
     pub fn close(self) -> Result<()> {
         let path = self.path;
-        self.conn.close().map_err(|(_, e)| conn::classify(&path, e))
+        match self.conn {
+            Engine::Lite(conn) => conn.close().map_err(|(_, e)| conn::classify(&path, e)),
+            Engine::Pg(board) => board.close(),
+        }
     }
 }
 
@@ -220,7 +253,7 @@ mod tests {
             if i % 100 == 0 {
                 store
                     .write(|tx| {
-                        Ok(tx.execute("INSERT INTO task_comments (task_id, body) VALUES ('x', 'y')", [])?)
+                        tx.execute("INSERT INTO task_comments (task_id, body) VALUES ('x', 'y')", &[])
                     })
                     .unwrap();
             }
@@ -265,12 +298,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
         let _ = store.write(|tx| {
-            tx.execute("INSERT INTO task_comments (task_id, body) VALUES ('x', 'y')", [])?;
+            tx.execute("INSERT INTO task_comments (task_id, body) VALUES ('x', 'y')", &[])?;
             Err::<(), _>(StoreError::Refused("no".into()))
         });
-        let n: i64 = store
-            .read(|tx| Ok(tx.query_row("SELECT count(*) FROM task_comments", [], |r| r.get(0))?))
-            .unwrap();
+        let n: i64 =
+            store.read(|tx| tx.query_row("SELECT count(*) FROM task_comments", &[], |r| r.get(0))).unwrap();
         assert_eq!(n, 0);
     }
 }

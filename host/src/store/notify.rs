@@ -3,9 +3,10 @@
 //! board.toml, leases due deliveries to one deliverer at a time, and records how each attempt went.
 //! Delivery itself (HTTP, commands) is the caller's.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use serde::Serialize;
 
+use super::db::Row;
 use super::{Result, Store};
 
 const PENDING: &str = "'pending'";
@@ -51,7 +52,7 @@ pub enum Attempt {
 const COLUMNS: &str = "id, event_id, task_id, run_id, kind, payload, event_at, target, status, attempts, \
                        next_attempt_at, last_error, delivered_at";
 
-fn read(r: &rusqlite::Row) -> rusqlite::Result<Delivery> {
+fn read(r: &Row) -> rusqlite::Result<Delivery> {
     let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
         let text: String = r.get(i)?;
         Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
@@ -81,20 +82,20 @@ impl Store {
         wanted.sort();
         wanted.dedup();
         let current: Vec<(String, String)> = self.read(|tx| {
-            let mut stmt =
-                tx.prepare_cached("SELECT kind, target FROM notify_routes ORDER BY kind, target")?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            tx.query_map("SELECT kind, target FROM notify_routes ORDER BY kind, target", &[], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
         })?;
         if current == wanted {
             return Ok(false);
         }
         self.write(|tx| {
-            tx.execute("DELETE FROM notify_routes", [])?;
-            let mut insert = tx.prepare_cached("INSERT INTO notify_routes (kind, target) VALUES (?1, ?2)")?;
+            tx.execute("DELETE FROM notify_routes", &[])?;
             for (kind, target) in &wanted {
-                insert.execute(params![kind, target])?;
+                tx.execute(
+                    "INSERT INTO notify_routes (kind, target) VALUES (?1, ?2)",
+                    params![kind, target],
+                )?;
             }
             Ok(())
         })?;
@@ -110,13 +111,9 @@ impl Store {
                  WHERE status = {PENDING} AND next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
                  ORDER BY next_attempt_at, id LIMIT ?2"
             );
-            let due: Vec<Delivery> = tx
-                .prepare_cached(&sql)?
-                .query_map(params![now, limit as i64], read)?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut lease_one = tx.prepare_cached("UPDATE notify_outbox SET lease_until = ?1 WHERE id = ?2")?;
+            let due: Vec<Delivery> = tx.query_map(&sql, params![now, limit as i64], read)?;
             for d in &due {
-                lease_one.execute(params![now + lease, d.id])?;
+                tx.execute("UPDATE notify_outbox SET lease_until = ?1 WHERE id = ?2", params![now + lease, d.id])?;
             }
             Ok(due)
         })
@@ -156,13 +153,9 @@ impl Store {
     pub fn deliveries(&mut self, status: Option<&str>, limit: usize) -> Result<Vec<Delivery>> {
         self.read(|tx| {
             let sql = format!(
-                "SELECT {COLUMNS} FROM notify_outbox WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2"
+                "SELECT {COLUMNS} FROM notify_outbox WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2"
             );
-            let rows = tx
-                .prepare_cached(&sql)?
-                .query_map(params![status, limit as i64], read)?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            tx.query_map(&sql, params![status, limit as i64], read)
         })
     }
 
@@ -170,12 +163,11 @@ impl Store {
     pub fn next_delivery_at(&mut self) -> Result<Option<i64>> {
         self.read(|tx| {
             Ok(tx
-                .query_row(
+                .query_opt(
                     &format!("SELECT min(next_attempt_at) FROM notify_outbox WHERE status = {PENDING}"),
-                    [],
-                    |r| r.get::<_, Option<i64>>(0),
-                )
-                .optional()?
+                    &[],
+                    |r| r.get::<Option<i64>>(0),
+                )?
                 .flatten())
         })
     }
@@ -188,8 +180,7 @@ mod tests {
 
     #[test]
     fn routed_events_enter_the_outbox_in_their_transaction_and_are_leased_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        let (_dir, mut store) = crate::store::testing::store();
         let target = r#"{"command":["true"]}"#.to_string();
         assert!(store.sync_notify_routes(&[("created".into(), target.clone())]).unwrap());
         assert!(!store.sync_notify_routes(&[("created".into(), target.clone())]).unwrap(), "unchanged");

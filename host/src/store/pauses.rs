@@ -2,10 +2,11 @@
 //! (`profile = ''` for the whole board); each pause and resume is one transaction with its board-level
 //! event (`paused`, `resumed`). The store records; whether a profile exists is the caller's question.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::params;
 use serde_json::json;
 
 use super::cards::append_event;
+use super::db::{Row, Tx};
 use super::{Result, Store};
 use crate::model::{EventKind, Pause};
 
@@ -25,7 +26,7 @@ fn key(profile: Option<&str>) -> &str {
     profile.unwrap_or(BOARD)
 }
 
-fn read_pause(r: &rusqlite::Row) -> rusqlite::Result<Pause> {
+fn read_pause(r: &Row) -> rusqlite::Result<Pause> {
     let profile: String = r.get(0)?;
     Ok(Pause {
         profile: (profile != BOARD).then_some(profile),
@@ -35,22 +36,23 @@ fn read_pause(r: &rusqlite::Row) -> rusqlite::Result<Pause> {
     })
 }
 
-fn load_pause(tx: &Transaction, profile: Option<&str>) -> Result<Option<Pause>> {
-    Ok(tx
-        .prepare_cached("SELECT profile, reason, paused_at, paused_by FROM pauses WHERE profile = ?1")?
-        .query_row([key(profile)], read_pause)
-        .optional()?)
+fn load_pause(tx: &Tx, profile: Option<&str>) -> Result<Option<Pause>> {
+    tx.query_opt(
+        "SELECT profile, reason, paused_at, paused_by FROM pauses WHERE profile = ?1",
+        params![key(profile)],
+        read_pause,
+    )
 }
 
 impl Store {
     /// Every pause of the board: the board's own first, then the profiles' by name.
     pub fn pauses(&mut self) -> Result<Vec<Pause>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached(
+            tx.query_map(
                 "SELECT profile, reason, paused_at, paused_by FROM pauses ORDER BY profile <> '', profile",
-            )?;
-            let rows = stmt.query_map([], read_pause)?.collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+                &[],
+                read_pause,
+            )
         })
     }
 
@@ -65,11 +67,11 @@ impl Store {
     ) -> Result<Paused> {
         self.write(|tx| {
             let before = load_pause(tx, profile)?;
-            tx.prepare_cached(
+            tx.execute(
                 "INSERT INTO pauses (profile, reason, paused_at, paused_by) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(profile) DO UPDATE SET reason = ?2, paused_by = ?4",
-            )?
-            .execute(params![key(profile), reason, now, by])?;
+                params![key(profile), reason, now, by],
+            )?;
             let updated = before.is_some();
             append_event(
                 tx,
@@ -89,7 +91,7 @@ impl Store {
     pub fn resume(&mut self, profile: Option<&str>, by: Option<&str>, now: i64) -> Result<Option<Pause>> {
         self.write(|tx| {
             let Some(pause) = load_pause(tx, profile)? else { return Ok(None) };
-            tx.execute("DELETE FROM pauses WHERE profile = ?1", [key(profile)])?;
+            tx.execute("DELETE FROM pauses WHERE profile = ?1", params![key(profile)])?;
             append_event(
                 tx,
                 None,
@@ -108,9 +110,7 @@ mod tests {
     use super::*;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("kanban.db")).unwrap();
-        (dir, store)
+        crate::store::testing::store()
     }
 
     fn kinds(store: &mut Store) -> Vec<(String, serde_json::Value)> {

@@ -1,10 +1,11 @@
 //! Store operations for policies: each policy's health on the board (failing ticks in a row, quarantine),
 //! the latest diagnostics findings, and applying a decomposition.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::params;
 use serde_json::json;
 
 use super::cards::{append_event, insert_link, load};
+use super::db::Tx;
 use super::{Result, Store, StoreError};
 use crate::model::EventKind;
 use crate::model::{ChildSpec, Finding, PolicyKey, Status, Task, WorkspaceKind};
@@ -42,14 +43,12 @@ impl Store {
         lift: bool,
     ) -> Result<Option<i64>> {
         let id = key.id();
-        let read = |tx: &rusqlite::Transaction| -> Result<Option<(i64, Option<i64>, String)>> {
-            Ok(tx
-                .query_row(
-                    "SELECT failures, quarantined_at, config_hash FROM policy_health WHERE id = ?1",
-                    [&id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?)
+        let read = |tx: &Tx| -> Result<Option<(i64, Option<i64>, String)>> {
+            tx.query_opt(
+                "SELECT failures, quarantined_at, config_hash FROM policy_health WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
         };
         let row = self.read(read)?;
         match row {
@@ -82,17 +81,17 @@ impl Store {
             for PolicyTick { key, error } in ticks {
                 let id = key.id();
                 let Some(error) = error else {
-                    tx.execute("DELETE FROM policy_health WHERE id = ?1 AND quarantined_at IS NULL", [&id])?;
+                    tx.execute("DELETE FROM policy_health WHERE id = ?1 AND quarantined_at IS NULL", params![id])?;
                     continue;
                 };
                 tx.execute(
                     "INSERT INTO policy_health (id, failures, config_hash, last_error, updated_at, entry, reference, sha256)
                      VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT(id) DO UPDATE SET failures = failures + 1, config_hash = ?2, last_error = ?3, updated_at = ?4",
+                     ON CONFLICT(id) DO UPDATE SET failures = policy_health.failures + 1, config_hash = ?2, last_error = ?3, updated_at = ?4",
                     params![id, config_hash, error, now, key.entry.map(|e| e as i64), key.reference, key.sha256],
                 )?;
                 let failures: i64 =
-                    tx.query_row("SELECT failures FROM policy_health WHERE id = ?1", [&id], |r| r.get(0))?;
+                    tx.query_row("SELECT failures FROM policy_health WHERE id = ?1", params![id], |r| r.get(0))?;
                 if failures >= limit {
                     let n = tx.execute(
                         "UPDATE policy_health SET quarantined_at = ?1 WHERE id = ?2 AND quarantined_at IS NULL",
@@ -118,15 +117,14 @@ impl Store {
     /// Quarantined policies of this board.
     pub fn quarantined_policies(&mut self) -> Result<Vec<Quarantined>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached(
+            tx.query_map(
                 "SELECT entry, reference, sha256, failures, quarantined_at, last_error, config_hash FROM policy_health
                  WHERE quarantined_at IS NOT NULL ORDER BY id",
-            )?;
-            let rows = stmt
-                .query_map([], |r| {
+                &[],
+                |r| {
                     Ok(Quarantined {
                         key: PolicyKey {
-                            entry: r.get::<_, Option<i64>>(0)?.map(|e| e as usize),
+                            entry: r.get::<Option<i64>>(0)?.map(|e| e as usize),
                             reference: r.get(1)?,
                             sha256: r.get(2)?,
                         },
@@ -135,9 +133,8 @@ impl Store {
                         last_error: r.get(5)?,
                         config_hash: r.get(6)?,
                     })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+                },
+            )
         })
     }
 
@@ -236,10 +233,10 @@ impl Store {
     ) -> Result<()> {
         self.write(|tx| {
             for id in task_ids {
-                tx.execute("DELETE FROM task_findings WHERE task_id = ?1", [id])?;
+                tx.execute("DELETE FROM task_findings WHERE task_id = ?1", params![id])?;
             }
             if board_level {
-                tx.execute("DELETE FROM task_findings WHERE task_id IS NULL", [])?;
+                tx.execute("DELETE FROM task_findings WHERE task_id IS NULL", &[])?;
             }
             for f in findings {
                 tx.execute(
@@ -260,17 +257,18 @@ impl Store {
     /// Every stored finding of the board (the board-level ones, with no card, first), as the latest
     /// diagnostics runs left them.
     pub fn all_findings(&mut self) -> Result<Vec<Finding>> {
-        self.read(|tx| findings_where(tx, "1", &[]))
+        self.read(|tx| findings_where(tx, "TRUE", &[]))
     }
 }
 
-fn findings_where(tx: &Transaction, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<Finding>> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT task_id, policy, rule, severity, title, detail, actions FROM task_findings WHERE {filter}
-         ORDER BY task_id IS NOT NULL, id"
-    ))?;
-    let rows = stmt
-        .query_map(args, |r| {
+fn findings_where(tx: &Tx, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<Finding>> {
+    tx.query_map(
+        &format!(
+            "SELECT task_id, policy, rule, severity, title, detail, actions FROM task_findings WHERE {filter}
+             ORDER BY task_id IS NOT NULL, id"
+        ),
+        args,
+        |r| {
             let actions: String = r.get(6)?;
             Ok(Finding {
                 task_id: r.get(0)?,
@@ -281,9 +279,8 @@ fn findings_where(tx: &Transaction, filter: &str, args: &[&dyn rusqlite::ToSql])
                 detail: r.get(5)?,
                 actions: serde_json::from_str(&actions).unwrap_or_default(),
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(rows)
+        },
+    )
 }
 
 #[cfg(test)]
@@ -304,8 +301,7 @@ mod tests {
 
     #[test]
     fn children_inherit_the_workspace_and_an_override_keeps_the_path_only_when_kinds_match() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        let (_dir, mut store) = crate::store::testing::store();
         let root = NewTask {
             title: "root".into(),
             triage: true,
@@ -357,8 +353,7 @@ mod tests {
 
     #[test]
     fn a_dir_child_without_any_path_refuses_the_whole_plan() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("kanban.db")).unwrap();
+        let (_dir, mut store) = crate::store::testing::store();
         let (root, _) = store
             .create_task(&NewTask { title: "root".into(), triage: true, ..NewTask::default() }, 1)
             .unwrap();

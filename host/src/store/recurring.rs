@@ -4,11 +4,12 @@
 //! schedule's `next_at` and appends the events, so two dispatchers never create one occurrence twice. When
 //! the occurrences fall is [`crate::recurring`]'s to say; this file writes it.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::params;
 use serde::Serialize;
 use serde_json::json;
 
 use super::cards::{append_event, check_new, create_in};
+use super::db::{Row, Tx};
 use super::{NewTask, Result, Store, StoreError};
 use crate::model::{CatchUp, EventKind, Schedule, Status, Template};
 use crate::recurring::{self, Spec};
@@ -43,7 +44,7 @@ pub struct Occurrence {
 const COLUMNS: &str = "id, cron, tz, catch_up, skip_if_open, card, next_at, last_occurrence, last_task_id, \
                        created_at, created_by";
 
-fn read_schedule(r: &rusqlite::Row) -> rusqlite::Result<Schedule> {
+fn read_schedule(r: &Row) -> rusqlite::Result<Schedule> {
     let card: String = r.get(5)?;
     let card: Template = serde_json::from_str(&card).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
@@ -63,11 +64,8 @@ fn read_schedule(r: &rusqlite::Row) -> rusqlite::Result<Schedule> {
     })
 }
 
-fn load_schedule(tx: &Transaction, id: i64) -> Result<Option<Schedule>> {
-    Ok(tx
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM recurring WHERE id = ?1"))?
-        .query_row([id], read_schedule)
-        .optional()?)
+fn load_schedule(tx: &Tx, id: i64) -> Result<Option<Schedule>> {
+    tx.query_opt(&format!("SELECT {COLUMNS} FROM recurring WHERE id = ?1"), params![id], read_schedule)
 }
 
 /// The card of `schedule`'s occurrence at `occurrence`, before the board's defaults.
@@ -91,11 +89,9 @@ pub fn card_of(schedule: i64, template: &Template, occurrence: i64) -> NewTask {
 }
 
 /// Is the card still open (neither done nor archived)? A card deleted for good is not.
-fn is_open(tx: &Transaction, id: &str) -> Result<bool> {
-    let status: Option<Status> = tx
-        .prepare_cached("SELECT status FROM tasks WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
+fn is_open(tx: &Tx, id: &str) -> Result<bool> {
+    let status: Option<Status> =
+        tx.query_opt("SELECT status FROM tasks WHERE id = ?1", params![id], |r| r.get(0))?;
     Ok(status.is_some_and(|s| !matches!(s, Status::Done | Status::Archived)))
 }
 
@@ -105,21 +101,12 @@ impl Store {
         check_new(&card_of(0, &new.card, new.next_at))?;
         let card = serde_json::to_string(&new.card).map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.write(|tx| {
-            tx.prepare_cached(
+            let id: i64 = tx.query_row(
                 "INSERT INTO recurring (cron, tz, catch_up, skip_if_open, card, next_at, created_at, created_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                new.cron,
-                new.tz,
-                new.catch_up,
-                new.skip_if_open,
-                card,
-                new.next_at,
-                now,
-                new.created_by
-            ])?;
-            let id = tx.last_insert_rowid();
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                params![new.cron, new.tz, new.catch_up, new.skip_if_open, card, new.next_at, now, new.created_by],
+                |r| r.get(0),
+            )?;
             append_event(
                 tx,
                 None,
@@ -136,9 +123,7 @@ impl Store {
     /// Every schedule of the board, oldest first.
     pub fn schedules(&mut self) -> Result<Vec<Schedule>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached(&format!("SELECT {COLUMNS} FROM recurring ORDER BY id"))?;
-            let rows = stmt.query_map([], read_schedule)?.collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            tx.query_map(&format!("SELECT {COLUMNS} FROM recurring ORDER BY id"), &[], read_schedule)
         })
     }
 
@@ -148,7 +133,7 @@ impl Store {
             let Some(schedule) = load_schedule(tx, id)? else {
                 return Err(StoreError::NotFound(format!("recurring schedule {id}")));
             };
-            tx.execute("DELETE FROM recurring WHERE id = ?1", [id])?;
+            tx.execute("DELETE FROM recurring WHERE id = ?1", params![id])?;
             append_event(
                 tx,
                 None,
@@ -164,11 +149,11 @@ impl Store {
     /// Is any schedule due at `now`? One probe of the `next_at` index, for the tick to skip the write.
     pub fn recurring_due(&mut self, now: i64) -> Result<bool> {
         self.read(|tx| {
-            Ok(tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM recurring WHERE next_at IS NOT NULL AND next_at <= ?1)",
-                )?
-                .query_row([now], |r| r.get(0))?)
+            tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM recurring WHERE next_at IS NOT NULL AND next_at <= ?1)",
+                params![now],
+                |r| r.get(0),
+            )
         })
     }
 
@@ -183,13 +168,14 @@ impl Store {
         dry_run: bool,
         prepare: &dyn Fn(NewTask) -> Result<NewTask>,
     ) -> Result<Vec<Occurrence>> {
-        let body = |tx: &Transaction| -> Result<Vec<Occurrence>> {
-            let due: Vec<Schedule> = tx
-                .prepare_cached(&format!(
+        let body = |tx: &Tx| -> Result<Vec<Occurrence>> {
+            let due: Vec<Schedule> = tx.query_map(
+                &format!(
                     "SELECT {COLUMNS} FROM recurring WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, id"
-                ))?
-                .query_map([now], read_schedule)?
-                .collect::<rusqlite::Result<_>>()?;
+                ),
+                params![now],
+                read_schedule,
+            )?;
             let mut done = Vec::new();
             for schedule in due {
                 fire_schedule(tx, &schedule, now, dry_run, prepare, &mut done)?;
@@ -201,7 +187,7 @@ impl Store {
 }
 
 fn fire_schedule(
-    tx: &Transaction,
+    tx: &Tx,
     schedule: &Schedule,
     now: i64,
     dry_run: bool,
@@ -230,7 +216,7 @@ fn fire_schedule(
             // Only a row written by hand gets here: stop it, say why.
             skip(next_at, e.to_string(), done)?;
             if !dry_run {
-                tx.execute("UPDATE recurring SET next_at = NULL WHERE id = ?1", [id])?;
+                tx.execute("UPDATE recurring SET next_at = NULL WHERE id = ?1", params![id])?;
             }
             return Ok(());
         }
@@ -287,10 +273,10 @@ fn fire_schedule(
         last_occurrence = Some(occurrence);
     }
     if !dry_run {
-        tx.prepare_cached(
+        tx.execute(
             "UPDATE recurring SET next_at = ?1, last_task_id = ?2, last_occurrence = ?3 WHERE id = ?4",
-        )?
-        .execute(params![due.next_at, last_task, last_occurrence, id])?;
+            params![due.next_at, last_task, last_occurrence, id],
+        )?;
     }
     Ok(())
 }
@@ -303,9 +289,7 @@ mod tests {
     const HOUR: i64 = 3600;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("kanban.db")).unwrap();
-        (dir, store)
+        crate::store::testing::store()
     }
 
     fn hourly(store: &mut Store) -> Schedule {
@@ -335,10 +319,7 @@ mod tests {
         // A second dispatcher that decided on the old next_at: the occurrence's key is held.
         store
             .write(|tx| {
-                Ok(tx.execute(
-                    "UPDATE recurring SET next_at = ?1 WHERE id = ?2",
-                    params![JAN15 + HOUR, s.id],
-                )?)
+                tx.execute("UPDATE recurring SET next_at = ?1 WHERE id = ?2", params![JAN15 + HOUR, s.id])
             })
             .unwrap();
         let again = store.run_recurring(JAN15 + HOUR, false, &Ok).unwrap();

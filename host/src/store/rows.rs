@@ -5,9 +5,9 @@
 
 use std::sync::OnceLock;
 
-use rusqlite::{Row, Statement};
 use serde_json::Value;
 
+use super::db::Row;
 use super::schema;
 use crate::model::{Attachment, Comment, Event, Run, Task};
 
@@ -66,7 +66,7 @@ fn opt_json_text(r: &Row, i: usize) -> rusqlite::Result<Option<Value>> {
 }
 
 fn text_or_empty(r: &Row, i: usize) -> rusqlite::Result<String> {
-    Ok(r.get::<_, Option<String>>(i)?.unwrap_or_default())
+    Ok(r.get::<Option<String>>(i)?.unwrap_or_default())
 }
 
 /// Declare a reader: one index per field, found by the field's name in the statement's columns. A field
@@ -82,8 +82,15 @@ macro_rules! reader {
             #[cfg(test)]
             pub(crate) const FIELDS: &'static [&'static str] = &[$(stringify!($field),)+];
 
-            pub(crate) fn new(stmt: &Statement<'_>) -> rusqlite::Result<Self> {
-                Ok($reader { $($field: stmt.column_index(stringify!($field))?,)+ })
+            /// Resolve each field's column in a statement's column names.
+            pub(crate) fn new(names: &[&str]) -> rusqlite::Result<Self> {
+                let index = |name: &str| {
+                    names
+                        .iter()
+                        .position(|n| n.eq_ignore_ascii_case(name))
+                        .ok_or_else(|| rusqlite::Error::InvalidColumnName(name.to_string()))
+                };
+                Ok($reader { $($field: index(stringify!($field))?,)+ })
             }
 
             pub(crate) fn read(&self, r: &Row<'_>) -> rusqlite::Result<$record> {
@@ -120,9 +127,11 @@ reader!(AttachmentReader => Attachment { id, task_id, name, stored_name, size, s
 /// Run `sql` and read every row with a reader made for the statement.
 macro_rules! query_all {
     ($tx:expr, $reader:ident, $sql:expr, $params:expr) => {{
-        let mut stmt = $tx.prepare_cached(&$sql)?;
-        let reader = $crate::store::rows::$reader::new(&stmt)?;
-        let rows = stmt.query_map($params, |r| reader.read(r))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut rows = Vec::new();
+        $tx.for_each(&$sql, $params, $crate::store::rows::$reader::new, |reader, r| {
+            rows.push(reader.read(r)?);
+            Ok(())
+        })?;
         rows
     }};
 }
@@ -130,10 +139,14 @@ macro_rules! query_all {
 /// Run `sql` and read its one optional row.
 macro_rules! query_one {
     ($tx:expr, $reader:ident, $sql:expr, $params:expr) => {{
-        use rusqlite::OptionalExtension as _;
-        let mut stmt = $tx.prepare_cached(&$sql)?;
-        let reader = $crate::store::rows::$reader::new(&stmt)?;
-        stmt.query_row($params, |r| reader.read(r)).optional()?
+        let mut first = None;
+        $tx.for_each(&$sql, $params, $crate::store::rows::$reader::new, |reader, r| {
+            if first.is_none() {
+                first = Some(reader.read(r)?);
+            }
+            Ok(())
+        })?;
+        first
     }};
 }
 

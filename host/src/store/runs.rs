@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::params;
 use serde_json::json;
 
 use super::cards::{Applied, append_event, decide, load, load_run, open_run, write_transition};
+use super::db::Tx;
 use super::rows::{self, query_all};
 use super::{Claim, Result, Store, StoreError};
 use crate::breaker::BreakerLimits;
@@ -89,13 +90,13 @@ impl Store {
                 "SELECT {} FROM tasks WHERE status = {RUNNING} AND current_run_id IS NOT NULL ORDER BY started_at, id",
                 rows::task_columns()
             );
-            let tasks: Vec<Task> = query_all!(tx, TaskReader, sql, []);
+            let tasks: Vec<Task> = query_all!(tx, TaskReader, sql, &[]);
             let sql = format!(
                 "SELECT {} FROM task_runs WHERE id IN (SELECT current_run_id FROM tasks WHERE status = {RUNNING})",
                 rows::run_columns()
             );
             let mut runs: HashMap<i64, Run> =
-                query_all!(tx, RunReader, sql, []).into_iter().map(|r: Run| (r.id, r)).collect();
+                query_all!(tx, RunReader, sql, &[]).into_iter().map(|r: Run| (r.id, r)).collect();
             Ok(tasks
                 .into_iter()
                 .filter_map(|task| {
@@ -118,7 +119,7 @@ impl Store {
                  SELECT rowid AS tie, {columns} FROM tasks WHERE status = {REVIEW}
                  ORDER BY priority DESC, created_at, tie"
             );
-            Ok(query_all!(tx, TaskReader, sql, []))
+            Ok(query_all!(tx, TaskReader, sql, &[]))
         })
     }
 
@@ -161,11 +162,11 @@ impl Store {
             return Ok(());
         }
         self.write(|tx| {
-            let mut stmt = tx.prepare_cached(&format!(
+            let sql = format!(
                 "UPDATE task_runs SET supervisor_pid = ?1, supervisor_start = ?2 WHERE id = ?3 AND status <> {RUN_ENDED}"
-            ))?;
+            );
             for (run_id, (pid, start)) in started {
-                stmt.execute(params![pid, start, run_id])?;
+                tx.execute(&sql, params![pid, start, run_id])?;
             }
             Ok(())
         })
@@ -218,12 +219,14 @@ impl Store {
                 rows::run_columns()
             );
             let runs = query_all!(tx, RunReader, sql, params![since, host_id, limit as i64]);
-            let old: bool = tx
-                .prepare_cached(&format!(
+            let old: bool = tx.query_row(
+                &format!(
                     "SELECT EXISTS (SELECT 1 FROM task_runs
                        WHERE status = {RUN_ENDED} AND swept_at IS NULL AND ended_at < ?1)"
-                ))?
-                .query_row([since], |r| r.get(0))?;
+                ),
+                params![since],
+                |r| r.get(0),
+            )?;
             Ok((runs, old))
         })
     }
@@ -232,14 +235,15 @@ impl Store {
     /// before `since` (too old to watch), in one transaction.
     pub fn mark_swept(&mut self, runs: &[i64], since: i64, now: i64) -> Result<()> {
         self.write(|tx| {
-            let mut stmt = tx.prepare_cached("UPDATE task_runs SET swept_at = ?1 WHERE id = ?2")?;
             for run in runs {
-                stmt.execute(params![now, run])?;
+                tx.execute("UPDATE task_runs SET swept_at = ?1 WHERE id = ?2", params![now, run])?;
             }
-            tx.prepare_cached(&format!(
-                "UPDATE task_runs SET swept_at = ?1 WHERE status = {RUN_ENDED} AND swept_at IS NULL AND ended_at < ?2"
-            ))?
-            .execute(params![now, since])?;
+            tx.execute(
+                &format!(
+                    "UPDATE task_runs SET swept_at = ?1 WHERE status = {RUN_ENDED} AND swept_at IS NULL AND ended_at < ?2"
+                ),
+                params![now, since],
+            )?;
             Ok(())
         })
     }
@@ -274,15 +278,19 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         self.write(|tx| {
-            let task: Option<String> = tx
-                .query_row("SELECT task_id FROM task_runs WHERE id = ?1", [run_id], |r| r.get(0))
-                .optional()?;
+            let task: Option<String> =
+                tx.query_opt("SELECT task_id FROM task_runs WHERE id = ?1", params![run_id], |r| r.get(0))?;
             let Some(task) = task else { return Ok(false) };
+            // The one JSON edit the store makes, in each engine's JSON functions.
+            let set_output = if tx.is_postgres() {
+                "jsonb_set(COALESCE(metadata, '{}')::jsonb, '{last_output}', to_jsonb(?5::text))::text"
+            } else {
+                "json_set(COALESCE(metadata, '{}'), '$.last_output', ?5)"
+            };
             tx.execute(
                 &format!("UPDATE task_runs SET exit_code = ?1, exit_signal = ?2, exited_at = COALESCE(exited_at, ?3),
                     status = CASE WHEN status = {RUN_RUNNING} THEN {RUN_EXITED} ELSE status END,
-                    metadata = CASE WHEN ?5 IS NULL THEN metadata
-                               ELSE json_set(COALESCE(metadata, '{{}}'), '$.last_output', ?5) END
+                    metadata = CASE WHEN CAST(?5 AS TEXT) IS NULL THEN metadata ELSE {set_output} END
                  WHERE id = ?4"),
                 params![exit_code, signal, now, run_id, last_output],
             )?;
@@ -516,7 +524,7 @@ impl Store {
         self.write(|tx| {
             let already: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM task_events WHERE run_id = ?1 AND kind = 'stop_pending')",
-                [run_id],
+                params![run_id],
                 |r| r.get(0),
             )?;
             if !already {
@@ -530,12 +538,12 @@ impl Store {
     pub fn touch_host(&mut self, host: HostSign, now: i64) -> Result<()> {
         let labels = host.labels.join(" ");
         self.write(|tx| {
-            tx.prepare_cached(
+            tx.execute(
                 "INSERT INTO hosts (id, hostname, pid, started_at, last_seen, labels, max_workers)
                  VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
                  ON CONFLICT(id) DO UPDATE SET hostname = ?2, pid = ?3, last_seen = ?4, labels = ?5, max_workers = ?6",
-            )?
-            .execute(params![host.id, host.hostname, host.pid, now, labels, host.max_workers])?;
+                params![host.id, host.hostname, host.pid, now, labels, host.max_workers],
+            )?;
             Ok(())
         })
     }
@@ -549,23 +557,19 @@ impl Store {
                           WHERE t.status = {RUNNING} AND r.host_id = h.id)
                    FROM hosts h ORDER BY h.last_seen DESC, h.id"
             );
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    let labels: String = r.get(5)?;
-                    Ok(HostSeen {
-                        id: r.get(0)?,
-                        hostname: r.get(1)?,
-                        pid: r.get(2)?,
-                        started_at: r.get(3)?,
-                        last_seen: r.get(4)?,
-                        labels: labels.split_whitespace().map(str::to_string).collect(),
-                        max_workers: r.get(6)?,
-                        running: r.get::<_, i64>(7)? as usize,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
+            tx.query_map(&sql, &[], |r| {
+                let labels: String = r.get(5)?;
+                Ok(HostSeen {
+                    id: r.get(0)?,
+                    hostname: r.get(1)?,
+                    pid: r.get(2)?,
+                    started_at: r.get(3)?,
+                    last_seen: r.get(4)?,
+                    labels: labels.split_whitespace().map(str::to_string).collect(),
+                    max_workers: r.get(6)?,
+                    running: r.get::<i64>(7)? as usize,
+                })
+            })
         })
     }
 
@@ -576,21 +580,14 @@ impl Store {
                 "SELECT COUNT(*) FROM tasks t JOIN task_runs r ON r.id = t.current_run_id
                   WHERE t.status = {RUNNING} AND r.host_id = ?1"
             );
-            let n: i64 = tx.prepare_cached(&sql)?.query_row([id], |r| r.get(0))?;
+            let n: i64 = tx.query_row(&sql, params![id], |r| r.get(0))?;
             Ok(n as usize)
         })
     }
 }
 
 /// One claim inside a write transaction (see [`Store::claim_card`]).
-fn claim_in(
-    tx: &Transaction,
-    task_id: &str,
-    profile: &str,
-    claim: &Claim,
-    ttl: i64,
-    now: i64,
-) -> Result<Option<i64>> {
+fn claim_in(tx: &Tx, task_id: &str, profile: &str, claim: &Claim, ttl: i64, now: i64) -> Result<Option<i64>> {
     let task = load(tx, task_id)?;
     // The work lane goes to the assignee; the review lane to the reviewer (a card with none takes the
     // board's default reviewer, named by the caller, and keeps it).
@@ -632,9 +629,7 @@ mod tests {
     use crate::store::NewTask;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("kanban.db")).unwrap();
-        (dir, store)
+        crate::store::testing::store()
     }
 
     fn running(store: &mut Store, title: &str) -> (String, i64) {
@@ -650,6 +645,53 @@ mod tests {
             error: Some("gone without a recorded exit".into()),
             detail: json!({}),
             wedged: false,
+        }
+    }
+
+    /// Four connections (processes, or hosts on PostgreSQL) claim the same cards at once, each in
+    /// batches as a tick does: every card is claimed exactly once, with exactly one run.
+    #[test]
+    fn concurrent_claimers_never_claim_a_card_twice() {
+        let (_dir, board) = crate::store::testing::shared();
+        let mut store = board.open();
+        let ids: Vec<String> = (0..120)
+            .map(|i| {
+                let new = NewTask {
+                    title: format!("card {i}"),
+                    assignee: Some("coder".into()),
+                    ..NewTask::default()
+                };
+                store.create_task(&new, 1).unwrap().0.id
+            })
+            .collect();
+        let claimers: Vec<_> = (0..4)
+            .map(|n| {
+                let (board, ids) = (board.clone(), ids.clone());
+                std::thread::spawn(move || {
+                    let mut store = board.open();
+                    let claim = Claim { lock: format!("host{n}:1"), host: format!("host{n}") };
+                    // Each claimer walks the cards from its own starting point, so they collide.
+                    let mut order = ids.clone();
+                    order.rotate_left(n * 30);
+                    let mut won = Vec::new();
+                    for batch in order.chunks(10) {
+                        let cards: Vec<(String, String)> =
+                            batch.iter().map(|id| (id.clone(), "coder".to_string())).collect();
+                        let runs = store.claim_cards(&cards, &claim, 60, 2).unwrap();
+                        won.extend(batch.iter().zip(runs).filter_map(|(id, run)| run.map(|_| id.clone())));
+                    }
+                    won
+                })
+            })
+            .collect();
+        let mut won: Vec<String> = claimers.into_iter().flat_map(|c| c.join().unwrap()).collect();
+        won.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(won, expected, "every card claimed once, by one claimer");
+        for id in &ids {
+            assert_eq!(store.runs(id).unwrap().len(), 1, "card {id} has one run");
+            assert_eq!(store.get_task(id).unwrap().status, Status::Running);
         }
     }
 
