@@ -22,6 +22,7 @@ mod plugin_new;
 mod policies;
 mod policy_failures;
 mod portable;
+mod postgres;
 mod recurring;
 mod replay;
 mod review;

@@ -975,3 +975,26 @@ fn the_page_is_served_with_its_types_and_a_strict_policy() {
     let (status, text) = s.raw_get("/", &[("Host", "evil.example:80")]);
     assert_eq!(status, 403, "{text}");
 }
+
+/// A board kept in PostgreSQL is served like any other: its cards over the API, its new events pushed to
+/// a stream, its counts in /metrics (the server's own reads never run the database client inside the
+/// async runtime).
+#[test]
+fn a_board_in_postgres_is_served_and_its_events_streamed() {
+    let (url, slug) = (crate::postgres::database_url(), crate::postgres::fresh_slug());
+    let k = Kanban::new();
+    k.ok(&["board", "create", &slug, "--database", &url]);
+    let created = k.json(&["--board", &slug, "create", "card in postgres", "--json"]);
+    let id = created["id"].as_str().unwrap().to_string();
+    let s = Server::start(&k, &["--board", &slug]);
+    let (status, cards) = s.get(&format!("boards/{slug}/cards"));
+    assert_eq!(status, 200, "{cards}");
+    assert_eq!(cards["cards"][0]["id"].as_str(), Some(id.as_str()), "{cards}");
+    let mut live = Stream(Sse::open(&s.addr, &format!("/api/v1/boards/{slug}/events/stream"), &[]));
+    k.ok(&["--board", &slug, "comment", &id, "from the cli"]);
+    let (_, event) = live.next_event(POLL_LIMIT).expect("the comment's event");
+    assert_eq!((event["kind"].as_str(), event["task_id"].as_str()), (Some("commented"), Some(id.as_str())));
+    let (status, metrics) = s.get_text("/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains(&format!("kanban_cards{{board=\"{slug}\",status=\"ready\"}} 1")), "{metrics}");
+}

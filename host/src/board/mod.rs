@@ -21,6 +21,28 @@ use crate::store::{Store, StoreError};
 /// The board used when nothing else names one; created on first use.
 pub const DEFAULT_BOARD: &str = "default";
 
+/// The file in a board's folder that names its PostgreSQL database (`board create --database`).
+pub const DATABASE_FILE: &str = "database.url";
+
+/// The board's PostgreSQL URL, if its folder names one.
+fn read_database(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join(DATABASE_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let url = text.trim();
+            if url.is_empty() {
+                return Err(BoardError::Invalid(format!(
+                    "{} is empty: it must hold a postgres:// URL",
+                    path.display()
+                )));
+            }
+            Ok(Some(url.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BoardError::Io { context: format!("cannot read {}", path.display()), error: e }),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BoardError {
     #[error("invalid board slug '{0}': use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit")]
@@ -226,7 +248,27 @@ impl Home {
         name: Option<&str>,
         default_workdir: Option<&Path>,
     ) -> Result<Board> {
+        self.create_board_in(slug, name, default_workdir, None)
+    }
+
+    /// [`Home::create_board`] with the board's cards in the PostgreSQL database at `database` (a board
+    /// schema of its own, created there if new, joined if another host made it) instead of a SQLite file.
+    pub fn create_board_in(
+        &self,
+        slug: &str,
+        name: Option<&str>,
+        default_workdir: Option<&Path>,
+        database: Option<&str>,
+    ) -> Result<Board> {
         check_slug(slug)?;
+        if let Some(url) = database
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(BoardError::Invalid(format!(
+                "--database must be a postgres:// or postgresql:// URL, got '{}'",
+                crate::store::redacted_url(url)
+            )));
+        }
         if let Some(dir) = default_workdir
             && !dir.is_absolute()
         {
@@ -249,7 +291,14 @@ impl Home {
             }
             let toml = config::template(name.unwrap_or(slug), default_workdir);
             write_atomic(&staging.join("board.toml"), toml.as_bytes())?;
-            Store::open(&staging.join("kanban.db"))?.close()?;
+            match database {
+                // The URL may hold a password: readable by this user only.
+                Some(url) => {
+                    Store::open_postgres(url, slug)?.close()?;
+                    write_private(&staging.join(DATABASE_FILE), format!("{url}\n").as_bytes())?;
+                }
+                None => Store::open(&staging.join("kanban.db"))?.close()?,
+            }
             Ok(())
         })();
         if let Err(e) = built {
@@ -296,6 +345,7 @@ impl Home {
                     dir,
                     config: BoardConfig::default(),
                     config_hash: String::new(),
+                    database: read_database(&self.board_dir(slug))?,
                 };
                 Ok((board, Some(err)))
             }
@@ -310,7 +360,8 @@ impl Home {
             fs::read_to_string(&toml_path).map_err(io(format!("cannot read {}", toml_path.display())))?;
         let config = BoardConfig::parse(&text, &toml_path)?;
         let config_hash = crate::digest::sha256_hex(text.as_bytes());
-        Ok(Board { slug: slug.to_string(), dir, config, config_hash })
+        let database = read_database(&dir)?;
+        Ok(Board { slug: slug.to_string(), dir, config, config_hash, database })
     }
 
     /// Remove a board. Without `delete` the folder moves to `<home>/archive/`; with it, the folder is
@@ -408,6 +459,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.map_err(io(format!("cannot write {}", path.display())))
 }
 
+/// [`write_atomic`] for a file only its owner may read (mode 0600 from its creation).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io(format!("cannot write {}", path.display())))
+}
+
 /// The files of one card (see [`Board::card_files`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardFiles {
@@ -431,6 +498,9 @@ pub struct Board {
     pub config: BoardConfig,
     /// sha256 of board.toml as loaded: a changed file "reloads" the board (lifts plugin quarantines).
     pub config_hash: String,
+    /// The PostgreSQL database that holds the board's cards (`board create --database`), shared by the
+    /// hosts of a fleet; `None` for the board's own SQLite file.
+    pub database: Option<String>,
 }
 
 impl Board {
@@ -484,8 +554,15 @@ impl Board {
     pub fn name(&self) -> &str {
         self.config.board.name.as_deref().unwrap_or(&self.slug)
     }
+    /// The file that names the board's PostgreSQL database, when it has one.
+    pub fn database_path(&self) -> PathBuf {
+        self.dir.join(DATABASE_FILE)
+    }
     pub fn open_store(&self) -> Result<Store, StoreError> {
-        Store::open(&self.db_path())
+        match &self.database {
+            Some(url) => Store::open_postgres(url, &self.slug),
+            None => Store::open(&self.db_path()),
+        }
     }
 }
 

@@ -28,9 +28,22 @@ struct BoardDetail<'a> {
 pub fn run(inv: &Invocation, command: BoardCommand) -> anyhow::Result<()> {
     let home = &inv.home;
     match command {
-        BoardCommand::Create { slug, name, default_workdir } => {
-            let board = home.create_board(&slug, name.as_deref(), default_workdir.as_deref())?;
-            println!("Created board {} at {}", board.slug, board.dir.display());
+        BoardCommand::Create { slug, name, default_workdir, database } => {
+            let board = home.create_board_in(
+                &slug,
+                name.as_deref(),
+                default_workdir.as_deref(),
+                database.as_deref(),
+            )?;
+            match &board.database {
+                Some(url) => println!(
+                    "Created board {} at {} (cards in {})",
+                    board.slug,
+                    board.dir.display(),
+                    crate::store::redacted_url(url)
+                ),
+                None => println!("Created board {} at {}", board.slug, board.dir.display()),
+            }
             Ok(())
         }
         BoardCommand::List { json } => {
@@ -140,7 +153,10 @@ fn show(
         slug: &board.slug,
         name: board.name(),
         path: board.dir.display().to_string(),
-        db: board.db_path().display().to_string(),
+        db: match &board.database {
+            Some(url) => crate::store::redacted_url(url),
+            None => board.db_path().display().to_string(),
+        },
         default_workdir: board.config.board.default_workdir.as_ref().map(|p| p.display().to_string()),
         profiles: board.config.profile_names(),
         counts,

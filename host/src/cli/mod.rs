@@ -595,6 +595,10 @@ pub enum BoardCommand {
         /// Absolute path inherited by dir/worktree cards
         #[arg(long, value_name = "PATH")]
         default_workdir: Option<PathBuf>,
+        /// Keep the board's cards in this PostgreSQL database (postgres://...), shared by every host that
+        /// creates the board with the same URL, instead of a SQLite file in the board's folder
+        #[arg(long, value_name = "URL", env = "KANBAN_DATABASE_URL", hide_env_values = true)]
+        database: Option<String>,
     },
     /// List boards
     List {

@@ -198,48 +198,55 @@ pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<(u64, Ended)>
         Some(serve) => Some(crate::web::Embedded::start(home, serve.clone(), stats.clone())?),
         None => None,
     };
+    // The runtime only waits (the interval, signals); ticks run outside it, as plain blocking code, so the
+    // store's blocking clients (SQLite, and PostgreSQL's, which runs a runtime of its own) are never
+    // driven from inside an async task.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (ticks, ended, restart) = rt.block_on(async {
+    let (mut sigint, mut sigterm, mut sighup) = {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sighup = signal(SignalKind::hangup())?;
-        let mut health: BTreeMap<String, Health> = BTreeMap::new();
-        // One runtime for the daemon's life: components compile once, instances are per tick.
-        let mut runtime = PolicyRuntime::new(home);
-        let mut ticks = 0u64;
-        start_notifier(home.clone(), options.board.clone(), options.interval);
-        tracing::info!(interval = ?options.interval, "daemon started");
-        loop {
-            // Reap first, always, even if no board can be opened this tick.
-            crate::process::reap_zombies();
-            let started = Instant::now();
-            let idle = tick_all(home, options, &mut runtime, &mut health);
-            stats.record(started.elapsed(), runtime.calls());
-            ticks += 1;
-            if options.until_idle && idle {
-                tracing::info!(ticks, "idle; stopping");
-                return anyhow::Ok((ticks, Ended::Idle, false));
-            }
-            if options.max_ticks.is_some_and(|m| ticks >= m) {
-                tracing::info!(ticks, "tick budget reached; stopping");
-                return Ok((ticks, Ended::Budget, false));
-            }
-            if binary.replaced() {
-                tracing::warn!(path = %binary.path.display(), "the kanban binary was replaced; restarting on it");
-                return Ok((ticks, Ended::Signal, true));
-            }
+        let _inside = rt.enter();
+        (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?, signal(SignalKind::hangup())?)
+    };
+    let mut health: BTreeMap<String, Health> = BTreeMap::new();
+    // One runtime for the daemon's life: components compile once, instances are per tick.
+    let mut runtime = PolicyRuntime::new(home);
+    let mut ticks = 0u64;
+    start_notifier(home.clone(), options.board.clone(), options.interval);
+    tracing::info!(interval = ?options.interval, "daemon started");
+    let (ticks, ended, restart) = loop {
+        // Reap first, always, even if no board can be opened this tick.
+        crate::process::reap_zombies();
+        let started = Instant::now();
+        let idle = tick_all(home, options, &mut runtime, &mut health);
+        stats.record(started.elapsed(), runtime.calls());
+        ticks += 1;
+        if options.until_idle && idle {
+            tracing::info!(ticks, "idle; stopping");
+            break (ticks, Ended::Idle, false);
+        }
+        if options.max_ticks.is_some_and(|m| ticks >= m) {
+            tracing::info!(ticks, "tick budget reached; stopping");
+            break (ticks, Ended::Budget, false);
+        }
+        if binary.replaced() {
+            tracing::warn!(path = %binary.path.display(), "the kanban binary was replaced; restarting on it");
+            break (ticks, Ended::Signal, true);
+        }
+        let woken = rt.block_on(async {
             tokio::select! {
-                _ = tokio::time::sleep(options.interval) => {}
-                _ = sigint.recv() => { tracing::info!("SIGINT; stopping"); return Ok((ticks, Ended::Signal, false)); }
-                _ = sigterm.recv() => { tracing::info!("SIGTERM; stopping"); return Ok((ticks, Ended::Signal, false)); }
+                _ = tokio::time::sleep(options.interval) => None,
+                _ = sigint.recv() => { tracing::info!("SIGINT; stopping"); Some(false) }
+                _ = sigterm.recv() => { tracing::info!("SIGTERM; stopping"); Some(false) }
                 _ = sighup.recv() => {
                     tracing::info!("SIGHUP; restarting on the binary at {}", binary.path.display());
-                    return Ok((ticks, Ended::Signal, true));
+                    Some(true)
                 }
             }
+        });
+        if let Some(restart) = woken {
+            break (ticks, Ended::Signal, restart);
         }
-    })?;
+    };
     drop(rt);
     if restart {
         // The server finishes its requests, and its socket goes to the new image through the exec.

@@ -210,6 +210,11 @@ pub fn tick_handing_back(
         return Ok((report, Vec::new()));
     };
     let mut store = board.open_store()?;
+    // A shared board's hosts do not share its folder: its tick lock is the database's.
+    if !store.try_tick_lock()? {
+        report.skipped_locked = true;
+        return Ok((report, Vec::new()));
+    }
     let host_id = home.host_id()?;
     let host = home.config()?.host;
     let mut desk = Desk::new(board, &mut store, &host_id);

@@ -38,6 +38,7 @@ pub use conn::{BUSY_TIMEOUT, check_not_torn, open_connection, quarantine};
 pub use gc::{EventPrune, FilesRemoved};
 pub use notify::{Attempt, Delivery};
 pub use pauses::Paused;
+pub use pg::redacted as redacted_url;
 pub use policy::{PolicyTick, Quarantined};
 pub use recurring::{NewSchedule, Occurrence, card_of};
 pub use runs::{HostSeen, HostSign, RunningCard, Settled};
@@ -99,11 +100,27 @@ pub enum StoreError {
     /// A SQLite error raised inside a transaction body; [`Store::write`] attaches the path.
     #[error("{0}")]
     Sql(#[from] rusqlite::Error),
-    /// A PostgreSQL error (the fleet store): the server's message, or why the connection failed.
-    #[error("{0}")]
-    Postgres(#[from] postgres::Error),
+    /// A PostgreSQL error (the fleet store): the server's message, or why the connection failed. Part of
+    /// the message, not a `source` (its own source repeats it).
+    #[error("PostgreSQL: {}", pg_message(.0))]
+    Postgres(postgres::Error),
     #[error("{context}: {error}")]
     Io { context: String, error: std::io::Error },
+}
+
+/// A PostgreSQL error with its cause ("error connecting to server: Connection refused", "db error: ERROR:
+/// ..."): the client's own text names only the kind.
+fn pg_message(error: &postgres::Error) -> String {
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(error: postgres::Error) -> StoreError {
+        StoreError::Postgres(error)
+    }
 }
 
 impl StoreError {
@@ -198,6 +215,21 @@ impl Store {
                 Ok(value)
             }
             Engine::Pg(board) => board.read(body),
+        }
+    }
+
+    /// The store is a board schema in a shared PostgreSQL database (a fleet), not a file of this host.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.conn, Engine::Pg(_))
+    }
+
+    /// On a shared (PostgreSQL) board, take the board's tick lock for this connection's life, without
+    /// waiting; `false` when another dispatcher, on any host, holds it. A SQLite board's tick lock is its
+    /// folder's lock file (the dispatcher's), so this is `true`.
+    pub fn try_tick_lock(&mut self) -> Result<bool> {
+        match &mut self.conn {
+            Engine::Lite(_) => Ok(true),
+            Engine::Pg(board) => board.try_tick_lock(),
         }
     }
 

@@ -22,9 +22,9 @@ pub(super) struct PgBoard {
     cache: RefCell<HashMap<String, postgres::Statement>>,
 }
 
-/// The schema that holds board `slug`.
+/// The schema that holds board `slug` (quoted where it is used: a slug may hold `-`).
 pub fn schema_of(slug: &str) -> String {
-    format!("kanban_{}", slug.replace('-', "_"))
+    format!("kanban_{slug}")
 }
 
 /// The URL as it may be shown: without its password.
@@ -45,11 +45,15 @@ impl Store {
     /// Open (creating if needed) board `slug` in the PostgreSQL database at `url`, migrating its schema.
     pub fn open_postgres(url: &str, slug: &str) -> Result<Store> {
         let schema = schema_of(slug);
-        if !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        if !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
             return Err(StoreError::Invalid(format!("board name '{slug}' cannot name a PostgreSQL schema")));
         }
         let mut client = Client::connect(url, NoTls)?;
-        client.batch_execute(&format!("SET search_path TO {schema}"))?;
+        // A host that stops answering (frozen, partitioned) loses its session, and with it the board's tick
+        // lock, after a minute idle; a live connection is never idle that long (it lives for one command or
+        // one tick).
+        client
+            .batch_execute(&format!("SET search_path TO \"{schema}\"; SET idle_session_timeout = '60s'"))?;
         let digest = Sha256::digest(schema.as_bytes());
         let lock_key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
         let mut board = PgBoard { client, lock_key, cache: RefCell::new(HashMap::new()) };
@@ -63,6 +67,14 @@ impl Store {
 }
 
 impl PgBoard {
+    /// Take the board's tick lock for this connection's life, without waiting: `false` when another
+    /// dispatcher, on any host, holds it. Released when the connection closes (the tick's end, or a
+    /// dead host's session ending).
+    pub(super) fn try_tick_lock(&mut self) -> Result<bool> {
+        let key = self.lock_key ^ 1;
+        Ok(self.client.query_one("SELECT pg_try_advisory_lock($1)", &[&key])?.get(0))
+    }
+
     pub(super) fn write<T>(&mut self, body: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
         let mut tx = self.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key])?;
@@ -103,7 +115,7 @@ impl PgBoard {
         let mut tx = self.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key])?;
         tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
              CREATE TABLE IF NOT EXISTS kanban_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);"
         ))?;
         let found: i64 = tx

@@ -55,9 +55,7 @@ impl Feeds {
             return Ok(sender.subscribe());
         }
         let board = self.home.open_board(slug)?;
-        let mut store = board.open_store()?;
-        let mut last = store.last_event_id()?;
-        drop(store);
+        let mut last = super::outside_runtime(|| board.open_store()?.last_event_id())?;
         let (sender, receiver) = broadcast::channel(BACKLOG);
         let out = sender.clone();
         let slug_owned = slug.to_string();

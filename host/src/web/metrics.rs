@@ -60,7 +60,9 @@ impl Metrics {
             None => home.board_slugs().unwrap_or_default(),
         };
         for slug in slugs {
-            let last = home.open_board(&slug).and_then(|b| Ok(b.open_store()?.last_event_id()?));
+            let last = super::outside_runtime(|| {
+                home.open_board(&slug).and_then(|b| Ok(b.open_store()?.last_event_id()?))
+            });
             if let Ok(last) = last {
                 tallies.insert(slug, Tally { last, counts: BTreeMap::new() });
             }

@@ -95,6 +95,15 @@ impl App {
     }
 }
 
+/// Run a short piece of blocking work from async code that cannot await (a constructor, a subscription)
+/// on a thread of its own, outside the runtime: the store's PostgreSQL client runs a runtime of its own,
+/// which may not be started from a thread that drives async tasks.
+pub fn outside_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope.spawn(work).join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// Run synchronous work (the store, the file system) off the async threads.
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
