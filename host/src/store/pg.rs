@@ -49,11 +49,14 @@ impl Store {
             return Err(StoreError::Invalid(format!("board name '{slug}' cannot name a PostgreSQL schema")));
         }
         let mut client = Client::connect(url, NoTls)?;
-        // A host that stops answering (frozen, partitioned) loses its session, and with it the board's tick
-        // lock, after a minute idle; a live connection is never idle that long (it lives for one command or
-        // one tick).
-        client
-            .batch_execute(&format!("SET search_path TO \"{schema}\"; SET idle_session_timeout = '60s'"))?;
+        // A host that stops answering (frozen, partitioned) loses its session after a minute idle, and with
+        // it the board's tick lock, or its write lock if it stopped inside a transaction; a live connection
+        // is never idle that long (it lives for one command or one tick, and a transaction never waits on
+        // a process or a plugin).
+        client.batch_execute(&format!(
+            "SET search_path TO \"{schema}\"; SET idle_session_timeout = '60s';
+             SET idle_in_transaction_session_timeout = '60s'"
+        ))?;
         let digest = Sha256::digest(schema.as_bytes());
         let lock_key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
         let mut board = PgBoard { client, lock_key, cache: RefCell::new(HashMap::new()) };
