@@ -192,6 +192,21 @@ impl PgBoard {
     /// Bring the board's schema to [`SCHEMA_VERSION`], additively, in one transaction under the board's
     /// lock (two hosts opening a new board at once create it once). Returns the version found.
     fn migrate(&mut self, schema: &str) -> Result<i64> {
+        // Almost always the schema is current: read that without the board's lock (every command and
+        // supervisor opens the board; they must not queue behind its writers just to learn it). A schema
+        // not made yet fails this read, which is fine: the locked path makes it.
+        let current = self.client.query_one(
+            "SELECT (SELECT value FROM kanban_meta WHERE key = 'schema_version'),
+                    (SELECT value FROM kanban_meta WHERE key = 'shared_version')",
+            &[],
+        );
+        if let Ok(row) = current
+            && let (Some(found), Some(shared)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
+            && found >= SCHEMA_VERSION
+            && shared >= SHARED_VERSION
+        {
+            return Ok(found);
+        }
         let mut tx = self.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key])?;
         tx.batch_execute(&format!(
