@@ -347,6 +347,7 @@ impl Home {
                     config: BoardConfig::default(),
                     config_hash: String::new(),
                     database: read_database(&self.board_dir(slug))?,
+                    opened: Opened::default(),
                 };
                 Ok((board, Some(err)))
             }
@@ -357,15 +358,18 @@ impl Home {
     fn load_board(&self, slug: &str) -> Result<Board> {
         let dir = self.require_board(slug)?;
         let database = read_database(&dir)?;
+        let opened = Opened::default();
         if let Some(url) = &database {
-            shared::sync(self, &dir, slug, url)?;
+            // The connection that settled the config is the one the command goes on with.
+            let store = shared::sync(self, &dir, slug, url)?;
+            *opened.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(store);
         }
         let toml_path = dir.join("board.toml");
         let text =
             fs::read_to_string(&toml_path).map_err(io(format!("cannot read {}", toml_path.display())))?;
         let config = BoardConfig::parse(&text, &toml_path)?;
         let config_hash = crate::digest::sha256_hex(text.as_bytes());
-        Ok(Board { slug: slug.to_string(), dir, config, config_hash, database })
+        Ok(Board { slug: slug.to_string(), dir, config, config_hash, database, opened })
     }
 
     /// Remove a board. Without `delete` the folder moves to `<home>/archive/`; with it, the folder is
@@ -501,6 +505,19 @@ pub struct Board {
     /// The PostgreSQL database that holds the board's cards (`board create --database`), shared by the
     /// hosts of a fleet; `None` for the board's own SQLite file.
     pub database: Option<String>,
+    /// The connection loading a PostgreSQL board opened (to settle its config), for the first
+    /// [`Board::open_store`] to take: one connection a command, not two.
+    opened: Opened,
+}
+
+/// A store opened while loading a board, handed to its first [`Board::open_store`]; clones share it.
+#[derive(Clone, Default)]
+struct Opened(std::sync::Arc<std::sync::Mutex<Option<Store>>>);
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Opened")
+    }
 }
 
 impl Board {
@@ -559,6 +576,9 @@ impl Board {
         self.dir.join(DATABASE_FILE)
     }
     pub fn open_store(&self) -> Result<Store, StoreError> {
+        if let Some(store) = self.opened.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Ok(store);
+        }
         match &self.database {
             Some(url) => Store::open_postgres(url, &self.slug),
             None => Store::open(&self.db_path()),

@@ -31,8 +31,9 @@ use crate::store::{SharedConfig, SharedPlugin, Store};
 /// The sha256 of the shared config this host's `board.toml` was last synced with.
 pub const SYNCED_FILE: &str = "board.toml.synced";
 
-/// Settle the board's `board.toml` and plugins with the database's (see the module's docs).
-pub(super) fn sync(home: &Home, dir: &Path, slug: &str, url: &str) -> Result<()> {
+/// Settle the board's `board.toml` and plugins with the database's (see the module's docs). Returns the
+/// open store, for the command to go on with.
+pub(super) fn sync(home: &Home, dir: &Path, slug: &str, url: &str) -> Result<Store> {
     let mut store = Store::open_postgres(url, slug)?;
     let (shared, pins) = store.shared_state()?;
     let host = home.host_id()?;
@@ -42,8 +43,7 @@ pub(super) fn sync(home: &Home, dir: &Path, slug: &str, url: &str) -> Result<()>
     if let Ok(config) = BoardConfig::parse(&text, &dir.join("board.toml")) {
         sync_plugins(home, &mut store, &config, &pins, &host, now)?;
     }
-    store.close()?;
-    Ok(())
+    Ok(store)
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>> {
