@@ -1,10 +1,13 @@
 //! Several hosts working one board: three daemons, each with a home of its own (and so a host id, labels and
-//! a capacity of its own), share the board's folder (a symlink in the second and third homes). The same
-//! rules must hold whichever host ticks: no card claimed twice, the board's and each host's caps never
-//! exceeded, a profile's cards only on hosts with its labels, a dead host's cards requeued by the others, and
-//! a host frozen past its claims unable to finish a card another host now runs.
+//! a capacity of its own), work one board, on either store: a SQLite board whose folder they share (a
+//! symlink in the second and third homes, as hosts on one machine or a shared disk would), and a board
+//! kept in PostgreSQL (each host's own folder names the database; the config travels through it). The
+//! same rules must hold whichever host ticks: no card claimed twice, the board's and each host's caps never
+//! exceeded, a profile's cards only on hosts with its labels, a dead host's cards requeued by the others,
+//! and a host frozen past its claims unable to finish a card another host now runs.
 //!
-//! `KANBAN_FLEET_CARDS` sets the race's size (default 240; the issue's long variant is 2,000).
+//! `KANBAN_FLEET_CARDS` sets the race's size (default 240; the issue's long variant is 2,000). The
+//! PostgreSQL variants need `KANBAN_TEST_DATABASE_URL` (see `tests/postgres.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -16,6 +19,70 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rusqlite::Connection;
 
 use crate::common::*;
+use crate::postgres::{database_url, fresh_slug};
+
+/// Where the board lives.
+#[derive(Clone, Copy, PartialEq)]
+enum Store {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection of the test's own to the board's store, to watch it from outside every host.
+enum Db {
+    Lite(Connection),
+    Pg(postgres::Client),
+}
+
+impl Db {
+    fn count(&mut self, sql: &str) -> i64 {
+        match self {
+            Db::Lite(conn) => conn.query_row(sql, [], |r| r.get(0)).unwrap(),
+            Db::Pg(client) => client.query_one(sql, &[]).unwrap().get(0),
+        }
+    }
+
+    fn text(&mut self, sql: &str) -> String {
+        match self {
+            Db::Lite(conn) => conn.query_row(sql, [], |r| r.get(0)).unwrap(),
+            Db::Pg(client) => client.query_one(sql, &[]).unwrap().get(0),
+        }
+    }
+
+    /// The cards running now, on the board and per host id, in one snapshot.
+    fn running(&mut self) -> (i64, Vec<(String, i64)>) {
+        const BOARD: &str = "SELECT COUNT(*) FROM tasks WHERE status = 'running'";
+        const PER_HOST: &str =
+            "SELECT r.host_id, COUNT(*) FROM tasks t JOIN task_runs r ON r.id = t.current_run_id
+                                 WHERE t.status = 'running' GROUP BY r.host_id";
+        match self {
+            Db::Lite(conn) => {
+                let tx = conn.unchecked_transaction().unwrap();
+                let board = tx.query_row(BOARD, [], |r| r.get(0)).unwrap();
+                let mut stmt = tx.prepare(PER_HOST).unwrap();
+                let hosts = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .unwrap()
+                    .map(|row| row.unwrap())
+                    .collect();
+                drop(stmt);
+                tx.commit().unwrap();
+                (board, hosts)
+            }
+            Db::Pg(client) => {
+                let mut tx = client
+                    .build_transaction()
+                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                    .start()
+                    .unwrap();
+                let board = tx.query_one(BOARD, &[]).unwrap().get(0);
+                let hosts = tx.query(PER_HOST, &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+                tx.commit().unwrap();
+                (board, hosts)
+            }
+        }
+    }
+}
 
 const BOARD_CAP: i64 = 6;
 
@@ -23,18 +90,20 @@ const BOARD_CAP: i64 = 6;
 struct Host {
     fleet: Fleet,
     name: &'static str,
+    slug: String,
     daemon: Option<Child>,
 }
 
 impl Host {
-    fn new(name: &'static str, config: &str, shared: Option<&Path>) -> Host {
+    /// A host whose home has `config`; with `shared`, its `boards/SLUG` is that folder.
+    fn new(name: &'static str, config: &str, slug: &str, shared: Option<&Path>) -> Host {
         let fleet = Fleet::new();
         std::fs::write(fleet.home().join("config.toml"), config).unwrap();
         if let Some(board) = shared {
             std::fs::create_dir_all(fleet.home().join("boards")).unwrap();
-            std::os::unix::fs::symlink(board, fleet.board_dir("web")).unwrap();
+            std::os::unix::fs::symlink(board, fleet.board_dir(slug)).unwrap();
         }
-        Host { fleet, name, daemon: None }
+        Host { fleet, name, slug: slug.to_string(), daemon: None }
     }
 
     fn id(&self) -> String {
@@ -48,7 +117,7 @@ impl Host {
         let mut cmd = clean_cmd();
         cmd.arg("--home")
             .arg(self.fleet.home())
-            .args(["--board", "web", "daemon", "--interval", "0.1"])
+            .args(["--board", &self.slug, "daemon", "--interval", "0.1"])
             .env("KANBAN_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -66,9 +135,15 @@ impl Host {
         std::fs::read_to_string(self.fleet.home().join("daemon.log")).unwrap_or_default()
     }
 
-    /// `kanban --board web ARGS` from this host's home, on the real clock.
+    /// `kanban --board SLUG ARGS` from this host's home, on the real clock.
     fn run(&self, args: &[&str]) -> std::process::Output {
-        clean_cmd().arg("--home").arg(self.fleet.home()).args(["--board", "web"]).args(args).output().unwrap()
+        clean_cmd()
+            .arg("--home")
+            .arg(self.fleet.home())
+            .args(["--board", &self.slug])
+            .args(args)
+            .output()
+            .unwrap()
     }
 }
 
@@ -87,16 +162,30 @@ impl Drop for Host {
 struct Cluster {
     hosts: Vec<Host>,
     outside: tempfile::TempDir,
+    store: Store,
+    slug: String,
 }
 
 impl Cluster {
-    fn new(worker_body: &str, claim_ttl: i64) -> Cluster {
-        let a = Host::new("a", "[host]\nmax_workers = 2\n", None);
-        let ok = a.fleet.k.run(&["board", "create", "web"]);
+    fn new(store: Store, worker_body: &str, claim_ttl: i64) -> Cluster {
+        let slug = match store {
+            Store::Sqlite => "web".to_string(),
+            Store::Postgres => fresh_slug(),
+        };
+        let configs = [
+            ("a", "[host]\nmax_workers = 2\n"),
+            ("b", "[host]\nmax_workers = 2\nlabels = [\"linux\"]\n"),
+            ("c", "[host]\nmax_workers = 3\nlabels = [\"gpu\", \"linux\"]\n"),
+        ];
+        let a = Host::new(configs[0].0, configs[0].1, &slug, None);
+        let mut create = vec!["board", "create", &slug];
+        let url = if store == Store::Postgres { database_url() } else { String::new() };
+        if store == Store::Postgres {
+            create.extend(["--database", &url]);
+        }
+        let ok = a.fleet.k.run(&create);
         assert!(ok.status.success(), "{ok:?}");
-        let board = a.fleet.board_dir("web");
-        let b = Host::new("b", "[host]\nmax_workers = 2\nlabels = [\"linux\"]\n", Some(&board));
-        let c = Host::new("c", "[host]\nmax_workers = 3\nlabels = [\"gpu\", \"linux\"]\n", Some(&board));
+        let board = a.fleet.board_dir(&slug);
         let outside = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(outside.path().join("out")).unwrap();
         let script = outside.path().join("worker.sh");
@@ -112,19 +201,42 @@ impl Cluster {
              [profiles.trainer]\ncommand = [\"sh\", {script:?}]\n{env}\nrequires = [\"gpu\"]\n"
         );
         std::fs::write(board.join("board.toml"), toml).unwrap();
-        let check = a.run(&["board", "check", "web"]);
+        // On PostgreSQL this publishes the edit to the fleet; the other hosts take it when they join.
+        let check = a.run(&["board", "check", &slug]);
         assert!(check.status.success(), "{check:?}");
-        Cluster { hosts: vec![a, b, c], outside }
+        let mut hosts = vec![a];
+        for (name, config) in &configs[1..] {
+            let host = match store {
+                Store::Sqlite => Host::new(name, config, &slug, Some(&board)),
+                Store::Postgres => {
+                    let host = Host::new(name, config, &slug, None);
+                    let joined = host.fleet.k.run(&create);
+                    assert!(joined.status.success(), "{joined:?}");
+                    host
+                }
+            };
+            hosts.push(host);
+        }
+        Cluster { hosts, outside, store, slug }
     }
 
     fn out(&self) -> PathBuf {
         self.outside.path().join("out")
     }
 
-    fn db(&self) -> Connection {
-        let conn = Connection::open(self.hosts[0].fleet.db_path("web")).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
-        conn
+    fn db(&self) -> Db {
+        match self.store {
+            Store::Sqlite => {
+                let conn = Connection::open(self.hosts[0].fleet.db_path(&self.slug)).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                Db::Lite(conn)
+            }
+            Store::Postgres => {
+                let mut client = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+                client.batch_execute(&format!("SET search_path TO \"kanban_{}\"", self.slug)).unwrap();
+                Db::Pg(client)
+            }
+        }
     }
 
     fn create(&self, n: usize, profile: &str) -> Vec<String> {
@@ -134,7 +246,7 @@ impl Cluster {
         let out = clean_cmd()
             .arg("--home")
             .arg(self.hosts[0].fleet.home())
-            .args(["--board", "web", "import", "-", "--json"])
+            .args(["--board", &self.slug, "import", "-", "--json"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -159,31 +271,16 @@ impl Cluster {
 }
 
 /// Sample the board until stopped: the most cards running at once, on the board and on each host.
-fn sample(
-    db: Connection,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<(i64, BTreeMap<String, i64>, usize)> {
+fn sample(mut db: Db, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(i64, BTreeMap<String, i64>, usize)> {
     std::thread::spawn(move || {
         let (mut board, mut per_host, mut samples) = (0, BTreeMap::<String, i64>::new(), 0);
         while !stop.load(Ordering::Relaxed) {
-            let tx = db.unchecked_transaction().unwrap();
-            let running: i64 = tx
-                .query_row("SELECT COUNT(*) FROM tasks WHERE status = 'running'", [], |r| r.get(0))
-                .unwrap();
+            let (running, hosts) = db.running();
             board = board.max(running);
-            let mut stmt = tx
-                .prepare(
-                    "SELECT r.host_id, COUNT(*) FROM tasks t JOIN task_runs r ON r.id = t.current_run_id
-                      WHERE t.status = 'running' GROUP BY r.host_id",
-                )
-                .unwrap();
-            for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap() {
-                let (host, n) = row.unwrap();
+            for (host, n) in hosts {
                 let most = per_host.entry(host).or_default();
                 *most = (*most).max(n);
             }
-            drop(stmt);
-            tx.commit().unwrap();
             samples += 1;
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
@@ -191,28 +288,34 @@ fn sample(
     })
 }
 
-fn count(db: &Connection, sql: &str) -> i64 {
-    db.query_row(sql, [], |r| r.get(0)).unwrap()
+#[test]
+fn three_hosts_share_a_board_without_a_double_spawn_or_a_cap_exceeded() {
+    race(Store::Sqlite);
 }
 
 #[test]
-fn three_hosts_share_a_board_without_a_double_spawn_or_a_cap_exceeded() {
+fn three_hosts_share_a_postgres_board_without_a_double_spawn_or_a_cap_exceeded() {
+    race(Store::Postgres);
+}
+
+fn race(store: Store) {
     let cards: usize = std::env::var("KANBAN_FLEET_CARDS").ok().and_then(|n| n.parse().ok()).unwrap_or(240);
     let mut cluster = Cluster::new(
+        store,
         r#"echo "$KANBAN_TASK $KANBAN_RUN_ID $KANBAN_HOME" >> "$OUT/spawns"
 "$KANBAN_BIN" complete "$KANBAN_TASK" > /dev/null"#,
         900,
     );
     let gpu = cluster.create(cards / 8, "trainer");
     let plain = cluster.create(cards - cards / 8, "coder");
-    let db = cluster.db();
+    let mut db = cluster.db();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample(cluster.db(), stop.clone());
     for host in &mut cluster.hosts {
         host.start();
     }
     let limit = std::time::Instant::now() + std::time::Duration::from_secs(60 + cards as u64 / 4);
-    while count(&db, "SELECT COUNT(*) FROM tasks WHERE status = 'done'") < cards as i64 {
+    while db.count("SELECT COUNT(*) FROM tasks WHERE status = 'done'") < cards as i64 {
         assert!(
             std::time::Instant::now() < limit,
             "not every card was done in time: {:?}\n{}",
@@ -225,8 +328,8 @@ fn three_hosts_share_a_board_without_a_double_spawn_or_a_cap_exceeded() {
     let (most_on_board, most_per_host, samples) = sampler.join().unwrap();
 
     // Every card ran exactly once: one run each, one worker start each.
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM task_runs"), cards as i64, "one run a card");
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM task_runs WHERE outcome = 'completed'"), cards as i64);
+    assert_eq!(db.count("SELECT COUNT(*) FROM task_runs"), cards as i64, "one run a card");
+    assert_eq!(db.count("SELECT COUNT(*) FROM task_runs WHERE outcome = 'completed'"), cards as i64);
     let spawns = std::fs::read_to_string(cluster.out().join("spawns")).unwrap();
     let mut seen = BTreeSet::new();
     let mut by_home: BTreeMap<String, usize> = BTreeMap::new();
@@ -274,21 +377,29 @@ fn task_ids_by(out: &std::process::Output) -> Vec<String> {
 /// its claims expire and it has shown no sign of life, uncounted, and finished there.
 #[test]
 fn a_dead_hosts_cards_are_requeued_by_the_others_and_finished() {
+    dead_host(Store::Sqlite);
+}
+
+#[test]
+fn a_dead_hosts_cards_on_a_postgres_board_are_requeued_by_the_others_and_finished() {
+    dead_host(Store::Postgres);
+}
+
+fn dead_host(store: Store) {
     // Only the first host's workers hang (so it is sure to hold cards when it dies): its home holds a mark.
     let mut cluster = Cluster::new(
+        store,
         r#"[ -e "$KANBAN_HOME/hang-here" ] && exec sleep 600
 "$KANBAN_BIN" complete "$KANBAN_TASK" > /dev/null"#,
         2,
     );
     std::fs::write(cluster.hosts[0].fleet.home().join("hang-here"), "").unwrap();
     let ids = cluster.create(2, "coder");
-    let db = cluster.db();
+    let mut db = cluster.db();
     cluster.hosts[0].start();
     let a = cluster.hosts[0].id();
     wait_for("the first host to run both cards", || {
-        count(
-            &db,
-            &format!(
+        db.count(&format!(
                 "SELECT COUNT(*) FROM tasks t JOIN task_runs r ON r.id = t.current_run_id WHERE t.status = 'running' AND r.host_id = '{a}'"
             ),
         ) == 2
@@ -327,8 +438,18 @@ fn a_dead_hosts_cards_are_requeued_by_the_others_and_finished() {
 /// and its supervisor stops the worker whose card runs elsewhere now.
 #[test]
 fn a_host_frozen_past_its_claims_cannot_finish_a_card_another_host_now_runs() {
+    frozen_host(Store::Sqlite);
+}
+
+#[test]
+fn a_host_frozen_past_its_claims_on_a_postgres_board_cannot_finish_a_card_another_host_now_runs() {
+    frozen_host(Store::Postgres);
+}
+
+fn frozen_host(store: Store) {
     // The first host's worker never reports (its home holds a mark); the others' report after a second.
     let mut cluster = Cluster::new(
+        store,
         r#"[ -e "$KANBAN_HOME/hang-here" ] && exec sleep 600
 sleep 1
 "$KANBAN_BIN" complete "$KANBAN_TASK" --result "from $KANBAN_HOME" > /dev/null"#,
@@ -336,19 +457,20 @@ sleep 1
     );
     std::fs::write(cluster.hosts[0].fleet.home().join("hang-here"), "").unwrap();
     let id = cluster.create(1, "coder").remove(0);
-    let db = cluster.db();
+    let mut db = cluster.db();
     cluster.hosts[0].start();
     let mut first_run = 0;
     wait_for("the first host to run the card", || {
-        first_run = count(&db, "SELECT COALESCE(MAX(id), 0) FROM task_runs WHERE worker_pid IS NOT NULL");
+        first_run = db.count("SELECT COALESCE(MAX(id), 0) FROM task_runs WHERE worker_pid IS NOT NULL");
         first_run > 0
     });
     // Freeze it between two ticks: a host frozen inside a tick would hold the board's tick lock (a file
-    // lock on one machine), and no other host could tick at all. Holding that lock here waits for the tick
+    // lock on one machine, or the database's), and no other host could tick until it thawed (or, on
+    // PostgreSQL, until its session timed out). Holding the host's own lock file here waits for the tick
     // under way to end, and keeps the next from starting until the host is frozen.
     let lock = std::fs::OpenOptions::new()
         .write(true)
-        .open(cluster.hosts[0].fleet.board_dir("web").join("dispatch.lock"))
+        .open(cluster.hosts[0].fleet.board_dir(&cluster.slug).join("dispatch.lock"))
         .unwrap();
     let lock =
         nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e).unwrap();
@@ -356,7 +478,7 @@ sleep 1
     drop(lock);
     cluster.hosts[1].start();
     wait_for("another host to take the card over", || {
-        count(&db, &format!("SELECT COUNT(*) FROM task_runs WHERE task_id = '{id}' AND id > {first_run}")) > 0
+        db.count(&format!("SELECT COUNT(*) FROM task_runs WHERE task_id = '{id}' AND id > {first_run}")) > 0
     });
     cluster.hosts[0].signal(nix::sys::signal::Signal::SIGCONT);
 
@@ -364,7 +486,7 @@ sleep 1
     let stale = clean_cmd()
         .arg("--home")
         .arg(cluster.hosts[0].fleet.home())
-        .args(["--board", "web", "complete", &id, "--result", "from the frozen host"])
+        .args(["--board", &cluster.slug, "complete", &id, "--result", "from the frozen host"])
         .env("KANBAN_TASK", &id)
         .env("KANBAN_RUN_ID", first_run.to_string())
         .output()
@@ -374,9 +496,9 @@ sleep 1
     assert!(why.contains(&format!("run {first_run}")), "the refusal names the attempt: {why}");
 
     wait_for("the card to be done by the second host", || {
-        count(&db, &format!("SELECT COUNT(*) FROM tasks WHERE id = '{id}' AND status = 'done'")) == 1
+        db.count(&format!("SELECT COUNT(*) FROM tasks WHERE id = '{id}' AND status = 'done'")) == 1
     });
-    let result: String = db.query_row("SELECT result FROM tasks WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
+    let result = db.text(&format!("SELECT result FROM tasks WHERE id = '{id}'"));
     assert_eq!(result, format!("from {}", cluster.hosts[1].fleet.home().display()));
     // The thawed host's supervisor stops the worker of the attempt it lost.
     wait_for("the first host's stale worker to be stopped", || {
@@ -385,7 +507,7 @@ sleep 1
     let kinds: Vec<String> = cluster.hosts[1]
         .fleet
         .k
-        .json_lines(&["--board", "web", "events", "--json"])
+        .json_lines(&["--board", &cluster.slug, "events", "--json"])
         .iter()
         .filter(|e| e["run_id"] == first_run)
         .map(|e| e["kind"].as_str().unwrap().to_string())

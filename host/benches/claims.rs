@@ -92,12 +92,7 @@ fn main() {
     let cards = env_usize("KANBAN_BENCH_CARDS", 2_000);
     let sizes = env_sizes("KANBAN_BENCH_SIZES", &[1_000, 10_000, 100_000]);
     let runs = env_usize("KANBAN_BENCH_RUNS", 5);
-    let url = std::env::var("KANBAN_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "the PostgreSQL rows need a server: set KANBAN_TEST_DATABASE_URL (`.ci/postgres start DIR` starts \
-             a throwaway one and prints it)"
-        )
-    });
+    let url = support::database_url();
     let dir = tempfile::tempdir().unwrap();
     let mut report = Report::new(
         "claims",

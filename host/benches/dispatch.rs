@@ -9,11 +9,13 @@
 //! - `kanban dispatch --json` for real as a whole process: it spawns 8 supervised workers (each runs
 //!   `kanban complete` and exits; the bench waits for them between samples, outside the timing).
 //!
+//! Then the same on boards kept in PostgreSQL (the server at `KANBAN_TEST_DATABASE_URL`; without it the
+//! bench fails, saying so).
+//!
 //! Prints medians and p90s and writes them into `docs/performance.md`; asserts nothing.
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kanban::board::{Home, write_atomic};
@@ -21,17 +23,46 @@ use kanban::dispatch::{TickOptions, tick};
 use kanban::store::NewTask;
 use support::{Report, Stats, count, env_sizes, env_usize, run_kanban, time};
 
-/// Running cards on a board, straight from SQLite (the bench must not disturb what it measures).
-fn running(db: &Path) -> i64 {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.query_row("SELECT count(*) FROM tasks WHERE status = 'running'", [], |r| r.get(0)).unwrap()
+/// Where a board's cards are, and a connection of the bench's own to them (the bench must not disturb
+/// what it measures).
+enum Cards {
+    Sqlite(rusqlite::Connection),
+    Postgres(postgres::Client),
+}
+
+impl Cards {
+    fn of(board: &kanban::board::Board) -> Cards {
+        match &board.database {
+            Some(url) => Cards::Postgres(support::pg_board(url, &board.slug)),
+            None => Cards::Sqlite(rusqlite::Connection::open(board.db_path()).unwrap()),
+        }
+    }
+
+    fn execute(&mut self, sql: &str) {
+        match self {
+            Cards::Sqlite(conn) => conn.execute_batch(sql).unwrap(),
+            Cards::Postgres(client) => client.batch_execute(sql).unwrap(),
+        }
+    }
+
+    fn count(&mut self, sql: &str) -> i64 {
+        match self {
+            Cards::Sqlite(conn) => conn.query_row(sql, [], |r| r.get(0)).unwrap(),
+            Cards::Postgres(client) => client.query_one(sql, &[]).unwrap().get(0),
+        }
+    }
+
+    fn running(&mut self) -> i64 {
+        self.count("SELECT count(*) FROM tasks WHERE status = 'running'")
+    }
 }
 
 /// Workers that have not completed their cards within a minute: print what their logs say, then fail.
 fn stuck(board: &kanban::board::Board) -> ! {
-    let conn = rusqlite::Connection::open(board.db_path()).unwrap();
-    let mut stmt = conn.prepare("SELECT id FROM tasks WHERE status = 'running'").unwrap();
-    let ids: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let mut store = board.open_store().unwrap();
+    let filter =
+        kanban::store::TaskFilter { status: Some(kanban::model::Status::Running), ..Default::default() };
+    let ids: Vec<String> = store.list_tasks(&filter).unwrap().into_iter().map(|t| t.id).collect();
     for id in &ids {
         let log =
             std::fs::read_to_string(board.dir.join("logs").join(format!("{id}.log"))).unwrap_or_default();
@@ -57,18 +88,27 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let home = Home::resolve(Some(dir.path().to_path_buf())).unwrap();
     let now = 1_800_000_000;
+    let url = support::database_url();
     let mut report = Report::new(
         "dispatch",
         format!(
             "boards of {} cards, a tenth of them ready and assigned, the rest done; built-in respawn guard and \
-             router on; `max_in_progress` 8; {runs} runs in process, {} as processes",
+             router on; `max_in_progress` 8; {runs} runs in process, {} as processes; on SQLite, then on \
+             PostgreSQL 15 on 127.0.0.1 (`fsync=off`, as `.ci/postgres` starts it)",
             sizes.iter().map(|s| count(*s)).collect::<Vec<_>>().join(" / "),
             runs.min(11)
         ),
     );
-    for &total in &sizes {
-        let slug = format!("b{total}");
-        let board = home.create_board(&slug, None, None).unwrap();
+    for (engine, &total) in
+        [None, Some(url.as_str())].into_iter().flat_map(|e| sizes.iter().map(move |s| (e, s)))
+    {
+        // The SQLite rows keep their names; the PostgreSQL rows say so.
+        let on = if engine.is_some() { "PostgreSQL: " } else { "" };
+        let slug = match engine {
+            Some(_) => support::fresh_slug(&format!("b{total}")),
+            None => format!("b{total}"),
+        };
+        let board = home.create_board_in(&slug, None, None, engine).unwrap();
         write_atomic(&board.toml_path(), board_toml().as_bytes()).unwrap();
         let board = home.open_board(&slug).unwrap();
         let mut store = board.open_store().unwrap();
@@ -86,11 +126,9 @@ fn main() {
             store.create_tasks(&batch, now).unwrap();
         }
         store.close().unwrap();
-        let db = board.db_path();
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("UPDATE tasks SET status = 'done' WHERE rowid % 10 <> 0").unwrap();
-        drop(conn);
-        eprintln!("board of {total} cards set up in {:.1} s", setup.elapsed().as_secs_f64());
+        let mut cards = Cards::of(&board);
+        cards.execute("UPDATE tasks SET status = 'done' WHERE rowid % 10 <> 0");
+        eprintln!("{on}board of {total} cards set up in {:.1} s", setup.elapsed().as_secs_f64());
 
         let options = TickOptions { dry_run: true, wait: false };
         let mut runtime = kanban::policy::PolicyRuntime::new(&home);
@@ -103,12 +141,15 @@ fn main() {
                 elapsed
             })
             .collect();
-        report.row(format!("dry-run tick, in process, {} cards", count(total)), Stats::of(in_process).ms());
+        report
+            .row(format!("{on}dry-run tick, in process, {} cards", count(total)), Stats::of(in_process).ms());
 
         let args = ["--board", slug.as_str(), "dispatch", "--dry-run", "--json"];
         let dry: Vec<Duration> = (0..runs.min(11)).map(|_| run_kanban(dir.path(), &args)).collect();
-        report
-            .row(format!("`kanban dispatch --dry-run --json`, {} cards", count(total)), Stats::of(dry).ms());
+        report.row(
+            format!("{on}`kanban dispatch --dry-run --json`, {} cards", count(total)),
+            Stats::of(dry).ms(),
+        );
 
         let args = ["--board", slug.as_str(), "dispatch", "--json"];
         let real: Vec<Duration> = (0..runs.min(11))
@@ -117,7 +158,7 @@ fn main() {
                 // Wait (untimed) for the 8 workers to complete their cards, so every sample settles 8 and
                 // spawns 8.
                 let deadline = Instant::now() + Duration::from_secs(60);
-                while running(&db) > 0 {
+                while cards.running() > 0 {
                     if Instant::now() > deadline {
                         stuck(&board);
                     }
@@ -128,7 +169,7 @@ fn main() {
             .collect();
         report.row(
             format!(
-                "`kanban dispatch --json` for real (spawns 8 supervised workers), {} cards",
+                "{on}`kanban dispatch --json` for real (spawns 8 supervised workers), {} cards",
                 count(total)
             ),
             Stats::of(real).ms(),

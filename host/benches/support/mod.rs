@@ -194,3 +194,28 @@ pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
+
+/// The PostgreSQL server the fleet rows run against; without it the bench fails, saying so.
+pub fn database_url() -> String {
+    std::env::var("KANBAN_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "the PostgreSQL rows need a server: set KANBAN_TEST_DATABASE_URL (`.ci/postgres start DIR` starts \
+             a throwaway one and prints it)"
+        )
+    })
+}
+
+/// A connection of the bench's own to board `slug`'s schema, to set it up and watch it without going
+/// through what is measured.
+pub fn pg_board(url: &str, slug: &str) -> postgres::Client {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client.batch_execute(&format!("SET search_path TO \"kanban_{slug}\"")).unwrap();
+    client
+}
+
+/// A slug no earlier run against the same server used.
+pub fn fresh_slug(prefix: &str) -> String {
+    let mut id = [0u8; 5];
+    getrandom::fill(&mut id).unwrap();
+    format!("{prefix}-{}", hex::encode(id))
+}

@@ -5,6 +5,7 @@
 //! prove are boards under this home.
 
 pub mod config;
+mod shared;
 
 use std::fs;
 use std::io::Write;
@@ -355,12 +356,15 @@ impl Home {
 
     fn load_board(&self, slug: &str) -> Result<Board> {
         let dir = self.require_board(slug)?;
+        let database = read_database(&dir)?;
+        if let Some(url) = &database {
+            shared::sync(self, &dir, slug, url)?;
+        }
         let toml_path = dir.join("board.toml");
         let text =
             fs::read_to_string(&toml_path).map_err(io(format!("cannot read {}", toml_path.display())))?;
         let config = BoardConfig::parse(&text, &toml_path)?;
         let config_hash = crate::digest::sha256_hex(text.as_bytes());
-        let database = read_database(&dir)?;
         Ok(Board { slug: slug.to_string(), dir, config, config_hash, database })
     }
 

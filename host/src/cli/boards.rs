@@ -179,10 +179,17 @@ fn migrated(done: &crate::ops::migrate::Migrated) {
             println!("  database.url was moved to {}/", done.archive);
         }
     }
-    println!(
-        "  board.toml, attachment files, workspaces, logs and installed plugins stay where they were (they are \
-         not in the database)"
-    );
+    if done.to == "postgresql" {
+        println!(
+            "  board.toml and the plugins its policies name are published to the database, shared with every host \
+             that joins the board; attachment files, workspaces and logs stay in the board's folder"
+        );
+    } else {
+        println!(
+            "  board.toml (this host's copy of the shared config), attachment files, workspaces, logs and installed \
+             plugins stay where they were"
+        );
+    }
 }
 
 fn show(

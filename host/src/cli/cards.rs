@@ -477,7 +477,9 @@ fn events(
             return Ok(());
         }
         out.flush()?;
-        std::thread::sleep(std::time::Duration::from_millis(250));
+        if store.wait_for_events(std::time::Duration::from_millis(250))? {
+            tracing::debug!("new events pushed");
+        }
     }
 }
 

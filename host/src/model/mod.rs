@@ -252,6 +252,10 @@ named_enum! {
         /// The tick skipped a schedule's occurrence (`--skip-if-open`, missed by the catch-up rule, or its
         /// card could not be created). Board-level.
         RecurringSkipped => "recurring_skipped",
+        /// A host published the board's configuration to the fleet (a shared board only). Board-level.
+        ConfigPublished => "config_published",
+        /// A host pinned a plugin name to new bytes for the fleet (a shared board only). Board-level.
+        PluginPublished => "plugin_published",
     }
 }
 

@@ -329,6 +329,13 @@ fn to_postgres(home: &Home, board: &Board, url: &str, now: i64) -> anyhow::Resul
             board.db_path().display()
         )),
     }
+    // The board's first load in PostgreSQL publishes its board.toml and the plugins its policies name for
+    // the hosts that join it (the shared config, see crate::board's sync).
+    if let Err(e) = home.open_board(slug) {
+        warnings.push(format!(
+            "the board's config was not published to the database yet: {e}; its next command publishes it"
+        ));
+    }
     Ok(Migrated {
         slug: slug.to_string(),
         from: SQLITE,

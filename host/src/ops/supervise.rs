@@ -110,8 +110,10 @@ pub fn supervise(home: &Home, desk: &mut Desk, task_id: &str, run_id: i64) -> an
         if ended.code != Some(0) {
             ended.last_output = worker::last_output_line(&files.log, offset);
         }
-        let after = desk.store.get_task(task_id)?;
-        let after_run = desk.store.get_run(run_id)?;
+        let Some((after, after_run)) = read_after_exit(desk, task_id, run_id) else {
+            exit = Some(ended); // recorded (or left in the exit file) like any exit
+            break;
+        };
         let no_terminal_call = after.status == Status::Running
             && after.current_run_id == Some(run_id)
             && after_run.status == RunStatus::Running;
@@ -296,6 +298,30 @@ fn finish_run(
         stop::report_cleanup(board, &task);
     }
     Ok(())
+}
+
+/// The card and the run as the worker left them, read with the same retries as recording an exit (the
+/// store may be briefly unreachable when the worker ends); `None` when the store stayed out of reach.
+fn read_after_exit(
+    desk: &mut Desk,
+    task_id: &str,
+    run_id: i64,
+) -> Option<(crate::model::Task, crate::model::Run)> {
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=RECORD_RETRIES {
+        match desk.store.get_task(task_id).and_then(|task| Ok((task, desk.store.get_run(run_id)?))) {
+            Ok(read) => return Some(read),
+            Err(e) if attempt < RECORD_RETRIES => {
+                tracing::warn!(task = %task_id, run = run_id, error = %e, attempt, "cannot read the card after its worker ended; retrying");
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            Err(e) => {
+                tracing::error!(task = %task_id, run = run_id, error = %e, "cannot read the card after its worker ended");
+            }
+        }
+    }
+    None
 }
 
 /// Record the exit, retrying with backoff (a locked or briefly unreachable store must not turn an exit

@@ -310,10 +310,6 @@ pub fn adopt(
     sha256: &str,
     bytes: &[u8],
 ) -> Result<(), PluginStoreError> {
-    let actual = sha256_hex(bytes);
-    if actual != sha256 {
-        return Err(PluginStoreError::Invalid(format!("plugin blob {sha256} hashes to {actual}")));
-    }
     let mut index = read_index(home)?;
     if let Some(entry) = entry
         && let Some(existing) = index.plugins.get(&entry.name)
@@ -324,6 +320,34 @@ pub fn adopt(
             entry.name, existing.sha256
         )));
     }
+    store_blob(home, sha256, bytes)?;
+    if let Some(entry) = entry
+        && !index.plugins.contains_key(&entry.name)
+    {
+        index.plugins.insert(entry.name.clone(), entry.clone());
+        write_index(home, &index)?;
+    }
+    Ok(())
+}
+
+/// Install a plugin as a shared board pins it for every host (see [`crate::board`]'s sync): its blob,
+/// checked against its hash, and `name → hash` in the index, replacing what the name meant here.
+pub fn adopt_pinned(home: &Home, entry: &Installed, bytes: &[u8]) -> Result<(), PluginStoreError> {
+    store_blob(home, &entry.sha256, bytes)?;
+    let mut index = read_index(home)?;
+    if index.plugins.get(&entry.name) != Some(entry) {
+        index.plugins.insert(entry.name.clone(), entry.clone());
+        write_index(home, &index)?;
+    }
+    Ok(())
+}
+
+/// Store `bytes` as the blob of `sha256`, after checking they hash to it; a blob already stored is kept.
+pub fn store_blob(home: &Home, sha256: &str, bytes: &[u8]) -> Result<(), PluginStoreError> {
+    let actual = sha256_hex(bytes);
+    if actual != sha256 {
+        return Err(PluginStoreError::Invalid(format!("plugin blob {sha256} hashes to {actual}")));
+    }
     if blob_bytes(home, sha256).is_none() {
         let blob = blob_path(home, sha256);
         let blobs = blob.parent().expect("blobs dir");
@@ -331,12 +355,6 @@ pub fn adopt(
             .map_err(|error| PluginStoreError::Io { path: blobs.to_path_buf(), error })?;
         write_atomic(&blob, bytes)
             .map_err(|e| PluginStoreError::Invalid(format!("cannot store the plugin: {e}")))?;
-    }
-    if let Some(entry) = entry
-        && !index.plugins.contains_key(&entry.name)
-    {
-        index.plugins.insert(entry.name.clone(), entry.clone());
-        write_index(home, &index)?;
     }
     Ok(())
 }

@@ -1044,12 +1044,20 @@ impl Store {
             ids.iter().map(|id| (id.clone(), CardHistory::default())).collect();
         self.read(|tx| {
             // The newest `limit` rows of each card: a correlated LIMIT per card over the (task_id, id)
-            // index, so a card with a long history costs `limit` rows, not its whole history.
+            // index, so a card with a long history costs `limit` rows, not its whole history. PostgreSQL
+            // says it with a lateral join (its planner runs the `IN (subquery)` form per row pair).
+            let lateral = tx.is_postgres();
             let newest = |table: &str, columns: &str, limit: i64, order: &str| {
+                let per_card = format!(
+                    "FROM {table} AS x WHERE x.task_id = wanted.card ORDER BY x.id DESC LIMIT {limit}"
+                );
+                let rows = if lateral {
+                    format!("CROSS JOIN LATERAL (SELECT x.* {per_card}) AS {table}")
+                } else {
+                    format!("JOIN {table} ON {table}.id IN (SELECT x.id {per_card})")
+                };
                 format!(
-                    "SELECT {columns} FROM (SELECT value AS card FROM json_each(?1)) AS wanted
-                       JOIN {table} ON {table}.id IN
-                         (SELECT x.id FROM {table} AS x WHERE x.task_id = wanted.card ORDER BY x.id DESC LIMIT {limit})
+                    "SELECT {columns} FROM (SELECT value AS card FROM json_each(?1)) AS wanted {rows}
                      ORDER BY task_id, id {order}"
                 )
             };

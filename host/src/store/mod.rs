@@ -21,6 +21,7 @@ mod recurring;
 pub(crate) mod rows;
 mod runs;
 mod schema;
+mod shared;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -45,6 +46,10 @@ pub use policy::{PolicyTick, Quarantined};
 pub use recurring::{NewSchedule, Occurrence, card_of};
 pub use runs::{HostSeen, HostSign, RunningCard, Settled};
 pub use schema::SCHEMA_VERSION;
+pub use shared::{SharedConfig, SharedPlugin};
+
+/// The longest a follower of a PostgreSQL board waits for a push before it reads the events again.
+pub const PUSH_REREAD: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Who holds a claim: `lock` is `<hostname>:<pid>` of the dispatcher (for people), `host` the host id that
 /// decides whether a claim is this host's to act on.
@@ -106,6 +111,9 @@ pub enum StoreError {
     /// the message, not a `source` (its own source repeats it).
     #[error("PostgreSQL: {}", pg_message(.0))]
     Postgres(postgres::Error),
+    /// The connection to PostgreSQL went away where it cannot simply be replaced.
+    #[error("PostgreSQL: {0}")]
+    ConnectionLost(String),
     #[error("{context}: {error}")]
     Io { context: String, error: std::io::Error },
 }
@@ -232,6 +240,20 @@ impl Store {
         match &mut self.conn {
             Engine::Lite(_) => Ok(true),
             Engine::Pg(board) => board.try_tick_lock(),
+        }
+    }
+
+    /// Wait for new events of the board: on SQLite, `poll` (the caller reads again after it); on
+    /// PostgreSQL until another connection appends some (they are pushed: `LISTEN`/`NOTIFY`), or at most
+    /// [`PUSH_REREAD`] (a caller reads again then anyway, in case a push was lost with a connection).
+    /// `true` when new events were pushed.
+    pub fn wait_for_events(&mut self, poll: std::time::Duration) -> Result<bool> {
+        match &mut self.conn {
+            Engine::Lite(_) => {
+                std::thread::sleep(poll);
+                Ok(false)
+            }
+            Engine::Pg(board) => board.wait_for_events(PUSH_REREAD),
         }
     }
 

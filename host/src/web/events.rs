@@ -1,5 +1,6 @@
 //! Live events. One poller per board (started by its first client, ended when its last one leaves) reads
-//! only the events newer than the last it saw, every [`POLL`], and broadcasts them to every client of that
+//! only the events newer than the last it saw, every [`POLL`] (on a PostgreSQL board, as soon as they are
+//! pushed: [`crate::store::Store::wait_for_events`]), and broadcasts them to every client of that
 //! board: a change made by anyone (the CLI, a worker, the daemon, another client) reaches the clients
 //! within a second, and the board is never re-read. A resuming client reads what it missed from the store
 //! [`PAGE`] events at a time, however many there are. A client that falls more than [`BACKLOG`] events
@@ -65,9 +66,19 @@ impl Feeds {
         std::thread::Builder::new()
             .name(format!("events-{slug}"))
             .spawn(move || {
-                let mut store = None;
+                let mut store: Option<crate::store::Store> = None;
                 loop {
-                    std::thread::sleep(POLL);
+                    // SQLite is polled; a PostgreSQL board pushes its new events (this returns when it
+                    // does, or after a while without any).
+                    match store.as_mut().map(|s| s.wait_for_events(POLL)) {
+                        None => std::thread::sleep(POLL),
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
+                            tracing::warn!(board = %slug_owned, error = %e, "cannot wait for new events; retrying");
+                            store = None;
+                            std::thread::sleep(POLL);
+                        }
+                    }
                     if out.receiver_count() == 0 {
                         // Checked again under the lock: a client may be joining right now.
                         let mut feeds = feeds_of_poller.lock().unwrap_or_else(|e| e.into_inner());
