@@ -142,7 +142,14 @@ fn a_sqlite_board_moves_to_postgres_and_back_with_every_card_event_run_and_file(
     assert_eq!(files(&archive.join("original")), ["kanban.db"]);
     let shown = f.json(&["board", "show", "--json"]);
     assert!(shown["db"].as_str().unwrap().starts_with("postgres://"), "{shown}");
-    assert_same(&before, &state(&f), "to PostgreSQL");
+    // Its first load in PostgreSQL published the board's config for the hosts that join it: one
+    // board-level event, appended after every copied one.
+    let mut after = state(&f);
+    let events = after.get_mut("events").unwrap().as_array_mut().unwrap();
+    let published = events.pop().unwrap();
+    assert_eq!(published["kind"], "config_published", "{published}");
+    assert_eq!(published["task_id"], Value::Null);
+    assert_same(&before, &after, "to PostgreSQL");
     let elsewhere = Kanban::new();
     elsewhere.ok(&["board", "create", "copy"]);
     std::fs::copy(&archived, elsewhere.db_path("copy")).unwrap();
