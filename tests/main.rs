@@ -15,6 +15,7 @@ mod gc;
 mod host_faults;
 mod hosts;
 mod import;
+mod migrate;
 mod migrations;
 mod notify;
 mod pause;

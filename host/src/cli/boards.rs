@@ -1,5 +1,5 @@
-//! Board commands: create, list, show, switch, remove, set the default workdir, check the config, export
-//! and import.
+//! Board commands: create, list, show, switch, remove, set the default workdir, check the config, export,
+//! import and migrate.
 
 use std::collections::BTreeMap;
 
@@ -129,6 +129,18 @@ pub fn run(inv: &Invocation, command: BoardCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        BoardCommand::Migrate { slug, to, json } => {
+            let to = crate::ops::migrate::Destination::parse(&to)?;
+            let done = crate::ops::migrate::migrate(home, &slug, &to, clock::now())?;
+            for warning in &done.warnings {
+                eprintln!("kanban: warning: {warning}");
+            }
+            if json {
+                return render::json(&done);
+            }
+            migrated(&done);
+            Ok(())
+        }
         BoardCommand::Check { slug } => {
             let slug = slug.unwrap_or_else(|| home.pick_board(inv.board_flag.as_deref()));
             let board = home.open_board(&slug)?;
@@ -140,6 +152,43 @@ pub fn run(inv: &Invocation, command: BoardCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+fn migrated(done: &crate::ops::migrate::Migrated) {
+    let postgres = format!("PostgreSQL {} (schema {})", done.database, done.schema);
+    match done.to {
+        "postgresql" => println!("Migrated board {} from SQLite to {postgres}", done.slug),
+        _ => println!("Migrated board {} from {postgres} to SQLite {}", done.slug, done.sqlite),
+    }
+    for t in &done.tables {
+        println!("  {:<16} {:>8} row(s)  sha256 {}", t.table, t.rows, t.sha256);
+    }
+    println!("  verified: every table's row count and sha256 read back from both stores match");
+    match done.to {
+        "postgresql" => {
+            println!("  the SQLite database is archived, unchanged: {} (it still opens)", done.sqlite);
+            println!("  the board's own file was moved beside it, to {}/original/", done.archive);
+        }
+        _ => {
+            println!(
+                "  the schema {} is left intact in the PostgreSQL database: hosts that still name it work it \
+                 there; drop it once none does (DROP SCHEMA \"{}\" CASCADE)",
+                done.schema, done.schema
+            );
+            println!("  database.url was moved to {}/", done.archive);
+        }
+    }
+    if done.to == "postgresql" {
+        println!(
+            "  board.toml and the plugins its policies name are published to the database, shared with every host \
+             that joins the board; attachment files, workspaces and logs stay in the board's folder"
+        );
+    } else {
+        println!(
+            "  board.toml (this host's copy of the shared config), attachment files, workspaces, logs and installed \
+             plugins stay where they were"
+        );
     }
 }
 

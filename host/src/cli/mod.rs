@@ -47,6 +47,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<crate::ops::pause::PauseError>() {
             return e.exit_code();
         }
+        if let Some(e) = cause.downcast_ref::<crate::ops::migrate::MigrateError>() {
+            return e.exit_code();
+        }
     }
     1
 }
@@ -632,6 +635,25 @@ pub enum BoardCommand {
         /// Replace FILE if it exists
         #[arg(long)]
         force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move the board's cards, runs, events and the rest of its database to another engine: a SQLite board
+    /// into PostgreSQL, or a PostgreSQL board back into a SQLite file
+    ///
+    /// Every table is copied with its ids, in one transaction, and read back: row counts and a sha256 per
+    /// table must match before the board's folder is switched to the new store. The store it leaves is
+    /// kept: the SQLite file in <home>/archive/<slug>.<time>.sqlite/, or the PostgreSQL schema left as it
+    /// is (its database.url moved to <home>/archive/<slug>.<time>.postgres/). Refused while a card is
+    /// running (stop the daemons first) or when the destination schema already holds a board.
+    /// board.toml, attachment files, workspaces, logs and plugins stay where they are.
+    Migrate {
+        /// The board to move (it must exist)
+        slug: String,
+        /// Where to: a postgres:// or postgresql:// URL (for a SQLite board), or `sqlite` (for a PostgreSQL
+        /// board)
+        #[arg(long, value_name = "URL|sqlite", env = "KANBAN_DATABASE_URL", hide_env_values = true)]
+        to: String,
         #[arg(long)]
         json: bool,
     },

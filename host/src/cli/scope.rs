@@ -105,6 +105,7 @@ fn name(command: &Command) -> &'static str {
             BoardCommand::SetDefaultWorkdir { .. } => "board set-default-workdir",
             BoardCommand::Export { .. } => "board export",
             BoardCommand::Import { .. } => "board import",
+            BoardCommand::Migrate { .. } => "board migrate",
             _ => "board",
         },
         Command::Plugin(p) => match p {

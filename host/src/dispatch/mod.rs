@@ -161,8 +161,9 @@ pub struct LockError {
     pub error: std::io::Error,
 }
 
-/// Take the board's tick lock without waiting. `None` if another dispatcher holds it.
-fn try_lock(board: &Board) -> Result<Option<nix::fcntl::Flock<File>>, LockError> {
+/// Take the board's tick lock without waiting. `None` if another dispatcher holds it (or a `board migrate`,
+/// which holds it so that no tick runs while the board changes stores).
+pub(crate) fn try_lock(board: &Board) -> Result<Option<nix::fcntl::Flock<File>>, LockError> {
     let path = board.dir.join("dispatch.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)

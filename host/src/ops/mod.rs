@@ -12,6 +12,7 @@ pub mod cards;
 pub mod gc;
 pub mod health;
 pub mod input;
+pub mod migrate;
 pub mod notify;
 pub mod pause;
 pub mod policies;

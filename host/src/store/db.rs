@@ -80,7 +80,6 @@ impl Tx<'_> {
     }
 
     /// Run statements without placeholders (DDL, `DELETE FROM x; DELETE FROM y`).
-    #[cfg(test)]
     pub(crate) fn execute_batch(&self, sql: &str) -> Result<()> {
         match self {
             Tx::Lite(tx) => Ok(tx.execute_batch(sql)?),

@@ -10,6 +10,7 @@
 mod backup;
 mod cards;
 mod conn;
+mod copy;
 pub(crate) mod db;
 mod gc;
 mod notify;
@@ -36,10 +37,11 @@ pub use cards::{
     Stats, TaskDetail, TaskFilter, new_task_id,
 };
 pub use conn::{BUSY_TIMEOUT, check_not_torn, open_connection, quarantine};
+pub use copy::{BoardRows, CopyError, TableDigest, check_same, file_digests};
 pub use gc::{EventPrune, FilesRemoved};
 pub use notify::{Attempt, Delivery};
 pub use pauses::Paused;
-pub use pg::redacted as redacted_url;
+pub use pg::{redacted as redacted_url, schema_of};
 pub use policy::{PolicyTick, Quarantined};
 pub use recurring::{NewSchedule, Occurrence, card_of};
 pub use runs::{HostSeen, HostSign, RunningCard, Settled};
