@@ -138,16 +138,6 @@ pub fn assess(task: &Task, run: &Run, seen: &Observed, d: &DispatchConfig, now: 
             false,
         ));
     }
-    if run.worker_pid.is_none() {
-        // The supervisor ended before a worker ran (it could not reach the store to go on, or was killed):
-        // the host's trouble, never the card's.
-        return settle(verdict(
-            Outcome::SpawnLost,
-            "the supervisor ended before its worker started".into(),
-            json!({"supervisor_pid": run.supervisor_pid}),
-            false,
-        ));
-    }
     if claim_expired {
         let age = task.last_heartbeat_at.map(|hb| now - hb);
         return settle(verdict(
@@ -206,7 +196,6 @@ mod tests {
         r.started_at = NOW - 60;
         r.supervisor_pid = Some(100);
         r.supervisor_start = Some(1);
-        r.worker_pid = Some(101);
         (t, r)
     }
 
@@ -275,10 +264,6 @@ mod tests {
         assert_eq!(outcome(&assess(&expired, &r, &dead(), &d, NOW)), Some(Outcome::Reclaimed));
         let never = Observed { supervisor_known: false, ..dead() };
         assert_eq!(outcome(&assess(&t, &r, &never, &d, NOW)), Some(Outcome::SpawnLost));
-        // A supervisor that ended before its worker started: a lost spawn too, not a crash.
-        let mut workerless = r.clone();
-        workerless.worker_pid = None;
-        assert_eq!(outcome(&assess(&t, &workerless, &dead(), &d, NOW)), Some(Outcome::SpawnLost));
     }
 
     #[test]
