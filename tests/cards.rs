@@ -477,7 +477,7 @@ fn list_sort_priority() {
 #[test]
 fn list_sort_title() {
     let k = Kanban::new();
-    let banana = k.create("banana", &[]);
+    let banana = k.create("Banana", &[]);
     k.advance(1);
     let apple = k.create("apple", &[]);
     k.advance(1);

@@ -34,6 +34,46 @@ pub fn clean_cmd() -> Command {
 pub struct Kanban {
     dir: tempfile::TempDir,
     now: Cell<i64>,
+    /// With `KANBAN_TEST_STORE=postgres`, a database of this home's own on the server at
+    /// `KANBAN_TEST_DATABASE_URL`: the boards its commands make (the default board too) live there.
+    database: Option<TestDatabase>,
+}
+
+/// A database made for one test home, dropped with it.
+struct TestDatabase {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    /// `Some` when `KANBAN_TEST_STORE=postgres`; then `KANBAN_TEST_DATABASE_URL` must name the server.
+    fn for_this_run() -> Option<TestDatabase> {
+        match std::env::var("KANBAN_TEST_STORE").as_deref() {
+            Ok("postgres") => {}
+            Ok("sqlite") | Err(_) => return None,
+            Ok(other) => panic!("KANBAN_TEST_STORE must be sqlite or postgres, not {other:?}"),
+        }
+        let server = std::env::var("KANBAN_TEST_DATABASE_URL").expect(
+            "KANBAN_TEST_STORE=postgres needs KANBAN_TEST_DATABASE_URL (`.ci/postgres start DIR` prints one)",
+        );
+        let mut bytes = [0u8; 6];
+        getrandom::fill(&mut bytes).unwrap();
+        let name = format!("kanban_test_{}", hex::encode(bytes));
+        let mut client =
+            postgres::Client::connect(&server, postgres::NoTls).expect("connect to the test server");
+        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create a test database");
+        let (base, _) = server.rsplit_once('/').expect("a URL ending in /DATABASE");
+        Some(TestDatabase { url: format!("{base}/{name}"), server, name })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.server, postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
 }
 
 impl Default for Kanban {
@@ -44,7 +84,11 @@ impl Default for Kanban {
 
 impl Kanban {
     pub fn new() -> Self {
-        Kanban { dir: tempfile::tempdir().expect("create temp home"), now: Cell::new(DEFAULT_NOW) }
+        Kanban {
+            dir: tempfile::tempdir().expect("create temp home"),
+            now: Cell::new(DEFAULT_NOW),
+            database: TestDatabase::for_this_run(),
+        }
     }
 
     /// The home directory passed as `--home`.
@@ -87,6 +131,9 @@ impl Kanban {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = clean_cmd();
         cmd.env("KANBAN_NOW", self.now().to_string()).arg("--home").arg(self.home()).args(args);
+        if let Some(db) = &self.database {
+            cmd.env("KANBAN_DATABASE_URL", &db.url);
+        }
         cmd
     }
 
@@ -192,6 +239,17 @@ impl Kanban {
     /// Poke a card's `consecutive_failures` straight into the store (no CLI path sets it without a
     /// dispatcher). Assumes the cards live in a `tasks` table.
     pub fn set_failures(&self, id: &str, n: i64) {
+        if let Some(db) = &self.database {
+            let mut client = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+            let changed = client
+                .execute(
+                    "UPDATE kanban_default.tasks SET consecutive_failures = $1 WHERE id = $2",
+                    &[&n, &id],
+                )
+                .expect("update consecutive_failures");
+            assert_eq!(changed, 1, "no tasks row for {id}");
+            return;
+        }
         let conn = rusqlite::Connection::open(self.db_path("default")).expect("open db");
         conn.busy_timeout(std::time::Duration::from_secs(10)).expect("busy timeout");
         let changed = conn

@@ -24,6 +24,9 @@ pub const DEFAULT_BOARD: &str = "default";
 
 /// The file in a board's folder that names its PostgreSQL database (`board create --database`).
 pub const DATABASE_FILE: &str = "database.url";
+/// The environment variable naming the PostgreSQL database new boards are made in (`board create
+/// --database`, and the default board when it is made on first use).
+pub const DATABASE_ENV: &str = "KANBAN_DATABASE_URL";
 
 /// The board's PostgreSQL URL, if its folder names one.
 fn read_database(dir: &Path) -> Result<Option<String>> {
@@ -323,13 +326,27 @@ impl Home {
     pub fn open_board(&self, slug: &str) -> Result<Board> {
         check_slug(slug)?;
         if slug == DEFAULT_BOARD && !self.board_dir(slug).join("board.toml").exists() {
-            match self.create_board(slug, Some("Default"), None) {
+            // Made where `board create` would make it: in the database `KANBAN_DATABASE_URL` names, if any.
+            let database = std::env::var(DATABASE_ENV).ok().filter(|url| !url.trim().is_empty());
+            match self.create_board_in(slug, Some("Default"), None, database.as_deref()) {
                 Ok(board) => return Ok(board),
                 Err(BoardError::Exists(_)) => {} // created by a concurrent command
                 Err(e) => return Err(e),
             }
         }
         self.load_board(slug)
+    }
+
+    /// Open board `slug`'s store, on whichever engine it is kept, without loading (or settling) its config:
+    /// for reading another board's cards in passing (a host counting its workers on every board). `None`
+    /// for a SQLite board whose file is not there (opening would make an empty one).
+    pub fn open_board_store(&self, slug: &str) -> Result<Option<Store>> {
+        let dir = self.require_board(slug)?;
+        Ok(match read_database(&dir)? {
+            Some(url) => Some(Store::open_postgres(&url, slug)?),
+            None if dir.join("kanban.db").is_file() => Some(Store::open(&dir.join("kanban.db"))?),
+            None => None,
+        })
     }
 
     /// Like [`Home::open_board`], but a `board.toml` that fails to parse or validate gives the board with

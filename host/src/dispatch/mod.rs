@@ -594,8 +594,8 @@ fn spawn_phase(
 }
 
 /// What this host may run: its labels, and when it has a `max_workers`, the workers it runs now on every
-/// board of its home (the others read from their database files; one that cannot be read is left out,
-/// with a warning, rather than stopping this board's tick).
+/// board of its home (the others read from their stores, a SQLite file or a PostgreSQL schema; one that
+/// cannot be read is left out, with a warning, rather than stopping this board's tick).
 fn host_room(home: &Home, desk: &mut Desk, host: &HostConfig) -> anyhow::Result<plan::HostRoom> {
     let mut room = plan::HostRoom {
         labels: host.labels.iter().cloned().collect(),
@@ -607,11 +607,16 @@ fn host_room(home: &Home, desk: &mut Desk, host: &HostConfig) -> anyhow::Result<
     }
     room.running = desk.store.running_on_host(desk.host_id)?;
     for slug in home.board_slugs()? {
-        let db = home.board_dir(&slug).join("kanban.db");
-        if slug == desk.board.slug || !db.is_file() {
+        if slug == desk.board.slug {
             continue;
         }
-        match crate::store::Store::open(&db).and_then(|mut s| s.running_on_host(desk.host_id)) {
+        let counted = home.open_board_store(&slug).map_err(anyhow::Error::from).and_then(|store| {
+            let Some(mut store) = store else { return Ok(0) };
+            let n = store.running_on_host(desk.host_id)?;
+            store.close()?;
+            Ok(n)
+        });
+        match counted {
             Ok(n) => room.running += n,
             Err(e) => tracing::warn!(board = %slug, error = %e, "cannot count this host's workers there"),
         }

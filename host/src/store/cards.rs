@@ -831,7 +831,8 @@ impl Store {
             ListSort::Created => sql.push_str(" ORDER BY created_at, rowid"),
             ListSort::Priority => sql.push_str(" ORDER BY priority DESC, created_at, rowid"),
             ListSort::Assignee => sql.push_str(" ORDER BY assignee IS NULL, assignee, created_at, id"),
-            ListSort::Title => sql.push_str(" ORDER BY title COLLATE NOCASE, created_at, id"),
+            // `lower` on both engines (SQLite's NOCASE collation is its own): ASCII case folded alike.
+            ListSort::Title => sql.push_str(" ORDER BY lower(title), created_at, id"),
             ListSort::Updated => sql.push_str(" ORDER BY updated_at DESC, created_at, id"),
             ListSort::Status => {
                 sql.push_str(&format!(" ORDER BY CASE status {status_rank} ELSE 99 END, created_at, id"))
