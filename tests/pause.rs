@@ -119,11 +119,11 @@ esac"#;
     assert_eq!(strings(&report["rate_limited"]), [limited.as_str()], "{report}");
     assert_eq!(strings(&report["timed_out"]), [hung.as_str()], "{report}");
     assert!(spawned(&report).is_empty(), "{report}");
-    assert_eq!(
-        paused(&report).iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
-        [limited.as_str()],
-        "{report}"
-    );
+    // Held back: the requeued card, and the timed-out one too when its supervisor finished the stop while
+    // the tick was still planning (it may, on either store: it runs beside the tick).
+    let held: Vec<String> = paused(&report).iter().map(|p| p.0.clone()).collect();
+    assert!(held.contains(&limited), "{report}");
+    assert!(held.iter().all(|id| *id == limited || *id == hung), "{report}");
     assert_eq!(f.status(&limited), "ready");
     assert_eq!(f.runs(&limited).len(), 1, "not respawned");
 }
