@@ -124,6 +124,14 @@ esac"#;
     let held: Vec<String> = paused(&report).iter().map(|p| p.0.clone()).collect();
     assert!(held.contains(&limited), "{report}");
     assert!(held.iter().all(|id| *id == limited || *id == hung), "{report}");
+    if held.contains(&hung) {
+        assert_eq!(
+            f.runs(&hung)[0]["status"],
+            "ended",
+            "held back only once its stop was finished: {report}"
+        );
+    }
+    assert_eq!(f.runs(&hung).len(), 1, "the timed-out card is not respawned while paused either");
     assert_eq!(f.status(&limited), "ready");
     assert_eq!(f.runs(&limited).len(), 1, "not respawned");
 }
